@@ -1,0 +1,30 @@
+"""jestimator: the tf.estimator abstraction (train / evaluate / predict / export) on JAX.
+
+A `model_fn` builds a Flax network inline and returns an `EstimatorSpec`; the `Estimator` compiles
+pure train / eval / predict steps once, owns the train state and writes Orbax checkpoints.
+"""
+from jestimator import hooks, inputs, metrics
+from jestimator.early_stopping import (make_early_stopping_hook, stop_if_higher_hook,
+                                       stop_if_lower_hook, stop_if_no_decrease_hook,
+                                       stop_if_no_increase_hook)
+from jestimator.estimator import Estimator
+from jestimator.export_output import ClassificationOutput, PredictOutput, RegressionOutput
+from jestimator.mode_keys import ModeKeys
+from jestimator.model_fn import ModelFn
+from jestimator.padding import example_mask
+from jestimator.run_config import RunConfig
+from jestimator.spec import EstimatorSpec
+from jestimator.steps import make_eval_step, make_predict_step, make_train_step
+from jestimator.strategy import InputContext
+from jestimator.train_state import TrainState
+from jestimator.warm_start import WarmStartSettings
+
+__version__ = '0.1.0'
+
+__all__ = [
+    'ClassificationOutput', 'Estimator', 'EstimatorSpec', 'InputContext', 'ModeKeys', 'ModelFn',
+    'PredictOutput', 'RegressionOutput', 'RunConfig', 'TrainState', 'WarmStartSettings',
+    'example_mask', 'hooks', 'inputs', 'make_early_stopping_hook', 'make_eval_step',
+    'make_predict_step', 'make_train_step', 'metrics', 'stop_if_higher_hook',
+    'stop_if_lower_hook', 'stop_if_no_decrease_hook', 'stop_if_no_increase_hook',
+]

@@ -1,0 +1,205 @@
+"""The train, evaluate and predict loops of `Estimator` (host side; steps are compiled once)."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterator
+
+import jax
+import numpy as np
+
+from jestimator import _batches
+from jestimator import checkpoints as ckpt_lib
+from jestimator import hooks as hooks_lib
+from jestimator import inputs as inputs_lib
+from jestimator import metrics as metrics_lib
+from jestimator import strategy as strategy_lib
+from jestimator import summaries
+from jestimator.mode_keys import ModeKeys
+
+logger = logging.getLogger('jestimator')
+
+
+# -- input --------------------------------------------------------------------------------------
+def _source(est, input_fn, mode: str, restore_position: dict | None = None
+            ) -> _batches.Prefetcher:
+  """Calls input_fn and returns a prefetcher of `(features, labels, size)` numpy batches."""
+  input_fn = _in_memory(est, input_fn, mode)
+  result = inputs_lib.call_input_fn(input_fn, mode, est._model.params, est._config,
+                                    est._strategy.input_context())
+  iterator = inputs_lib.iterate(result)
+  if restore_position and hasattr(iterator, 'set_state'):
+    try:
+      iterator.set_state(restore_position)
+      logger.info('Resuming input at epoch %d, offset %d', restore_position['epoch'],
+                  restore_position['offset'])
+    except ValueError:  # another input_fn than the checkpoint's: start it from its beginning
+      pass
+  needs_labels = mode != ModeKeys.PREDICT and est._model.takes_labels
+  return _batches.Prefetcher(
+      iterator, lambda item: _batches.prepare(item, mode, est._host, needs_labels))
+
+
+def _in_memory(est, input_fn, mode: str):
+  """For built-in in-memory inputs, run the host stage once over the whole arrays."""
+  if not isinstance(input_fn, inputs_lib.NumpyInputFn) or (
+      est._host.columns_stage is None and est._host.label_vocabulary is None):
+    return input_fn
+  cache = est.__dict__.setdefault('_in_memory_inputs', {})
+  key = (id(input_fn), mode)
+  if key not in cache or cache[key][0] is not input_fn:
+    features, labels = _batches.to_numpy(input_fn.x, None if mode == ModeKeys.PREDICT
+                                         else input_fn.y)
+    features, labels = est._host(features, labels)
+    cache[key] = (input_fn, input_fn.with_arrays(features, labels))
+  return cache[key][1]
+
+
+def _first(source, what: str):
+  try:
+    return next(source)
+  except StopIteration:
+    raise ValueError(f'input_fn yielded no batches for {what}') from None
+
+
+# -- train --------------------------------------------------------------------------------------
+def train(est, input_fn, hooks, steps, max_steps, listeners):
+  config, strategy = est._config, est._strategy
+  ckpt = ckpt_lib.Checkpointer(config.model_dir, config.keep_checkpoint_max, read_only=True)
+  latest = ckpt.latest_step()
+  meta = ckpt.meta(latest) if latest is not None else {}
+  start = latest if latest is not None else 0
+  if max_steps is not None and start >= max_steps:
+    logger.info('Skipping training since max_steps (%d) has already been reached.', max_steps)
+    return
+  target = start + steps if steps is not None else max_steps
+  source = _source(est, input_fn, ModeKeys.TRAIN, meta.get('input_state'))
+  try:
+    (features, labels, size), position = _first(source, 'training')
+    state = _train_state(est, ckpt, latest, features, labels)
+    ckpt = ckpt_lib.Checkpointer(config.model_dir, config.keep_checkpoint_max)
+    _train_loop(est, ckpt, state, source, ((features, labels, size), position), target, hooks,
+                listeners)
+  finally:
+    source.close()
+    ckpt.wait()
+
+
+def _train_state(est, ckpt, latest, features, labels):
+  strategy = est._strategy
+  if est._state is not None and latest is not None and int(est._state.step) == latest:
+    return est._state  # this object wrote the latest checkpoint: no reload
+  if latest is None:
+    return strategy.put_state(est._create_train_state(features, labels))
+  abstract = est._abstract_train_state(features, labels)
+  variables, train, meta = ckpt.restore(latest, abstract.variables,
+                                        {'opt_state': abstract.opt_state, 'rng': abstract.rng})
+  variables = dict(variables)
+  params = variables.pop('params')
+  state = abstract.replace(step=np.int32(meta['global_step']), params=params,
+                           collections=variables, opt_state=train['opt_state'], rng=train['rng'])
+  logger.info('Restored checkpoint %s', ckpt.path(latest))
+  return strategy.put_state(state)
+
+
+def _next_group(source, pending, k: int):
+  """Up to k consecutive batches of one shape; `pending` holds a batch held over."""
+  group = []
+  while len(group) < k:
+    if pending:
+      item = pending.pop()
+    else:
+      try:
+        item = next(source)
+      except StopIteration:
+        break
+    if group and item[0][2] != group[0][0][2]:
+      pending.append(item)  # a short batch: run it in its own dispatch
+      break
+    group.append(item)
+  return group
+
+
+def _train_loop(est, ckpt, state, source, first, target, hooks, listeners):
+  config, strategy = est._config, est._strategy
+  writer = summaries.SummaryWriter(config.model_dir)
+  spec = est._specs.get(ModeKeys.TRAIN)
+  all_hooks = list(hooks) + list(spec.training_hooks if spec else ()) + [
+      hooks_lib.NanLossHook(config.log_step_count_steps),
+      hooks_lib.LoggingHook(config.log_step_count_steps),
+      hooks_lib.StepCounterHook(writer, config.log_step_count_steps),
+      hooks_lib.SummarySaverHook(writer, config.save_summary_steps)]
+  if 'train_step' not in est._compiled:
+    est._compiled['train_step'] = strategy.train_step(est._model)
+    est._compiled['train_loop'] = strategy.train_loop(est._model)
+  train_step, train_loop = est._compiled['train_step'], est._compiled['train_loop']
+  for h in all_hooks:
+    h.begin()
+  for h in all_hooks:
+    h.after_create_state(state)
+  for listener in listeners:
+    listener.begin()
+  step = int(state.step)
+  saved_step, saved_time = step, time.monotonic()
+  position = None
+  pending = [first]
+  stop = False
+  dispatches = 0
+  while not stop and (target is None or step < target):
+    k = config.steps_per_loop if target is None else min(config.steps_per_loop, target - step)
+    group = _next_group(source, pending, k)
+    if not group:
+      break
+    size = group[0][0][2]
+    ctx = hooks_lib.StepContext(ModeKeys.TRAIN, step + len(group), len(group), size)
+    wanted = set()
+    for h in all_hooks:
+      wanted.update(h.before_step(ctx) or ())
+    if len(group) == 1 and config.steps_per_loop == 1:
+      (features, labels, _), position = group[0]
+      state, outputs = train_step(state, strategy.put_batch(features), strategy.put_batch(labels))
+    else:
+      position = group[-1][1]
+      features = jax.tree.map(lambda *a: np.stack(a), *[g[0][0] for g in group])
+      labels = jax.tree.map(lambda *a: np.stack(a), *[g[0][1] for g in group])
+      state, outputs = train_loop(state, strategy.put_batch(features, stacked=True),
+                                  strategy.put_batch(labels, stacked=True))
+    step += len(group)
+    dispatches += 1
+    values = {k: np.asarray(strategy.to_host(outputs[k])) for k in wanted if k in outputs}
+    if strategy.sync_every and dispatches % strategy.sync_every == 0 and not values:
+      jax.block_until_ready(outputs['loss'])
+    for h in all_hooks:
+      h.after_step(ctx, values)
+    stop = ctx.stop_requested
+    due = ((config.save_checkpoints_steps and ctx.crossed(config.save_checkpoints_steps)) or
+           (config.save_checkpoints_secs is not None and
+            time.monotonic() - saved_time >= config.save_checkpoints_secs))
+    if due and step != saved_step:
+      stop |= _save(est, ckpt, state, step, position, listeners)
+      saved_step, saved_time = step, time.monotonic()
+  if step == 0 and saved_step == 0 and ckpt.latest_step() is None:
+    logger.info('Training with estimator made no steps.')
+  if step != saved_step or ckpt.latest_step() is None:
+    _save(est, ckpt, state, step, position, listeners)
+  ckpt.wait()
+  est._state = state
+  for listener in listeners:
+    listener.end(step)
+  for h in all_hooks:
+    h.end(state)
+  writer.close()
+
+
+def _save(est, ckpt, state, step, position, listeners) -> bool:
+  for listener in listeners:
+    listener.before_save(step)
+  host = est._strategy.host_state(state)
+  ckpt.save(step, host.variables, {'opt_state': host.opt_state, 'rng': host.rng},
+            {'input_state': position})
+  logger.info('Saving checkpoint for step %d into %s', step, ckpt.path(step))
+  stop = False
+  for listener in listeners:
+    ckpt.wait()  # listeners may read the checkpoint they were told about
+    stop |= bool(listener.after_save(step))
+  return stop

@@ -1,0 +1,214 @@
+"""Built-in input functions over in-memory arrays: `numpy_input_fn` and `pandas_input_fn`.
+
+Both mirror `tf.compat.v1.estimator.inputs` and add what TF could not do: their position (epoch,
+offset and shuffle seed) is saved in every checkpoint, so a later `train()` in a new process
+continues with exactly the batches that would have come next.
+
+An `input_fn` in general is any callable returning an iterable of `(features, labels)` (or
+`features` alone for predict), `features` a dict of numpy arrays with a leading batch dimension.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+_FORMAT = 1
+
+
+class ResumableIterator:
+  """Iterator over `(features, labels)` batches whose position can be saved and restored.
+
+  `get_state()` returns a JSON-serialisable dict describing the position after the last batch
+  returned; `set_state(state)` moves to such a position. The Estimator stores the state of the
+  batches it actually consumed in each checkpoint.
+  """
+
+  def __init__(self, fn: 'NumpyInputFn'):
+    self._fn = fn
+    self._epoch = 0
+    self._offset = 0
+    self._order = None
+
+  def get_state(self) -> dict[str, Any]:
+    return {'format': _FORMAT, 'fingerprint': self._fn.fingerprint,
+            'epoch': self._epoch, 'offset': self._offset}
+
+  def set_state(self, state: Mapping[str, Any]) -> None:
+    if state.get('fingerprint') != self._fn.fingerprint:
+      raise ValueError('input state belongs to a different input_fn '
+                       f'({state.get("fingerprint")!r} vs {self._fn.fingerprint!r})')
+    self._epoch, self._offset, self._order = int(state['epoch']), int(state['offset']), None
+
+  def __iter__(self) -> 'ResumableIterator':
+    return self
+
+  def __next__(self):
+    fn = self._fn
+    n = fn.num_examples
+    if n == 0:
+      raise StopIteration
+    if self._offset >= n:
+      self._next_epoch()
+    if fn.num_epochs is not None and self._epoch >= fn.num_epochs:
+      raise StopIteration
+    index = self._next_index()
+    features = {k: v[index] for k, v in fn.x.items()}
+    if fn.y is None:
+      return features
+    labels = ({k: v[index] for k, v in fn.y.items()} if isinstance(fn.y, dict) else fn.y[index])
+    return features, labels
+
+  def _next_epoch(self) -> None:
+    self._epoch, self._offset, self._order = self._epoch + 1, 0, None
+
+  def _epoch_order(self) -> np.ndarray:
+    fn = self._fn
+    if self._order is None:
+      # An epoch's order is a pure function of (seed, epoch): nothing else is needed to resume.
+      self._order = (np.random.default_rng([fn.seed, self._epoch]).permutation(fn.num_examples)
+                     if fn.shuffle else np.arange(fn.num_examples))
+    return self._order
+
+  def _next_index(self) -> np.ndarray:
+    fn = self._fn
+    n, size = fn.num_examples, fn.batch_size
+    stop = min(self._offset + size, n)
+    index = self._epoch_order()[self._offset:stop]
+    self._offset = stop
+    # Repeating forever: batches are always full (TF's dequeue_many), wrapping into next epochs.
+    while fn.num_epochs is None and len(index) < size:
+      self._next_epoch()
+      take = min(size - len(index), n)
+      index = np.concatenate([index, self._epoch_order()[:take]])
+      self._offset = take
+    return index
+
+
+class NumpyInputFn:
+  """An `input_fn` over dicts of numpy arrays; see `numpy_input_fn`.
+
+  Attributes `x` (dict of arrays), `y` (array, dict or None) are the whole data; the Estimator may
+  replace them once by their feature-column transform (`with_arrays`) so the host stage runs over
+  whole arrays instead of once per batch.
+  """
+
+  def __init__(self, x, y, batch_size, num_epochs, shuffle, seed):
+    self.x, self.y = x, y
+    self.batch_size, self.num_epochs, self.shuffle, self.seed = batch_size, num_epochs, shuffle, seed
+    self.num_examples = len(next(iter(x.values()))) if x else 0
+    self.fingerprint = (f'n={self.num_examples},bs={batch_size},epochs={num_epochs},'
+                        f'shuffle={shuffle},seed={seed},keys={",".join(sorted(x))}')
+
+  def __call__(self) -> ResumableIterator:
+    return ResumableIterator(self)
+
+  def with_arrays(self, x: Mapping[str, np.ndarray], y=None) -> 'NumpyInputFn':
+    """A copy over transformed arrays, same order, batching and fingerprint (so resumable)."""
+    out = NumpyInputFn(dict(x), self.y if y is None else y, self.batch_size, self.num_epochs,
+                       self.shuffle, self.seed)
+    out.fingerprint = self.fingerprint
+    return out
+
+
+def numpy_input_fn(x, y=None, batch_size: int = 128, num_epochs: int | None = 1,
+                   shuffle: bool | None = None, seed: int | None = None,
+                   queue_capacity: int | None = None, num_threads: int | None = None,
+                   ) -> NumpyInputFn:
+  """An input_fn that batches numpy arrays, as `tf.compat.v1.estimator.inputs.numpy_input_fn`.
+
+  Args:
+    x: dict `{feature_key: array [n, ...]}`, or one array (given to the model as `features` itself
+      would be un-TF-like in JAX, so it becomes `{'x': array}`).
+    y: labels: an array `[n, ...]`, a dict of arrays, or None (predict).
+    batch_size: examples per batch. With finite `num_epochs` the last batch may be short.
+    num_epochs: passes over the data; None repeats forever (batches are then always full).
+    shuffle: must be given explicitly (True/False), as in TF.
+    seed: shuffle seed; None draws one at construction (kept in checkpoints, so still resumable).
+    queue_capacity, num_threads: accepted for TF compatibility and ignored (no queues here).
+
+  Returns:
+    A callable `input_fn`. Its iterators are resumable (see `ResumableIterator`).
+
+  Example:
+    input_fn = numpy_input_fn({'x': xs}, ys, batch_size=32, num_epochs=None, shuffle=True)
+    estimator.train(input_fn, max_steps=1000)
+  """
+  del queue_capacity, num_threads
+  if not isinstance(shuffle, bool):
+    raise ValueError(f'shuffle must be given explicitly as True or False, got {shuffle!r}')
+  if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+    raise ValueError(f'batch_size must be a positive int, got {batch_size!r}')
+  if num_epochs is not None and num_epochs <= 0:
+    raise ValueError(f'num_epochs must be None or positive, got {num_epochs!r}')
+  if not isinstance(x, Mapping):
+    x = {'x': x}
+  x = {k: np.asarray(v) for k, v in sorted(x.items())}
+  if isinstance(y, Mapping):
+    clash = sorted(set(y) & set(x))
+    if clash:
+      raise ValueError(f'label keys {clash} collide with feature keys')
+    y = {k: np.asarray(v) for k, v in y.items()}
+  elif y is not None:
+    y = np.asarray(y)
+  _check_lengths(x, y)
+  if seed is None:
+    seed = int(np.random.SeedSequence().entropy % (2**31))
+  return NumpyInputFn(x, y, int(batch_size), num_epochs, shuffle, int(seed))
+
+
+def pandas_input_fn(x, y=None, batch_size: int = 128, num_epochs: int | None = 1,
+                    shuffle: bool | None = None, seed: int | None = None,
+                    queue_capacity: int | None = None, num_threads: int | None = None,
+                    target_column: str = 'target') -> NumpyInputFn:
+  """An input_fn over a pandas DataFrame (and Series of labels), as TF's `pandas_input_fn`.
+
+  `y`'s index must equal `x`'s; `target_column` may not be a column of `x` (TF's checks). Columns
+  become numpy arrays (object columns of strings stay strings for feature columns to map).
+  """
+  if shuffle is not None and not isinstance(shuffle, bool):
+    raise ValueError(f'shuffle must be given explicitly as True or False, got {shuffle!r}')
+  if shuffle is None:
+    raise ValueError('shuffle must be given explicitly as True or False, got None')
+  if y is not None:
+    if target_column in x.columns:
+      raise ValueError(f'target_column {target_column!r} is already a column of x; pick another')
+    if not np.array_equal(np.asarray(x.index), np.asarray(y.index)):
+      raise ValueError('index of x and y must be equal (pandas_input_fn aligns rows by index)')
+    y = ({k: y[k].to_numpy() for k in y.columns} if hasattr(y, 'columns') else y.to_numpy())
+  features = {str(k): x[k].to_numpy() for k in x.columns}
+  return numpy_input_fn(features, y, batch_size=batch_size, num_epochs=num_epochs,
+                        shuffle=shuffle, seed=seed, queue_capacity=queue_capacity,
+                        num_threads=num_threads)
+
+
+def _check_lengths(x: Mapping[str, np.ndarray], y) -> None:
+  lengths = {f'x[{k!r}]': len(v) for k, v in x.items()}
+  if isinstance(y, Mapping):
+    lengths.update({f'y[{k!r}]': len(v) for k, v in y.items()})
+  elif y is not None:
+    lengths['y'] = len(y)
+  if len(set(lengths.values())) > 1:
+    raise ValueError(f'all arrays must have the same first dimension, got {lengths}')
+
+
+def call_input_fn(input_fn: Callable, mode: str, params: Any, config: Any,
+                  input_context: Any = None) -> Any:
+  """Calls `input_fn` with whichever of mode/params/config/input_context it names."""
+  from jestimator._fn_args import call_with_named_args
+  return call_with_named_args(
+      input_fn, 'input_fn',
+      dict(mode=mode, params=params, config=config, input_context=input_context), required=())
+
+
+def iterate(result: Any) -> Iterator:
+  """An iterator over what an input_fn returned (an iterable, or a single batch)."""
+  if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Mapping):
+    return iter([result])
+  if isinstance(result, Mapping):
+    return iter([result])
+  try:
+    return iter(result)
+  except TypeError:
+    raise TypeError('input_fn must return an iterable of (features, labels) batches (or features '
+                    f'alone), got {type(result).__name__}') from None

@@ -1,0 +1,450 @@
+"""Streaming evaluation metrics: pytrees of weighted sums, merged over batches.
+
+A metric function called inside a `model_fn` returns the *state of one batch*: a small pytree of
+float32 sums (a `Metric`). The compiled eval step returns these states, the Estimator folds them
+over all batches with `merge` (an elementwise sum, also compiled) and finally reports `result()`.
+Because a state holds sums, never ratios, merging batch states gives exactly the metric of the
+concatenated data, whatever the batch sizes.
+
+  def model_fn(features, labels, mode):
+    logits = nn.Dense(1)(features['x'])[:, 0]
+    probs = jax.nn.sigmoid(logits)
+    ...
+    return EstimatorSpec(mode, loss=loss, eval_metrics={
+        'auc': metrics.auc(labels, probs),
+        'accuracy': metrics.accuracy(labels, (probs > 0.5).astype(labels.dtype))})
+
+  # What the Estimator does with them, in effect:
+  total = None
+  for batch in eval_batches:
+    states = eval_step(train_state, batch)      # jit: {'auc': AUC(...), 'accuracy': Mean(...)}
+    total = states if total is None else jax.tree.map(merge, total, states, is_leaf=is_metric)
+  metrics.compute(total)                        # {'auc': 0.93, 'accuracy': 0.88}
+
+Every function takes optional `weights` (None, a scalar, or an array broadcastable to the values;
+an array of lower rank is aligned with the *leading* axes, so `[batch]` weights apply per example
+to `[batch, k]` values). Inside an Estimator step the padding mask of the batch
+(`jestimator.padding.current_mask()`, `[batch]`) multiplies the weights too, so padded rows never
+count. Definitions and names follow `tf.keras.metrics`, which the TF v2 heads use.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jestimator import padding
+
+__all__ = [
+    'Metric', 'Mean', 'RootMeanSquaredError', 'Precision', 'Recall', 'AUC', 'mean', 'accuracy',
+    'accuracy_at_threshold', 'precision', 'recall', 'precision_at_thresholds',
+    'recall_at_thresholds', 'auc', 'auc_thresholds', 'mean_squared_error', 'mean_absolute_error',
+    'root_mean_squared_error', 'compute', 'is_metric', 'merge',
+]
+
+CURVES = ('ROC', 'PR')
+SUMMATION_METHODS = ('interpolation', 'minoring', 'majoring')
+# Keras' backend epsilon: the outer AUC thresholds sit just outside [0, 1].
+_EPSILON = 1e-7
+
+
+def _div_no_nan(x, y):
+  """x / y, and 0 where y == 0 (TF's div_no_nan)."""
+  safe = jnp.where(y == 0, 1.0, y)
+  return jnp.where(y == 0, 0.0, x / safe)
+
+
+class Metric(flax.struct.PyTreeNode):
+  """Base class of metric states: a pytree whose array leaves are float32 sums.
+
+  Subclasses declare their sums as fields and configuration as
+  `flax.struct.field(pytree_node=False)`, and implement `result()`.
+  """
+
+  def merge(self, other: 'Metric') -> 'Metric':
+    """The state of both batches together: the elementwise sum of all leaves (works under jit)."""
+    if type(other) is not type(self):
+      raise TypeError(f'cannot merge a {type(self).__name__} state with a '
+                      f'{type(other).__name__} state')
+    mine, theirs = jax.tree.structure(self), jax.tree.structure(other)
+    if mine != theirs:
+      raise ValueError(f'cannot merge {type(self).__name__} states with different configurations: '
+                       f'{_config(self)} vs {_config(other)}')
+    for a, b in zip(jax.tree.leaves(self), jax.tree.leaves(other)):
+      if jnp.shape(a) != jnp.shape(b):
+        raise ValueError(f'cannot merge {type(self).__name__} states whose sums have shapes '
+                         f'{jnp.shape(a)} and {jnp.shape(b)}')
+    return jax.tree.map(jnp.add, self, other)
+
+  def result(self) -> jax.Array:
+    """The metric value (pure jnp; a scalar, or `[T]` for the *_at_thresholds metrics)."""
+    raise NotImplementedError
+
+  def zeros_like(self) -> 'Metric':
+    """A state of the same type and configuration with all sums zero (the identity of merge)."""
+    return jax.tree.map(jnp.zeros_like, self)
+
+
+def _config(m: Metric) -> dict[str, Any]:
+  return {f.name: getattr(m, f.name) for f in dataclasses.fields(m)
+          if not f.metadata.get('pytree_node', True)}
+
+
+def is_metric(x: Any) -> bool:
+  """True for a metric state (use as `is_leaf` when mapping over dicts of states)."""
+  return isinstance(x, Metric)
+
+
+def merge(a: Metric, b: Metric) -> Metric:
+  """`a.merge(b)` as a function (handy in `jax.tree.map(merge, x, y, is_leaf=is_metric)`)."""
+  return a.merge(b)
+
+
+class Mean(Metric):
+  """Weighted mean: `result = total / count`, 0.0 when `count == 0`.
+
+  Attributes:
+    total: `[]` float32, the sum of `weights * values`.
+    count: `[]` float32, the sum of the (broadcast) weights.
+  """
+  total: jax.Array
+  count: jax.Array
+
+  def result(self) -> jax.Array:
+    return _div_no_nan(self.total, self.count)
+
+
+class RootMeanSquaredError(Mean):
+  """`sqrt(total / count)` of weighted squared errors (0.0 when `count == 0`)."""
+
+  def result(self) -> jax.Array:
+    return jnp.sqrt(_div_no_nan(self.total, self.count))
+
+
+class Precision(Metric):
+  """`true_positives / (true_positives + false_positives)`, 0.0 when nothing was predicted positive.
+
+  Attributes:
+    true_positives, false_positives: `[]` float32 weighted counts, or `[T]` (one per threshold).
+    thresholds: the thresholds for `precision_at_thresholds` (empty for `precision`).
+  """
+  true_positives: jax.Array
+  false_positives: jax.Array
+  thresholds: tuple[float, ...] = flax.struct.field(pytree_node=False, default=())
+
+  def result(self) -> jax.Array:
+    return _div_no_nan(self.true_positives, self.true_positives + self.false_positives)
+
+
+class Recall(Metric):
+  """`true_positives / (true_positives + false_negatives)`, 0.0 when there are no positive labels.
+
+  Attributes:
+    true_positives, false_negatives: `[]` float32 weighted counts, or `[T]` (one per threshold).
+    thresholds: the thresholds for `recall_at_thresholds` (empty for `recall`).
+  """
+  true_positives: jax.Array
+  false_negatives: jax.Array
+  thresholds: tuple[float, ...] = flax.struct.field(pytree_node=False, default=())
+
+  def result(self) -> jax.Array:
+    return _div_no_nan(self.true_positives, self.true_positives + self.false_negatives)
+
+
+class AUC(Metric):
+  """Area under the ROC or PR curve from confusion counts at `num_thresholds` thresholds.
+
+  Matches `tf.keras.metrics.AUC.result()`. Attributes `true_positives`, `false_positives`,
+  `true_negatives`, `false_negatives` are `[num_thresholds]` float32 weighted counts of
+  `prediction > threshold`; `num_thresholds`, `curve` ('ROC' | 'PR') and `summation_method`
+  ('interpolation' | 'minoring' | 'majoring') are static configuration.
+  """
+  true_positives: jax.Array
+  false_positives: jax.Array
+  true_negatives: jax.Array
+  false_negatives: jax.Array
+  num_thresholds: int = flax.struct.field(pytree_node=False, default=200)
+  curve: str = flax.struct.field(pytree_node=False, default='ROC')
+  summation_method: str = flax.struct.field(pytree_node=False, default='interpolation')
+
+  def result(self) -> jax.Array:
+    tp, fp = self.true_positives, self.false_positives
+    tn, fn = self.true_negatives, self.false_negatives
+    if self.curve == 'PR' and self.summation_method == 'interpolation':
+      return _interpolate_pr_auc(tp, fp, fn)
+    recall = _div_no_nan(tp, tp + fn)
+    if self.curve == 'ROC':
+      x, y = _div_no_nan(fp, fp + tn), recall
+    else:
+      x, y = recall, _div_no_nan(tp, tp + fp)
+    if self.summation_method == 'interpolation':
+      heights = (y[:-1] + y[1:]) / 2.0
+    elif self.summation_method == 'minoring':
+      heights = jnp.minimum(y[:-1], y[1:])
+    else:
+      heights = jnp.maximum(y[:-1], y[1:])
+    # Thresholds increase, so x decreases: x[i] - x[i+1] is the (non-negative) width.
+    return jnp.sum((x[:-1] - x[1:]) * heights)
+
+
+def _interpolate_pr_auc(tp, fp, fn):
+  """Keras' closed form of Davis & Goadrich (2006) PR interpolation.
+
+  Between consecutive thresholds A (lower) and B, TP and P = TP + FP vary linearly, so precision
+  is `(intercept + slope * P) / P`; integrating over recall gives
+  `slope * (dTP + intercept * log(P_A / P_B)) / total_positives` per interval.
+  """
+  dtp = tp[:-1] - tp[1:]
+  p = tp + fp
+  dp = p[:-1] - p[1:]
+  slope = _div_no_nan(dtp, jnp.maximum(dp, 0.0))
+  intercept = tp[1:] - slope * p[1:]
+  both_positive = (p[:-1] > 0) & (p[1:] > 0)
+  ratio = jnp.where(both_positive, _div_no_nan(p[:-1], jnp.maximum(p[1:], 0.0)), 1.0)
+  # Where P_B == 0 the ratio is 1 and log(1) = 0: precision is held constant over the interval.
+  increment = _div_no_nan(slope * (dtp + intercept * jnp.log(ratio)),
+                          jnp.maximum(tp[1:] + fn[1:], 0.0))
+  return jnp.sum(increment)
+
+
+# ----------------------------------------------------------------------------------------------
+# Input handling shared by the metric functions.
+
+def _f32(x, name: str) -> jax.Array:
+  try:
+    return jnp.asarray(x, jnp.float32)
+  except TypeError as e:
+    raise TypeError(f'{name} must be numeric (an array, number or bool), got '
+                    f'{type(x).__name__}: {e}') from None
+
+
+def _check_same_shape(labels, predictions, fn: str) -> None:
+  if jnp.shape(labels) != jnp.shape(predictions):
+    raise ValueError(f'{fn}: labels and predictions must have the same shape, got labels of shape '
+                     f'{tuple(jnp.shape(labels))} and predictions of shape '
+                     f'{tuple(jnp.shape(predictions))}')
+
+
+def _weights(shape: tuple[int, ...], weights, fn: str) -> jax.Array:
+  """float32 weights broadcast to `shape`, times the padding mask of the current step."""
+  shape = tuple(shape)
+  if weights is None:
+    w = jnp.ones(shape, jnp.float32)
+  else:
+    w = _f32(weights, f'{fn}: weights')
+    if w.ndim == len(shape) + 1 and w.shape[-1] == 1:
+      w = w[..., 0]  # [batch, 1] weights for [batch] values, as Keras squeezes them.
+    elif 0 < w.ndim < len(shape):
+      w = w.reshape(w.shape + (1,) * (len(shape) - w.ndim))  # align with the leading axes
+    try:
+      w = jnp.broadcast_to(w, shape)
+    except ValueError:
+      raise ValueError(f'{fn}: weights of shape {tuple(jnp.shape(weights))} cannot be broadcast '
+                       f'to the values of shape {shape}') from None
+  mask = padding.current_mask()
+  if mask is None:
+    return w
+  mask = jnp.asarray(mask, jnp.float32)
+  if not shape:
+    # A scalar (say a batch's loss) is one observation per batch; a batch that is all padding
+    # (a host that ran out of data) must not count.
+    return w * (jnp.sum(mask) > 0).astype(jnp.float32)
+  if shape[0] != mask.shape[0]:
+    raise ValueError(f'{fn}: the values (shape {shape}) must have the batch on their leading axis '
+                     f'to apply the padding mask of shape {tuple(mask.shape)}')
+  return w * mask.reshape(mask.shape + (1,) * (len(shape) - 1))
+
+
+def _error(labels, predictions, fn: str) -> jax.Array:
+  _check_same_shape(labels, predictions, fn)
+  return _f32(labels, f'{fn}: labels') - _f32(predictions, f'{fn}: predictions')
+
+
+def _mean_of(values, weights, fn: str, cls=Mean) -> Mean:
+  values = _f32(values, f'{fn}: values')
+  w = _weights(values.shape, weights, fn)
+  return cls(total=jnp.sum(values * w), count=jnp.sum(w))
+
+
+def _static_thresholds(thresholds, fn: str) -> np.ndarray:
+  try:
+    t = np.asarray(thresholds, np.float32)
+  except (TypeError, jax.errors.TracerArrayConversionError):
+    raise TypeError(f'{fn}: thresholds must be concrete numbers (a float or a list of floats), '
+                    f'got {type(thresholds).__name__}') from None
+  if t.ndim > 1 or t.size == 0:
+    raise ValueError(f'{fn}: thresholds must be a non-empty list of floats, got shape {t.shape}')
+  return t.reshape(-1)
+
+
+def _at_thresholds(labels, predictions, weights, thresholds: np.ndarray, fn: str):
+  """Weighted (tp, fp, tn, fn), each `[T]`, of `predictions > thresholds[t]` vs `labels != 0`."""
+  _check_same_shape(labels, predictions, fn)
+  preds = _f32(predictions, f'{fn}: predictions').reshape(-1)
+  w = _weights(jnp.shape(predictions), weights, fn).reshape(-1)
+  pos = jnp.asarray(labels).reshape(-1) != 0
+  wp = jnp.where(pos, w, 0.0)[:, None]
+  wn = jnp.where(pos, 0.0, w)[:, None]
+  # One [N, T] comparison; XLA fuses the four masked reductions into a single pass. Sums of
+  # selected weights (not a matmul) keep full float32 precision on every backend.
+  above = preds[:, None] > jnp.asarray(thresholds)[None, :]
+  tp = jnp.sum(jnp.where(above, wp, 0.0), axis=0)
+  fp = jnp.sum(jnp.where(above, wn, 0.0), axis=0)
+  tn = jnp.sum(jnp.where(above, 0.0, wn), axis=0)
+  fn_ = jnp.sum(jnp.where(above, 0.0, wp), axis=0)
+  return tp, fp, tn, fn_
+
+
+# ----------------------------------------------------------------------------------------------
+# Metric functions: each returns one batch's state.
+
+def mean(values, weights=None) -> Mean:
+  """Weighted mean of `values` (any shape; every element counts, weighted by broadcast `weights`).
+
+  Example: `mean(jnp.array([1., 3.]), weights=jnp.array([1., 3.])).result()` is 2.5.
+  """
+  return _mean_of(values, weights, 'mean')
+
+
+def accuracy(labels, predictions, weights=None) -> Mean:
+  """Weighted fraction of elements where `labels == predictions` (e.g. class ids).
+
+  Args:
+    labels, predictions: arrays of the same shape, `[batch]` or `[batch, k]`, compared as given.
+    weights: None or broadcastable to the labels.
+  """
+  _check_same_shape(labels, predictions, 'accuracy')
+  return _mean_of(jnp.asarray(labels) == jnp.asarray(predictions), weights, 'accuracy')
+
+
+def accuracy_at_threshold(labels, predictions, threshold: float, weights=None) -> Mean:
+  """Binary accuracy: weighted fraction where `labels == (predictions > threshold)`.
+
+  Like `tf.keras.metrics.BinaryAccuracy(threshold=threshold)`: labels are {0, 1} (or bool),
+  predictions are scores such as probabilities, both `[batch]` or `[batch, k]`.
+  """
+  _check_same_shape(labels, predictions, 'accuracy_at_threshold')
+  t = _static_thresholds(threshold, 'accuracy_at_threshold')
+  if t.size != 1:
+    raise ValueError(f'accuracy_at_threshold: threshold must be one float, got {threshold!r}')
+  t = float(t[0])
+  hit = _f32(labels, 'accuracy_at_threshold: labels') == (
+      _f32(predictions, 'accuracy_at_threshold: predictions') > t).astype(jnp.float32)
+  return _mean_of(hit, weights, 'accuracy_at_threshold')
+
+
+def precision(labels, predictions, weights=None) -> Precision:
+  """Weighted precision of binary predictions.
+
+  Args:
+    labels, predictions: bool or {0, 1} arrays of the same shape, `[batch]` or `[batch, k]`.
+      A label counts as positive when non-zero; a prediction when `> 0.5` (so {0, 1} and bool
+      work, and probabilities get Keras' default threshold).
+    weights: None or broadcastable to the labels.
+  """
+  tp, fp, _, _ = _at_thresholds(labels, predictions, weights, np.float32([0.5]), 'precision')
+  return Precision(true_positives=tp[0], false_positives=fp[0])
+
+
+def recall(labels, predictions, weights=None) -> Recall:
+  """Weighted recall of binary predictions (same conventions as `precision`)."""
+  tp, _, _, fn = _at_thresholds(labels, predictions, weights, np.float32([0.5]), 'recall')
+  return Recall(true_positives=tp[0], false_negatives=fn[0])
+
+
+def precision_at_thresholds(labels, predictions, thresholds: Sequence[float],
+                            weights=None) -> Precision:
+  """Precision at each threshold; `result()` is `[len(thresholds)]`.
+
+  Args:
+    labels: `[batch]` or `[batch, k]`, positive where non-zero.
+    predictions: scores of the same shape; `prediction > t` counts as positive (as TF).
+    thresholds: a float or a list of floats (static).
+    weights: None or broadcastable to the labels.
+  """
+  t = _static_thresholds(thresholds, 'precision_at_thresholds')
+  tp, fp, _, _ = _at_thresholds(labels, predictions, weights, t, 'precision_at_thresholds')
+  return Precision(true_positives=tp, false_positives=fp, thresholds=tuple(t.tolist()))
+
+
+def recall_at_thresholds(labels, predictions, thresholds: Sequence[float],
+                         weights=None) -> Recall:
+  """Recall at each threshold; `result()` is `[len(thresholds)]` (see `precision_at_thresholds`)."""
+  t = _static_thresholds(thresholds, 'recall_at_thresholds')
+  tp, _, _, fn = _at_thresholds(labels, predictions, weights, t, 'recall_at_thresholds')
+  return Recall(true_positives=tp, false_negatives=fn, thresholds=tuple(t.tolist()))
+
+
+def auc_thresholds(num_thresholds: int) -> np.ndarray:
+  """The `[num_thresholds]` float32 thresholds of `tf.keras.metrics.AUC`.
+
+  `[-1e-7] + [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)] + [1 + 1e-7]`.
+  """
+  inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+  return np.array([0.0 - _EPSILON] + inner + [1.0 + _EPSILON], np.float32)
+
+
+def auc(labels, predictions, weights=None, num_thresholds: int = 200, curve: str = 'ROC',
+        summation_method: str = 'interpolation') -> AUC:
+  """Approximate area under the ROC or precision-recall curve, as `tf.keras.metrics.AUC`.
+
+  Args:
+    labels: `[batch]` or `[batch, k]`, positive where non-zero; every element is one example.
+    predictions: probabilities in [0, 1], same shape as `labels`.
+    weights: None or broadcastable to the labels.
+    num_thresholds: number of thresholds (>= 2), see `auc_thresholds`.
+    curve: 'ROC' or 'PR'.
+    summation_method: 'interpolation' (trapezoids for ROC; Davis & Goadrich for PR), 'minoring'
+      (lower Riemann sum) or 'majoring' (upper Riemann sum).
+
+  Returns:
+    An `AUC` state with `[num_thresholds]` confusion counts.
+  """
+  if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, (int, np.integer)) or (
+      num_thresholds < 2):
+    raise ValueError(f'auc: num_thresholds must be an integer >= 2, got {num_thresholds!r}')
+  curve_norm = str(curve).upper()
+  if curve_norm not in CURVES:
+    raise ValueError(f'auc: unknown curve {curve!r}; expected one of {list(CURVES)}')
+  method = str(summation_method).lower()
+  if method not in SUMMATION_METHODS:
+    raise ValueError(f'auc: unknown summation_method {summation_method!r}; expected one of '
+                     f'{list(SUMMATION_METHODS)}')
+  tp, fp, tn, fn = _at_thresholds(labels, predictions, weights,
+                                  auc_thresholds(int(num_thresholds)), 'auc')
+  return AUC(true_positives=tp, false_positives=fp, true_negatives=tn, false_negatives=fn,
+             num_thresholds=int(num_thresholds), curve=curve_norm, summation_method=method)
+
+
+def mean_squared_error(labels, predictions, weights=None) -> Mean:
+  """Weighted mean of `(labels - predictions) ** 2` over all elements (same shapes required)."""
+  err = _error(labels, predictions, 'mean_squared_error')
+  return _mean_of(err * err, weights, 'mean_squared_error')
+
+
+def mean_absolute_error(labels, predictions, weights=None) -> Mean:
+  """Weighted mean of `|labels - predictions|` over all elements (same shapes required)."""
+  err = _error(labels, predictions, 'mean_absolute_error')
+  return _mean_of(jnp.abs(err), weights, 'mean_absolute_error')
+
+
+def root_mean_squared_error(labels, predictions, weights=None) -> RootMeanSquaredError:
+  """`sqrt` of the weighted mean squared error (sums are merged, the root taken at the end)."""
+  err = _error(labels, predictions, 'root_mean_squared_error')
+  return _mean_of(err * err, weights, 'root_mean_squared_error', RootMeanSquaredError)
+
+
+def compute(metrics: Mapping[str, Metric]) -> dict[str, float | np.ndarray]:
+  """Host values of merged states: a Python float for scalar results, numpy for vectors."""
+  out: dict[str, float | np.ndarray] = {}
+  for name, m in metrics.items():
+    if not isinstance(m, Metric):
+      raise TypeError(f'compute: metrics[{name!r}] must be a jestimator.metrics state, got '
+                      f'{type(m).__name__}')
+    value = np.asarray(jax.device_get(m.result()))
+    out[name] = float(value) if value.ndim == 0 else value
+  return out

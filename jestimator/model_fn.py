@@ -1,0 +1,127 @@
+"""Turning a TF-style `model_fn` into pure Flax `init` / `apply` functions.
+
+A `model_fn(features, labels, mode, params, config)` builds its network with Flax linen layers
+inline (`nn.Dense(64)(x)`), as in a `@nn.compact` method, and returns an `EstimatorSpec`.
+`ModelFn` wraps it in a linen module per mode, so the Estimator (and hand-written loops, see
+`jestimator.steps`) can call pure `init(rng, features, labels, mode)` and `apply(...)`.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+
+from jestimator import padding
+from jestimator._fn_args import arg_names
+from jestimator.mode_keys import ModeKeys, check_mode
+from jestimator.spec import EstimatorSpec
+
+_ALLOWED_ARGS = {'features', 'labels', 'mode', 'params', 'config'}
+RNG_STREAMS = ('dropout',)
+
+
+class _ModelFnModule(nn.Module):
+  """A linen module whose body is the user's model_fn (bound to mode, params and config)."""
+  body: Callable[..., EstimatorSpec]
+
+  @nn.compact
+  def __call__(self, features, labels):
+    return self.body(features, labels)
+
+
+class ModelFn:
+  """A validated `model_fn` with pure `init` and `apply`.
+
+  Args:
+    model_fn: `model_fn(features, labels, mode, params, config)`; only `features` is required and
+      only the arguments it names are passed.
+    params: hyper-parameters given to the model_fn as `params` (deep-copied).
+    config: the `RunConfig`, given as `config`.
+  """
+
+  def __init__(self, model_fn: Callable[..., EstimatorSpec], params: Any = None,
+               config: Any = None):
+    if not callable(model_fn):
+      raise TypeError(f'model_fn must be callable, got {type(model_fn).__name__}')
+    names, var_kw = arg_names(model_fn)
+    if 'features' not in names:
+      raise ValueError('model_fn must take an argument named "features"')
+    unknown = names - _ALLOWED_ARGS
+    if unknown:
+      raise ValueError(f'model_fn has argument(s) {sorted(unknown)} that the Estimator cannot '
+                       f'supply; allowed names are {sorted(_ALLOWED_ARGS)}')
+    if params is not None and 'params' not in names and not var_kw:
+      raise ValueError('params were given to the Estimator but model_fn takes no "params" '
+                       'argument')
+    self.fn = model_fn
+    self.takes_labels = 'labels' in names or var_kw
+    self._names = names if not var_kw else _ALLOWED_ARGS
+    self.params = copy.deepcopy(params)
+    self.config = config
+    self.padding_aware = False
+
+  def module(self, mode: str) -> _ModelFnModule:
+    """The linen module running the model_fn in `mode`."""
+    check_mode(mode)
+    return _ModelFnModule(body=functools.partial(self._call, mode))
+
+  def _call(self, mode, features, labels) -> EstimatorSpec:
+    available = dict(features=features, labels=labels, mode=mode, params=self.params,
+                     config=self.config)
+    spec = self.fn(**{k: v for k, v in available.items() if k in self._names})
+    if not isinstance(spec, EstimatorSpec):
+      raise TypeError(f'model_fn must return an EstimatorSpec, got {type(spec).__name__}')
+    if spec.mode != mode:
+      raise ValueError(f'model_fn returned an EstimatorSpec for mode {spec.mode!r} when called '
+                       f'in mode {mode!r}')
+    return spec
+
+  def init(self, rng: jax.Array, features, labels, mode: str = ModeKeys.TRAIN):
+    """Initial variables `{'params': ..., <collections>}` for a batch of features/labels."""
+    params_rng, dropout_rng = jax.random.split(rng)
+    with padding.mask_scope(None):
+      return self.module(mode).init({'params': params_rng, 'dropout': dropout_rng},
+                                    features, labels)
+
+  def apply(self, variables, features, labels, mode: str, rng: jax.Array | None = None,
+            mask: jax.Array | None = None, mutable: Any = False):
+    """Runs the model_fn; returns `(spec, updated_collections)` (the latter {} unless mutable).
+
+    `mask` ([batch] float32 of real rows) is published to `jestimator.example_mask()` and the
+    metrics; when the model_fn asks for it, `self.padding_aware` becomes True.
+    """
+    rngs = {'dropout': rng} if rng is not None else {}
+    with padding.mask_scope(mask) as scope:
+      out = self.module(mode).apply(variables, features, labels, rngs=rngs, mutable=mutable)
+    if scope.used:
+      self.padding_aware = True
+    if mutable:
+      return out
+    return out, {}
+
+  def trace_spec(self, variables, features, labels, mode: str) -> EstimatorSpec:
+    """The spec's static parts (optimizer, hooks, string outputs) from an abstract trace.
+
+    Arrays in the returned spec are tracers and must not be used; runs no computation.
+    """
+    box = {}
+
+    def capture(v, f, l):
+      spec, _ = self.apply(v, f, l, mode, rng=jax.random.key(0) if mode == ModeKeys.TRAIN
+                           else None, mutable=_mutable_collections(v) if mode == ModeKeys.TRAIN
+                           else False)
+      box['spec'] = spec
+      return spec.loss if spec.loss is not None else 0.0
+
+    jax.eval_shape(capture, variables, features, labels)
+    return box['spec']
+
+
+def _mutable_collections(variables) -> list[str]:
+  return [k for k in variables if k != 'params']
+
+
+mutable_collections = _mutable_collections

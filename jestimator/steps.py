@@ -1,0 +1,136 @@
+"""Pure, jit-able train / eval / predict steps built from a `model_fn`.
+
+The Estimator compiles these; they are public so a hand-written `jax.pmap`, `shard_map` or plain
+`jax.jit` loop can reuse a model_fn (and its heads and feature columns) without the driver:
+
+  model = jestimator.ModelFn(model_fn)
+  train_step = jestimator.make_train_step(model, optax.sgd(0.1), axis_name='batch')
+  p_train_step = jax.pmap(train_step, axis_name='batch')
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from jestimator import metrics as metrics_lib
+from jestimator.mode_keys import ModeKeys
+from jestimator.model_fn import ModelFn
+from jestimator.train_state import TrainState
+
+StepOutputs = dict[str, jax.Array]
+
+
+def _as_model_fn(model_fn_or_estimator) -> ModelFn:
+  if isinstance(model_fn_or_estimator, ModelFn):
+    return model_fn_or_estimator
+  inner = getattr(model_fn_or_estimator, '_model', None)  # an Estimator
+  if isinstance(inner, ModelFn):
+    return inner
+  return ModelFn(model_fn_or_estimator)
+
+
+def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformation | None = None,
+                    axis_name: str | None = None
+                    ) -> Callable[[TrainState, Any, Any], tuple[TrainState, StepOutputs]]:
+  """`train_step(state, features, labels) -> (state, {'loss': loss})`, pure.
+
+  Args:
+    model_fn_or_estimator: a model_fn, a `ModelFn` or an `Estimator`.
+    optimizer: the optax transformation; None uses the `EstimatorSpec.optimizer` of the model_fn.
+    axis_name: when the step runs under `jax.pmap`/`shard_map` over this axis: gradients, loss and
+      mutable collections (BatchNorm statistics) are averaged over it, and each replica draws
+      its own dropout key.
+  """
+  model = _as_model_fn(model_fn_or_estimator)
+
+  def train_step(state: TrainState, features, labels):
+    rng = jax.random.fold_in(state.rng, state.step)
+    if axis_name is not None:
+      rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
+    mutable = list(state.collections) or False
+    box = {}
+
+    def loss_fn(params):
+      spec, updated = model.apply({'params': params, **state.collections}, features, labels,
+                                  ModeKeys.TRAIN, rng=rng, mutable=mutable)
+      box['optimizer'] = spec.optimizer
+      return spec.loss, updated
+
+    (loss, updated), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if axis_name is not None:
+      grads, loss, updated = lax.pmean((grads, loss, updated), axis_name)
+    opt = optimizer if optimizer is not None else box['optimizer']
+    updates, opt_state = opt.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    collections = {**state.collections, **updated}
+    new_state = state.replace(step=state.step + 1, params=params, collections=collections,
+                              opt_state=opt_state)
+    return new_state, {'loss': loss}
+
+  return train_step
+
+
+def make_train_loop(train_step: Callable) -> Callable:
+  """K steps in one dispatch: `loop(state, features[K, B...], labels[K, B...])` via `lax.scan`.
+
+  Returns `(state, {'loss': last step's loss, 'losses': [K]})`, like TPUEstimator's
+  `iterations_per_loop`.
+  """
+
+  def loop(state, features, labels):
+    def body(s, batch):
+      s, out = train_step(s, *batch)
+      return s, out['loss']
+
+    state, losses = lax.scan(body, state, (features, labels))
+    return state, {'loss': losses[-1], 'losses': losses}
+
+  return loop
+
+
+def make_eval_step(model_fn_or_estimator, axis_name: str | None = None) -> Callable:
+  """`eval_step(variables, features, labels, mask) -> {name: metric state}`, pure.
+
+  The states are one batch's: `loss` (a `metrics.Mean` holding the batch loss with count 1, so
+  merging gives TF's mean of per-batch losses) and the spec's `eval_metrics`. `mask` is the
+  `[batch]` float32 mask of real rows (see `jestimator.padding`). Under `axis_name` the states are
+  summed over replicas.
+  """
+  model = _as_model_fn(model_fn_or_estimator)
+
+  def eval_step(variables, features, labels, mask):
+    spec, _ = model.apply(variables, features, labels, ModeKeys.EVAL, mask=mask)
+    loss = spec.loss
+    count = jnp.ones((), jnp.float32)
+    if axis_name is not None:
+      # Each replica's loss covers its shard; weight by real rows so the global batch loss is exact.
+      real = jnp.sum(mask)
+      loss = lax.psum(loss * real, axis_name) / jnp.maximum(lax.psum(real, axis_name), 1.0)
+    states = {'loss': metrics_lib.Mean(total=loss.astype(jnp.float32), count=count)}
+    states.update(spec.eval_metrics or {})
+    if axis_name is not None:
+      metric_states = {k: v for k, v in states.items() if k != 'loss'}
+      states.update(lax.psum(metric_states, axis_name))
+    return states
+
+  return eval_step
+
+
+def make_predict_step(model_fn_or_estimator) -> Callable:
+  """`predict_step(variables, features, mask) -> predictions` (a dict or an array), pure."""
+  model = _as_model_fn(model_fn_or_estimator)
+
+  def predict_step(variables, features, mask):
+    spec, _ = model.apply(variables, features, None, ModeKeys.PREDICT, mask=mask)
+    return spec.predictions
+
+  return predict_step
+
+
+def merge_states(acc, batch):
+  """Merges two `{name: metric state}` dicts (the accumulator and one batch)."""
+  return {k: acc[k].merge(v) for k, v in batch.items()}

@@ -1,0 +1,131 @@
+"""How state and batches are placed and steps compiled: the `Strategy` interface.
+
+The core ships `SingleDevice`; `jestimator.distributed` adds `Pmap` and `DataParallel`. The
+Estimator talks to a strategy only through this interface, so the same model_fn runs on one
+device or many without change.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from jestimator import steps as steps_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class InputContext:
+  """What an `input_fn` that names `input_context` receives, to shard its data.
+
+  Attributes:
+    num_input_pipelines: number of processes feeding data.
+    input_pipeline_id: this process's index in `[0, num_input_pipelines)`.
+    num_replicas_in_sync: devices the global batch is split over.
+  """
+  num_input_pipelines: int = 1
+  input_pipeline_id: int = 0
+  num_replicas_in_sync: int = 1
+
+  def get_per_replica_batch_size(self, global_batch_size: int) -> int:
+    if global_batch_size % self.num_replicas_in_sync:
+      raise ValueError(f'global batch size {global_batch_size} is not divisible by '
+                       f'{self.num_replicas_in_sync} replicas')
+    return global_batch_size // self.num_replicas_in_sync
+
+
+class Strategy(abc.ABC):
+  """Placement and compilation of the Estimator's steps.
+
+  `put_*` take host (numpy) pytrees; batches have a leading batch axis (a `[K, batch, ...]` stack
+  for `train_loop`). Compiled functions take and return placed values.
+  """
+
+  #: Block on the device every this many dispatches (None: never). Multi-device CPU collectives
+  #: deadlock when too many are in flight (see jax_stack_notes.md).
+  sync_every: int | None = None
+
+  @property
+  def num_replicas_in_sync(self) -> int:
+    return 1
+
+  def input_context(self) -> InputContext:
+    return InputContext(jax.process_count(), jax.process_index(), self.num_replicas_in_sync)
+
+  @property
+  def batch_multiple(self) -> int:
+    """Every per-process batch must be a multiple of this (the local device count)."""
+    return 1
+
+  @abc.abstractmethod
+  def put_state(self, state: Any) -> Any:
+    """Places a train state (or variables) for the compiled steps."""
+
+  @abc.abstractmethod
+  def put_batch(self, tree: Any, stacked: bool = False) -> Any:
+    """Places a host batch (`stacked`: a `[K, batch, ...]` stack of K batches)."""
+
+  @abc.abstractmethod
+  def train_step(self, model) -> Callable:
+    """Compiled `(state, features, labels) -> (state, outputs)`."""
+
+  @abc.abstractmethod
+  def train_loop(self, model) -> Callable:
+    """Compiled `(state, features[K], labels[K]) -> (state, outputs)`."""
+
+  @abc.abstractmethod
+  def eval_step(self, model) -> Callable:
+    """Compiled `(variables, acc, features, labels, mask) -> acc` (metric states merged)."""
+
+  @abc.abstractmethod
+  def predict_step(self, model) -> Callable:
+    """Compiled `(variables, features, mask) -> predictions`."""
+
+  def to_host(self, tree: Any) -> Any:
+    """Device values (as returned by the compiled steps) -> numpy, global view."""
+    return jax.device_get(tree)
+
+  def host_state(self, state: Any) -> Any:
+    """The state as checkpoints hold it (one copy, unreplicated)."""
+    return state
+
+
+class SingleDevice(Strategy):
+  """Everything on one device (the default): plain `jax.jit`.
+
+  Args:
+    device: a `jax.Device`; None takes the first local device.
+  """
+
+  def __init__(self, device: jax.Device | None = None):
+    self.device = device or jax.local_devices()[0]
+
+  def put_state(self, state):
+    return jax.device_put(state, self.device)
+
+  def put_batch(self, tree, stacked=False):
+    return jax.device_put(tree, self.device)
+
+  def train_step(self, model):
+    return jax.jit(steps_lib.make_train_step(model))
+
+  def train_loop(self, model):
+    return jax.jit(steps_lib.make_train_loop(steps_lib.make_train_step(model)))
+
+  def eval_step(self, model):
+    step = steps_lib.make_eval_step(model)
+
+    def accumulate(variables, acc, features, labels, mask):
+      return steps_lib.merge_states(acc, step(variables, features, labels, mask))
+
+    return jax.jit(accumulate)
+
+  def predict_step(self, model):
+    return jax.jit(steps_lib.make_predict_step(model))
+
+
+def zeros_like_states(shapes: Any) -> Any:
+  """Zero metric states from `jax.eval_shape` output (ShapeDtypeStructs)."""
+  return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)

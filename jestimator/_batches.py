@@ -77,25 +77,23 @@ def check_numeric(features: Mapping[str, np.ndarray], labels: Any) -> None:
           'ids on the host')
   for name, v in (labels.items() if isinstance(labels, Mapping) else [('labels', labels)]):
     if v is not None and v.dtype.kind in _STRING_KINDS:
-      raise TypeError(f'{name} hold strings ({v.dtype}); pass label_vocabulary to map them to ids')
+      raise TypeError(f'{name} hold strings ({v.dtype}); pass label_transform (e.g. a head\'s '
+                      'labels_to_ids with label_vocabulary) to map them to ids')
 
 
 class HostStage:
-  """Raw batch -> numeric batch: feature columns, pass-through numerics, label vocabulary.
+  """Raw batch -> numeric batch: feature columns, pass-through numerics, label transform.
 
   Args:
     columns_stage: callable raw features -> transformed features (feature columns), or None.
-    label_vocabulary: a sequence of label strings (ids are positions), or None.
+    label_transform: callable host labels -> numeric labels (e.g. a head's `labels_to_ids`, which
+      maps string labels through a vocabulary and checks class ids), or None.
   """
 
   def __init__(self, columns_stage: Callable | None = None,
-               label_vocabulary: Sequence[str] | None = None):
+               label_transform: Callable | None = None):
     self.columns_stage = columns_stage
-    self.label_vocabulary = None if label_vocabulary is None else tuple(label_vocabulary)
-    if self.label_vocabulary is not None:
-      vocab = np.array(self.label_vocabulary, dtype=str)
-      order = np.argsort(vocab, kind='stable')
-      self._vocab_sorted, self._vocab_ids = vocab[order], order.astype(np.int32)
+    self.label_transform = label_transform
 
   def features(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     if self.columns_stage is None:
@@ -109,25 +107,9 @@ class HostStage:
     return out
 
   def labels(self, labels):
-    if labels is None or self.label_vocabulary is None:
+    if labels is None or self.label_transform is None:
       return labels
-    if isinstance(labels, Mapping):
-      return {k: self._lookup(v, f'labels[{k!r}]') for k, v in labels.items()}
-    return self._lookup(labels, 'labels')
-
-  def _lookup(self, labels: np.ndarray, name: str) -> np.ndarray:
-    if labels.dtype.kind not in _STRING_KINDS:
-      raise TypeError(f'{name} must be strings when label_vocabulary is set, got {labels.dtype}')
-    flat = labels.ravel()
-    flat = np.char.decode(flat, 'utf-8') if flat.dtype.kind == 'S' else flat.astype(str)
-    pos = np.searchsorted(self._vocab_sorted, flat)
-    pos = np.minimum(pos, len(self._vocab_sorted) - 1)
-    found = self._vocab_sorted[pos] == flat
-    if not np.all(found):
-      unknown = sorted(set(flat[~found].tolist()))[:10]
-      raise ValueError(f'{name} contain values not in label_vocabulary {list(self.label_vocabulary)}'
-                       f': {unknown}')
-    return self._vocab_ids[pos].reshape(labels.shape)
+    return self.label_transform(labels)
 
   def __call__(self, features, labels):
     return self.features(features), self.labels(labels)

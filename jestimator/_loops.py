@@ -43,7 +43,7 @@ def _source(est, input_fn, mode: str, restore_position: dict | None = None
 def _in_memory(est, input_fn, mode: str):
   """For built-in in-memory inputs, run the host stage once over the whole arrays."""
   if not isinstance(input_fn, inputs_lib.NumpyInputFn) or (
-      est._host.columns_stage is None and est._host.label_vocabulary is None):
+      est._host.columns_stage is None and est._host.label_transform is None):
     return input_fn
   cache = est.__dict__.setdefault('_in_memory_inputs', {})
   key = (id(input_fn), mode)

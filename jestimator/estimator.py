@@ -38,7 +38,8 @@ class Estimator:
     feature_columns: feature columns (`jestimator.columns`) whose host stage turns each raw batch
       (strings allowed) into numbers before the device; the model_fn then reads the transformed
       features, e.g. with `columns.DenseFeatures(cols)(features)`.
-    label_vocabulary: label strings; string labels are mapped to their positions on the host.
+    label_transform: a host-side function applied to every batch of labels before the device,
+      e.g. `head.labels_to_ids` to map string labels through a `label_vocabulary`.
 
   Example:
     def model_fn(features, labels, mode):
@@ -54,7 +55,7 @@ class Estimator:
   def __init__(self, model_fn: Callable, model_dir: str | None = None,
                config: RunConfig | None = None, params: Any = None,
                warm_start_from: Any = None, feature_columns: Sequence[Any] | None = None,
-               label_vocabulary: Sequence[str] | None = None):
+               label_transform: Callable | None = None):
     config = config or RunConfig()
     if not isinstance(config, RunConfig):
       raise TypeError(f'config must be a jestimator.RunConfig, got {type(config).__name__}')
@@ -73,7 +74,7 @@ class Estimator:
     self._strategy = self._config.strategy or SingleDevice()
     self._warm_start = warm_start_lib.as_settings(warm_start_from)
     self._feature_columns = tuple(feature_columns) if feature_columns else ()
-    self._host = HostStage(_columns_stage(self._feature_columns), label_vocabulary)
+    self._host = HostStage(_columns_stage(self._feature_columns), label_transform)
     self._state: TrainState | None = None   # the newest state, on device, if this object trained
     self._compiled: dict[str, Callable] = {}
     self._zero_states: dict[Any, Any] = {}

@@ -94,6 +94,7 @@ class ModelFn:
     metrics; when the model_fn asks for it, `self.padding_aware` becomes True.
     """
     rngs = {'dropout': rng} if rng is not None else {}
+    mutable = mutable or False
     with padding.mask_scope(mask) as scope:
       out = self.module(mode).apply(variables, features, labels, rngs=rngs, mutable=mutable)
     if scope.used:

@@ -131,11 +131,9 @@ def prepare(item: Any, mode: str, host_stage: HostStage, needs_labels: bool
   return features, labels, size
 
 
-def pad_rows(tree, size: int):
-  """Pads every array of `tree` along axis 0 to `size` rows (repeating row 0) + a float mask."""
+def pad_rows(tree, n: int, size: int):
+  """Pads every array of `tree` from `n` to `size` rows (repeating row 0) + a float mask."""
   import jax
-  leaves = jax.tree.leaves(tree)
-  n = leaves[0].shape[0]
   mask = np.zeros(size, np.float32)
   mask[:n] = 1.0
   if n == size:

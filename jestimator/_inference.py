@@ -89,7 +89,7 @@ def evaluate(est, input_fn, steps, hooks, checkpoint_path, name) -> dict[str, An
       (features, labels, n), _ = item
       pad_to = compiled_size if (n < compiled_size and est._model.padding_aware) else (
           _round_up(n, strategy.batch_multiple))
-      (features, labels), mask = _batches.pad_rows((features, labels), pad_to)
+      (features, labels), mask = _batches.pad_rows((features, labels), n, pad_to)
       f, l, m = (strategy.put_batch(features), strategy.put_batch(labels),
                  strategy.put_batch(mask))
       if acc is None:
@@ -168,7 +168,7 @@ def predict(est, input_fn, predict_keys, hooks, checkpoint_path, yield_single_ex
     batch = 0
     while item is not None:
       (features, _, n), _ = item
-      (features,), mask = _batches.pad_rows((features,), max(compiled_size,
+      (features,), mask = _batches.pad_rows((features,), n, max(compiled_size,
                                                             _round_up(n, strategy.batch_multiple)))
       out = predict_step(variables, strategy.put_batch(features), strategy.put_batch(mask))
       batch += 1

@@ -73,7 +73,7 @@ class Estimator:
     self._model = ModelFn(model_fn, params, self._config)
     self._strategy = self._config.strategy or SingleDevice()
     self._warm_start = warm_start_lib.as_settings(warm_start_from)
-    self._feature_columns = tuple(feature_columns) if feature_columns else ()
+    self._feature_columns = None if feature_columns is None else tuple(feature_columns)
     self._host = HostStage(_columns_stage(self._feature_columns), label_transform)
     self._state: TrainState | None = None   # the newest state, on device, if this object trained
     self._compiled: dict[str, Callable] = {}
@@ -99,7 +99,7 @@ class Estimator:
     return self._model.fn
 
   @property
-  def feature_columns(self) -> tuple:
+  def feature_columns(self) -> tuple | None:
     return self._feature_columns
 
   # -- the verbs ----------------------------------------------------------------------------------
@@ -219,8 +219,13 @@ def _check_hooks(hooks) -> list[Hook]:
 
 
 def _columns_stage(feature_columns):
-  """The feature columns' host stage (the one place the core reaches the columns package)."""
-  if not feature_columns:
+  """The feature columns' host stage (the one place the core reaches the columns package).
+
+  An empty list keeps only numeric raw features (strings never reach the device).
+  """
+  if feature_columns is None:
     return None
+  if not feature_columns:
+    return lambda raw: {}
   from jestimator import columns  # deferred: columns build on the core, not the reverse
   return columns.host_stage(list(feature_columns))

@@ -21,23 +21,37 @@ logger = logging.getLogger('jestimator')
 
 
 # -- input --------------------------------------------------------------------------------------
-def _source(est, input_fn, mode: str, restore_position: dict | None = None
-            ) -> _batches.Prefetcher:
-  """Calls input_fn and returns a prefetcher of `(features, labels, size)` numpy batches."""
+def _source(est, input_fn, mode: str, restore_position: dict | None = None,
+            place=None) -> _batches.Prefetcher:
+  """Calls input_fn and returns a prefetcher of `(features, labels, size)` batches.
+
+  Batches are numpy, or placed on the device(s) by `place` in the background thread.
+  """
   input_fn = _in_memory(est, input_fn, mode)
   result = inputs_lib.call_input_fn(input_fn, mode, est._model.params, est._config,
                                     est._strategy.input_context())
   iterator = inputs_lib.iterate(result)
   if restore_position and hasattr(iterator, 'set_state'):
     try:
+      fresh = iterator.get_state()
       iterator.set_state(restore_position)
-      logger.info('Resuming input at epoch %d, offset %d', restore_position['epoch'],
-                  restore_position['offset'])
+      if getattr(iterator, 'at_end', lambda: False)():
+        # An earlier train() consumed this finite input to its end: this call makes a new pass
+        # (as TF re-ran input_fn on every call), so epoch-by-epoch train() loops keep working.
+        iterator.set_state(fresh)
+      else:
+        logger.info('Resuming input at epoch %d, offset %d', restore_position['epoch'],
+                    restore_position['offset'])
     except ValueError:  # another input_fn than the checkpoint's: start it from its beginning
       pass
   needs_labels = mode != ModeKeys.PREDICT and est._model.takes_labels
-  return _batches.Prefetcher(
-      iterator, lambda item: _batches.prepare(item, mode, est._host, needs_labels))
+  def produce(item):
+    features, labels, size = _batches.prepare(item, mode, est._host, needs_labels)
+    if place is not None:
+      features, labels = place(features), place(labels)
+    return features, labels, size
+
+  return _batches.Prefetcher(iterator, produce)
 
 
 def _in_memory(est, input_fn, mode: str):
@@ -73,7 +87,9 @@ def train(est, input_fn, hooks, steps, max_steps, listeners):
     logger.info('Skipping training since max_steps (%d) has already been reached.', max_steps)
     return
   target = start + steps if steps is not None else max_steps
-  source = _source(est, input_fn, ModeKeys.TRAIN, meta.get('input_state'))
+  # Single steps take their batch placed on the device ahead of time, by the prefetch thread.
+  place = strategy.put_batch if config.steps_per_loop == 1 else None
+  source = _source(est, input_fn, ModeKeys.TRAIN, meta.get('input_state'), place)
   try:
     (features, labels, size), position = _first(source, 'training')
     state = _train_state(est, ckpt, latest, features, labels)
@@ -157,7 +173,7 @@ def _train_loop(est, ckpt, state, source, first, target, hooks, listeners):
       wanted.update(h.before_step(ctx) or ())
     if len(group) == 1 and config.steps_per_loop == 1:
       (features, labels, _), position = group[0]
-      state, outputs = train_step(state, strategy.put_batch(features), strategy.put_batch(labels))
+      state, outputs = train_step(state, features, labels)  # placed by the prefetcher
     else:
       position = group[-1][1]
       features = jax.tree.map(lambda *a: np.stack(a), *[g[0][0] for g in group])

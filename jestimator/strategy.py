@@ -106,6 +106,10 @@ class SingleDevice(Strategy):
     return jax.device_put(state, self.device)
 
   def put_batch(self, tree, stacked=False):
+    if self.device.platform == 'cpu':
+      # The compiled step takes numpy arrays on CPU without a copy; an explicit device_put
+      # would only add Python overhead on the hot path.
+      return tree
     return jax.device_put(tree, self.device)
 
   def train_step(self, model):

@@ -9,13 +9,13 @@ canned estimators live here too, so every estimator reads them from one place:
 |---|---|---|
 | Linear* | `'Ftrl'` | `linear_learning_rate(n_columns)` = min(0.2, 1/sqrt(n_columns)) |
 | DNN* | `'Adagrad'` | `DNN_LEARNING_RATE` = 0.05 |
-| DNNLinearCombined*, linear part | `'Ftrl'` | `linear_learning_rate(n, cap=0.005)` = min(0.005, 1/sqrt(n)) |
-| DNNLinearCombined*, dnn part | `'Adagrad'` | `DNN_LEARNING_RATE` = 0.05 |
+| DNNLinearCombined*, linear | `'Ftrl'` | `linear_learning_rate(n, cap=0.005)` |
+| DNNLinearCombined*, dnn | `'Adagrad'` | `DNN_LEARNING_RATE` = 0.05 |
 | Baseline* | `'Ftrl'` | `BASELINE_LEARNING_RATE` = 0.3 |
 
 The DNN rate is TF's documented value (and the v1 estimators' actual one). TF 2.15's v2 estimators
 silently used Keras' default 0.001, with which a DNN barely moves in a few epochs; we deliberately
-follow the documentation instead.
+follow the documentation instead. `linear_learning_rate(n, cap)` is `min(cap, 1 / sqrt(n))`.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 DNN_LEARNING_RATE = 0.05
-"""Adagrad learning rate of DNN* and of the DNN part of DNNLinearCombined* (TF's documented 0.05)."""
+"""Adagrad learning rate of DNN* and of the DNN part of DNNLinearCombined* (TF's documented)."""
 LINEAR_LEARNING_RATE = 0.2
 """Upper bound of the Ftrl learning rate of Linear*: min(0.2, 1/sqrt(n_columns))."""
 WIDE_AND_DEEP_LINEAR_LEARNING_RATE = 0.005

@@ -1,4 +1,4 @@
-"""The `Head` interface and what every head shares: loss reduction, weights, keys, the spec.
+"""The `Head` interface and what the heads share: loss reduction, weights, metrics, the spec.
 
 A head turns a model's logits into a training loss, predictions, streaming eval metrics and export
 signatures, exactly as TF v2's `tf.estimator.*Head`. Everything here runs on device (pure jnp),
@@ -16,84 +16,9 @@ import numpy as np
 
 from jestimator import metrics as metrics_lib
 from jestimator import padding
+from jestimator.canned.heads.keys import LossReduction, MetricKeys
 from jestimator.mode_keys import ModeKeys, check_mode
 from jestimator.spec import EstimatorSpec
-
-
-class LossReduction:
-  """How a head reduces the weighted per-element loss to the training loss (`tf.losses.Reduction`).
-
-  * `SUM_OVER_BATCH_SIZE` (default, TF v2): `sum(w * l) / number of loss elements` — the number of
-    elements (batch × loss dimension), not `sum(w)`. Weights (1, 3) on two examples with zero
-    logits give `(1 + 3) * ln 2 / 2`.
-  * `SUM`: `sum(w * l)` (the default of TF's v1 heads).
-  * `MEAN`: `sum(w * l) / sum(w)` (v1's `weighted_mean`).
-  * `AUTO`: `SUM_OVER_BATCH_SIZE`, as Keras resolves it.
-  * `NONE`: rejected, as TF rejects it: a head must produce a scalar loss.
-
-  Padding rows (`jestimator.padding.example_mask()`) get weight 0 and are not counted as elements.
-  """
-  AUTO = 'auto'
-  NONE = 'none'
-  SUM = 'sum'
-  SUM_OVER_BATCH_SIZE = 'sum_over_batch_size'
-  MEAN = 'weighted_mean'
-
-  @classmethod
-  def all(cls) -> tuple[str, ...]:
-    """Every reduction name, including the rejected `NONE`."""
-    return (cls.AUTO, cls.NONE, cls.SUM, cls.SUM_OVER_BATCH_SIZE, cls.MEAN)
-
-  @classmethod
-  def validate(cls, reduction: str) -> str:
-    """Returns `reduction` if a head accepts it; ValueError otherwise (TF's check)."""
-    if reduction not in cls.all() or reduction == cls.NONE:
-      raise ValueError(f'Invalid loss_reduction: {reduction!r}; expected one of '
-                       f'{[r for r in cls.all() if r != cls.NONE]} (LossReduction.*); NONE is not '
-                       'allowed since a head must return a scalar loss')
-    return reduction
-
-
-class MetricKeys:
-  """Metric names of TF's heads (`tensorflow_estimator/.../canned/metric_keys.py`)."""
-  LOSS = 'loss'
-  LOSS_MEAN = 'average_loss'
-  LOSS_REGULARIZATION = 'regularization_loss'
-  ACCURACY = 'accuracy'
-  PRECISION = 'precision'
-  RECALL = 'recall'
-  ACCURACY_BASELINE = 'accuracy_baseline'
-  AUC = 'auc'
-  AUC_PR = 'auc_precision_recall'
-  LABEL_MEAN = 'label/mean'
-  PREDICTION_MEAN = 'prediction/mean'
-  ACCURACY_AT_THRESHOLD = 'accuracy/positive_threshold_%g'
-  PRECISION_AT_THRESHOLD = 'precision/positive_threshold_%g'
-  RECALL_AT_THRESHOLD = 'recall/positive_threshold_%g'
-  PROBABILITY_MEAN_AT_CLASS = 'probability_mean/class%d'
-  AUC_AT_CLASS = 'auc/class%d'
-  AUC_PR_AT_CLASS = 'auc_precision_recall/class%d'
-  PROBABILITY_MEAN_AT_NAME = 'probability_mean/%s'
-  AUC_AT_NAME = 'auc/%s'
-  AUC_PR_AT_NAME = 'auc_precision_recall/%s'
-
-
-class PredictionKeys:
-  """Prediction names of TF's heads (`prediction_keys.py`)."""
-  LOGITS = 'logits'
-  LOGISTIC = 'logistic'
-  PROBABILITIES = 'probabilities'
-  CLASS_IDS = 'class_ids'
-  CLASSES = 'classes'
-  ALL_CLASS_IDS = 'all_class_ids'
-  ALL_CLASSES = 'all_classes'
-  PREDICTIONS = 'predictions'
-
-
-DEFAULT_SERVING_KEY = 'serving_default'
-CLASSIFY_SERVING_KEY = 'classification'
-REGRESS_SERVING_KEY = 'regression'
-PREDICT_SERVING_KEY = 'predict'
 
 
 class AccuracyBaseline(metrics_lib.Mean):
@@ -358,9 +283,14 @@ class SingleHead(Head):
     if self._weight_column is not None:
       features = {_column_key(self._weight_column): jnp.zeros((1,), jnp.float32)}
     regs = [0.0] if regularization_losses else None
-    with padding.mask_scope(None):  # a dummy one-row batch, whatever step is being traced
-      states = self._all_metric_states(labels, logits, features, regs)
-    return jax.tree.map(jnp.zeros_like, states)
+
+    def dummy_states():
+      with padding.mask_scope(None):  # a one-row dummy batch, whatever step is being traced
+        return self._all_metric_states(labels, logits, features, regs)
+
+    # Only the structure and shapes matter: trace abstractly (no computation, no compilation).
+    shapes = jax.eval_shape(dummy_states)
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
   def update_metrics(self, eval_metrics, features, logits, labels, mode=None,
                      regularization_losses=None) -> dict:
@@ -433,9 +363,10 @@ def check_prediction_keys(keys, valid: Sequence[str], host_only: Sequence[str] =
   keys = (keys,) if isinstance(keys, str) else tuple(keys)
   for k in keys:
     if k in host_only:
-      raise ValueError(f'prediction key {k!r} holds strings, which JAX arrays cannot: the Estimator '
-                       'makes it on the host from the ids (EstimatorSpec.string_outputs); ask for '
-                       f'{"class_ids" if k == "classes" else "all_class_ids"} instead')
+      ids = 'class_ids' if k == 'classes' else 'all_class_ids'
+      raise ValueError(f'prediction key {k!r} holds strings, which JAX arrays cannot: the '
+                       'Estimator makes it on the host from the ids '
+                       f'(EstimatorSpec.string_outputs); ask for {ids!r} instead')
     if k not in valid:
       raise ValueError(f'unknown prediction key {k!r}; valid keys are {list(valid)}')
   return keys

@@ -11,10 +11,10 @@ import numpy as np
 from jestimator import export_output
 from jestimator import metrics as metrics_lib
 from jestimator.canned.heads import _vocab
-from jestimator.canned.heads.base import (DEFAULT_SERVING_KEY, PREDICT_SERVING_KEY,
+from jestimator.canned.heads.base import SingleHead, check_loss_fn, check_prediction_keys
+from jestimator.canned.heads.keys import (DEFAULT_SERVING_KEY, PREDICT_SERVING_KEY,
                                           REGRESS_SERVING_KEY, LossReduction, MetricKeys,
-                                          PredictionKeys, SingleHead, check_loss_fn,
-                                          check_prediction_keys)
+                                          PredictionKeys)
 from jestimator.canned.heads.classification import sigmoid_cross_entropy
 from jestimator.mode_keys import ModeKeys
 from jestimator.spec import EstimatorSpec

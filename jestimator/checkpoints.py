@@ -109,20 +109,38 @@ class Checkpointer:
   def restore(self, step: int, abstract_variables: Any, abstract_train: Any | None = None):
     """`(variables, train or None, meta)` at `step`, shaped like the abstract targets."""
     self.check_compatible(step, abstract_variables)
-    args = dict(variables=ocp.args.StandardRestore(abstract_variables),
+    args = dict(variables=ocp.args.StandardRestore(_with_sharding(abstract_variables)),
                 meta=ocp.args.JsonRestore())
     if abstract_train is not None:
-      args['train'] = ocp.args.StandardRestore(abstract_train)
+      args['train'] = ocp.args.StandardRestore(_with_sharding(abstract_train))
     out = self._manager.restore(step, args=ocp.args.Composite(**args))
     return out['variables'], out.get('train') if abstract_train is not None else None, out['meta']
 
   def restore_raw_variables(self, step: int) -> dict[str, np.ndarray]:
     """The saved variables as `{path: numpy array}`, without knowing the model."""
     tree = self._manager.item_metadata(step)['variables'].tree
-    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)
+    abstract = _with_sharding(
+        jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree))
     out = self._manager.restore(step, args=ocp.args.Composite(
         variables=ocp.args.StandardRestore(abstract)))
     return {k: np.asarray(v) for k, v in flatten_with_names(out['variables']).items()}
+
+
+def _with_sharding(abstract: Any) -> Any:
+  """Targets without a sharding restore whole onto this process's first device.
+
+  Orbax otherwise reuses the sharding saved with the checkpoint, which fails (`Topology
+  mismatch`) when it was written on other devices, say by a multi-device or multi-process run;
+  the strategy places the restored state afterwards.
+  """
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+  def one(a):
+    if isinstance(a, jax.ShapeDtypeStruct) and getattr(a, 'sharding', None) is None:
+      return jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device)
+    return a
+
+  return jax.tree.map(one, abstract)
 
 
 def flatten_with_names(tree: Any) -> dict[str, Any]:

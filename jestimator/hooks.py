@@ -86,7 +86,8 @@ class LoggingHook(Hook):
     return ['loss'] if ctx.crossed(self.every_n_steps) else None
 
   def after_step(self, ctx, values):
-    if 'loss' not in values:
+    # `values` also holds what other hooks asked for: act at this hook's own cadence only.
+    if 'loss' not in values or not ctx.crossed(self.every_n_steps):
       return
     now = time.perf_counter()
     rate = (ctx.step - self._s0) * ctx.batch_size / max(now - self._t0, 1e-9)
@@ -168,7 +169,7 @@ class SummarySaverHook(Hook):
     return ['loss'] if ctx.crossed(self.every_n_steps) else None
 
   def after_step(self, ctx, values):
-    if 'loss' in values:
+    if 'loss' in values and ctx.crossed(self.every_n_steps):
       self.writer.scalars(ctx.step, {'loss': values['loss']})
 
 

@@ -24,21 +24,35 @@ class ResumableIterator:
   batches it actually consumed in each checkpoint.
   """
 
-  def __init__(self, fn: 'NumpyInputFn'):
+  def __init__(self, fn: 'NumpyInputFn', seed: int | None = None):
     self._fn = fn
+    # The shuffle seed: the input_fn's own, else the one derived from RunConfig.seed.
+    self._seed = fn.seed if fn.seed is not None else (0 if seed is None else int(seed))
+    self._fingerprint = fn.fingerprint if fn.seed is not None else (
+        f'{fn.fingerprint},run_seed={self._seed}')
     self._epoch = 0
     self._offset = 0
     self._order = None
 
   def get_state(self) -> dict[str, Any]:
-    return {'format': _FORMAT, 'fingerprint': self._fn.fingerprint,
+    return {'format': _FORMAT, 'fingerprint': self._fingerprint,
             'epoch': self._epoch, 'offset': self._offset}
 
   def set_state(self, state: Mapping[str, Any]) -> None:
-    if state.get('fingerprint') != self._fn.fingerprint:
+    if state.get('fingerprint') != self._fingerprint:
       raise ValueError('input state belongs to a different input_fn '
-                       f'({state.get("fingerprint")!r} vs {self._fn.fingerprint!r})')
+                       f'({state.get("fingerprint")!r} vs {self._fingerprint!r})')
     self._epoch, self._offset, self._order = int(state['epoch']), int(state['offset']), None
+
+  def at_end(self) -> bool:
+    """Whether the next `next()` raises StopIteration (a finite input consumed to its end)."""
+    fn = self._fn
+    if fn.num_examples == 0:
+      return True
+    if fn.num_epochs is None:
+      return False
+    epoch = self._epoch + (1 if self._offset >= fn.num_examples else 0)
+    return epoch >= fn.num_epochs
 
   def __iter__(self) -> 'ResumableIterator':
     return self
@@ -66,7 +80,7 @@ class ResumableIterator:
     fn = self._fn
     if self._order is None:
       # An epoch's order is a pure function of (seed, epoch): nothing else is needed to resume.
-      self._order = (np.random.default_rng([fn.seed, self._epoch]).permutation(fn.num_examples)
+      self._order = (np.random.default_rng([self._seed, self._epoch]).permutation(fn.num_examples)
                      if fn.shuffle else np.arange(fn.num_examples))
     return self._order
 
@@ -76,8 +90,9 @@ class ResumableIterator:
     stop = min(self._offset + size, n)
     index = self._epoch_order()[self._offset:stop]
     self._offset = stop
-    # Repeating forever: batches are always full (TF's dequeue_many), wrapping into next epochs.
-    while fn.num_epochs is None and len(index) < size:
+    # Batches run across epoch boundaries, as TF's queue did: always full when repeating forever
+    # (dequeue_many), and with finite num_epochs only the very last batch may be short.
+    while (fn.num_epochs is None or self._epoch + 1 < fn.num_epochs) and len(index) < size:
       self._next_epoch()
       take = min(size - len(index), n)
       index = np.concatenate([index, self._epoch_order()[:take]])
@@ -100,8 +115,9 @@ class NumpyInputFn:
     self.fingerprint = (f'n={self.num_examples},bs={batch_size},epochs={num_epochs},'
                         f'shuffle={shuffle},seed={seed},keys={",".join(sorted(x))}')
 
-  def __call__(self) -> ResumableIterator:
-    return ResumableIterator(self)
+  def __call__(self, config: Any = None) -> ResumableIterator:
+    """A fresh iterator; with `seed=None` the shuffle seed is `config.seed` (0 without config)."""
+    return ResumableIterator(self, getattr(config, 'random_seed', None))
 
   def with_arrays(self, x: Mapping[str, np.ndarray], y=None) -> 'NumpyInputFn':
     """A copy over transformed arrays, same order, batching and fingerprint (so resumable)."""
@@ -124,7 +140,8 @@ def numpy_input_fn(x, y=None, batch_size: int = 128, num_epochs: int | None = 1,
     batch_size: examples per batch. With finite `num_epochs` the last batch may be short.
     num_epochs: passes over the data; None repeats forever (batches are then always full).
     shuffle: must be given explicitly (True/False), as in TF.
-    seed: shuffle seed; None draws one at construction (kept in checkpoints, so still resumable).
+    seed: shuffle seed; None uses `RunConfig.seed` of the Estimator calling it (so the same
+      RunConfig seed gives the same batches, as TF's graph-level seed did).
     queue_capacity, num_threads: accepted for TF compatibility and ignored (no queues here).
 
   Returns:
@@ -152,9 +169,8 @@ def numpy_input_fn(x, y=None, batch_size: int = 128, num_epochs: int | None = 1,
   elif y is not None:
     y = np.asarray(y)
   _check_lengths(x, y)
-  if seed is None:
-    seed = int(np.random.SeedSequence().entropy % (2**31))
-  return NumpyInputFn(x, y, int(batch_size), num_epochs, shuffle, int(seed))
+  return NumpyInputFn(x, y, int(batch_size), num_epochs, shuffle,
+                      None if seed is None else int(seed))
 
 
 def pandas_input_fn(x, y=None, batch_size: int = 128, num_epochs: int | None = 1,

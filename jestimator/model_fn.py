@@ -91,13 +91,14 @@ class ModelFn:
     """Runs the model_fn; returns `(spec, updated_collections)` (the latter {} unless mutable).
 
     `mask` ([batch] float32 of real rows) is published to `jestimator.example_mask()` and the
-    metrics; when the model_fn asks for it, `self.padding_aware` becomes True.
+    metrics; when the model_fn asks for it in EVAL mode (the one whose loss padding could
+    dilute), `self.padding_aware` becomes True.
     """
     rngs = {'dropout': rng} if rng is not None else {}
     mutable = mutable or False
     with padding.mask_scope(mask) as scope:
       out = self.module(mode).apply(variables, features, labels, rngs=rngs, mutable=mutable)
-    if scope.used:
+    if scope.used and mode == ModeKeys.EVAL:  # asking in TRAIN says nothing of the eval loss
       self.padding_aware = True
     if mutable:
       return out

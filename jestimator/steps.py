@@ -109,6 +109,8 @@ def make_eval_step(model_fn_or_estimator, axis_name: str | None = None) -> Calla
     if axis_name is not None:
       # Each replica's loss covers its shard; weight by real rows so the global batch loss is exact.
       real = jnp.sum(mask)
+      # A replica holding only padding may report 0/0 = NaN; it carries no weight, so drop it.
+      loss = jnp.where(real > 0, loss, 0.0)
       loss = lax.psum(loss * real, axis_name) / jnp.maximum(lax.psum(real, axis_name), 1.0)
     states = {'loss': metrics_lib.Mean(total=loss.astype(jnp.float32), count=count)}
     states.update(spec.eval_metrics or {})

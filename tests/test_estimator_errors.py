@@ -1,0 +1,158 @@
+"""Bad input gets a clear error before any state or file changes (model_dir left untouched)."""
+from __future__ import annotations
+
+import os
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import _models
+from jestimator import inputs
+from jestimator.estimator import Estimator
+from jestimator.mode_keys import ModeKeys
+from jestimator.spec import EstimatorSpec
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """A model_dir holding a checkpoint at step 2 plus an unrelated user file."""
+  model_dir = str(tmp_path_factory.mktemp('errors') / 'model')
+  x, y = _models.make_data(100)
+  est = Estimator(_models.linear_model_fn(), model_dir)
+  est.train(inputs.numpy_input_fn({'x': x}, y, batch_size=10, num_epochs=None, shuffle=False),
+            steps=2)
+  with open(os.path.join(model_dir, 'notes.txt'), 'w') as f:
+    f.write('mine')
+  return model_dir
+
+
+def _unchanged(model_dir, call, error, match):
+  before = _models.dir_snapshot(model_dir)
+  with pytest.raises(error, match=match):
+    call()
+  assert _models.dir_snapshot(model_dir) == before
+
+
+def _gen(*batches):
+  return lambda: iter(batches)
+
+
+X = np.ones((6, 4), np.float32)
+Y = np.zeros(6, np.float32)
+
+
+@pytest.mark.parametrize('verb', ['train', 'evaluate', 'predict'])
+@pytest.mark.parametrize('batches,error,match', [
+    pytest.param([(X, Y)], TypeError, 'features as a dict', id='non_dict_features'),
+    pytest.param([({'x': X, 'w': np.ones(5, np.float32)}, Y)], ValueError,
+                 r"disagree on the batch size.*'x'.*6.*'w'.*5", id='batch_sizes_disagree'),
+    pytest.param([({'x': X, 'name': np.array(['a'] * 6)}, Y)], TypeError,
+                 r"feature 'name'.*feature columns", id='strings'),
+])
+def test_bad_batches(trained, verb, batches, error, match):
+  est = Estimator(_models.linear_model_fn(), trained)
+  call = {'train': lambda: est.train(_gen(*batches), steps=3),
+          'evaluate': lambda: est.evaluate(_gen(*batches)),
+          'predict': lambda: list(est.predict(_gen(*batches)))}[verb]
+  _unchanged(trained, call, error, match)
+
+
+@pytest.mark.parametrize('verb,mode', [('train', 'train'), ('evaluate', 'eval')])
+def test_labels_missing(trained, verb, mode):
+  est = Estimator(_models.linear_model_fn(), trained)
+  fn = inputs.numpy_input_fn({'x': X}, batch_size=3, shuffle=False)
+  _unchanged(trained, lambda: getattr(est, verb)(fn), ValueError,
+             f"labels are required in mode '{mode}'")
+
+
+def test_bad_input_in_a_fresh_model_dir_creates_nothing(tmp_path):
+  model_dir = str(tmp_path / 'fresh')
+  est = Estimator(_models.linear_model_fn(), model_dir)
+  with pytest.raises(TypeError):
+    est.train(_gen((X, Y)), steps=1)
+  with pytest.raises(ValueError, match='no batches'):
+    est.train(_gen(), steps=1)
+  assert not os.path.exists(model_dir)
+
+
+def _returns(spec_fn):
+  def model_fn(features, labels, mode):
+    out = nn.Dense(1)(features['x'])[:, 0]
+    return spec_fn(mode, out, labels)
+  return model_fn
+
+
+@pytest.mark.parametrize('model_fn,error,match', [
+    pytest.param(_returns(lambda mode, out, labels: {'loss': jnp.mean(out)}), TypeError,
+                 'must return an EstimatorSpec, got dict', id='dict'),
+    pytest.param(_returns(lambda mode, out, labels: EstimatorSpec(
+        mode, predictions=out, loss=(out - labels) ** 2, optimizer=optax.sgd(0.1))),
+                 ValueError, r'scalar .*\(6,\)', id='non_scalar_loss'),
+    pytest.param(_returns(lambda mode, out, labels: EstimatorSpec(
+        ModeKeys.EVAL, loss=jnp.mean(out))), ValueError, "for mode 'eval'", id='wrong_mode'),
+])
+def test_bad_model_fn(tmp_path, trained, model_fn, error, match):
+  est = Estimator(model_fn, trained)
+  fn = inputs.numpy_input_fn({'x': X}, Y, batch_size=6, shuffle=False)
+  _unchanged(trained, lambda: est.train(fn, steps=1), error, match)
+  fresh = str(tmp_path / 'fresh')
+  with pytest.raises(error, match=match):
+    Estimator(model_fn, fresh).train(fn, steps=1)
+  assert not os.path.exists(fresh)
+
+
+def test_checkpoint_not_matching_the_model(trained):
+  def wider(features, labels, mode):
+    out = nn.Dense(2)(features['x'])[:, 0]
+    if mode == ModeKeys.PREDICT:
+      return EstimatorSpec(mode, predictions=out)
+    loss = jnp.mean((out - labels) ** 2)
+    return EstimatorSpec(mode, predictions=out, loss=loss, optimizer=optax.sgd(0.1))
+
+  est = Estimator(wider, trained)
+  fn = inputs.numpy_input_fn({'x': X}, Y, batch_size=6, shuffle=False)
+  match = r"params/Dense_0/bias.*\(1,\).*\(2,\)"
+  _unchanged(trained, lambda: est.train(fn, steps=1), ValueError, match)
+  _unchanged(trained, lambda: est.evaluate(fn), ValueError, match)
+  _unchanged(trained, lambda: list(est.predict(fn)), ValueError, match)
+
+  def renamed(features, labels, mode):
+    out = nn.Dense(1, name='head')(features['x'])[:, 0]
+    if mode == ModeKeys.PREDICT:
+      return EstimatorSpec(mode, predictions=out)
+    loss = jnp.mean((out - labels) ** 2)
+    return EstimatorSpec(mode, predictions=out, loss=loss, optimizer=optax.sgd(0.1))
+
+  _unchanged(trained, lambda: Estimator(renamed, trained).train(fn, steps=1), ValueError,
+             'params/Dense_0|params/head')
+
+
+def test_existing_model_dir_contents_survive_training(trained):
+  x, y = _models.make_data(20)
+  Estimator(_models.linear_model_fn(), trained).train(
+      inputs.numpy_input_fn({'x': x}, y, batch_size=10, num_epochs=None, shuffle=False), steps=1)
+  with open(os.path.join(trained, 'notes.txt')) as f:
+    assert f.read() == 'mine'
+
+
+def test_bad_hooks_and_arguments(trained):
+  est = Estimator(_models.linear_model_fn(), trained)
+  fn = inputs.numpy_input_fn({'x': X}, Y, batch_size=6, shuffle=False)
+  _unchanged(trained, lambda: est.train(fn, hooks=[object()], steps=1), TypeError, 'Hook')
+  _unchanged(trained, lambda: est.train(fn, steps=1, max_steps=3), ValueError, 'steps')
+
+
+def test_prediction_without_batch_dimension(trained):
+  def model_fn(features, labels, mode):
+    out = nn.Dense(1)(features['x'])[:, 0]
+    if mode == ModeKeys.PREDICT:
+      return EstimatorSpec(mode, predictions={'out': out, 'total': jnp.sum(out)})
+    return EstimatorSpec(mode, loss=jnp.mean((out - labels) ** 2), optimizer=optax.sgd(0.1))
+
+  est = Estimator(model_fn, trained)
+  fn = inputs.numpy_input_fn({'x': X}, batch_size=4, shuffle=False)
+  _unchanged(trained, lambda: list(est.predict(fn)), ValueError,
+             r"predictions\['total'\] has shape \(\).*batch dimension")

@@ -7,8 +7,6 @@ then exports the model and scores raw rows with the exported artifact.
 import logging
 import tempfile
 
-import numpy as np
-
 import jestimator as je
 from jestimator import columns as fc
 from jestimator.datasets import adult
@@ -37,7 +35,7 @@ deep = [*numeric,
         fc.embedding_column(country, dimension=8), fc.embedding_column(occupation, dimension=8)]
 
 # analyze() fills what needs the data (vocabularies, means and stds) and returns new columns.
-wide, deep = fc.analyze([wide, deep], train)
+wide, deep = fc.analyze(wide, train), fc.analyze(deep, train)
 
 # -- Train and evaluate. ------------------------------------------------------------------------
 model_dir = tempfile.mkdtemp(prefix='census_')
@@ -67,6 +65,6 @@ if hasattr(estimator, 'export_saved_model'):
   path = estimator.export_saved_model(f'{model_dir}/export')
   served = export.load(path)
   raw = {k: v[4:6] for k, v in test.items()}
-  scores = served.predict(raw)
+  scores = served.predict(raw, signature='predict')
   print(f'\nExported to {path}; served P(>50K) for two raw rows: '
-        f'{np.round(scores["probabilities"][:, 1], 3).tolist()}')
+        + ', '.join(f'{p:.3f}' for p in scores['probabilities'][:, 1]))

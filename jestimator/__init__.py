@@ -3,6 +3,8 @@
 A `model_fn` builds a Flax network inline and returns an `EstimatorSpec`; the `Estimator` compiles
 pure train / eval / predict steps once, owns the train state and writes Orbax checkpoints.
 """
+import sys as _sys
+
 from jestimator import hooks, inputs, metrics
 from jestimator.early_stopping import (make_early_stopping_hook, stop_if_higher_hook,
                                        stop_if_lower_hook, stop_if_no_decrease_hook,
@@ -19,9 +21,27 @@ from jestimator.strategy import InputContext
 from jestimator.train_state import TrainState
 from jestimator.warm_start import WarmStartSettings
 
+# The layers above the core, re-exported at the top level like tf.estimator's namespace.
+from jestimator import columns, datasets  # noqa: E402
+from jestimator import canned  # noqa: E402
+from jestimator.canned import heads, optimizers  # noqa: E402
+from jestimator.canned import (BaselineClassifier, BaselineEstimator, BaselineRegressor,  # noqa: E402
+                               DNNClassifier, DNNEstimator, DNNLinearCombinedClassifier,
+                               DNNLinearCombinedEstimator, DNNLinearCombinedRegressor,
+                               DNNRegressor, LinearClassifier, LinearEstimator, LinearRegressor)
+
+# `import jestimator.heads` / `jestimator.optimizers` work as tf.estimator's head and optimizer
+# namespaces do; the modules live in the canned layer.
+_sys.modules[__name__ + '.heads'] = heads
+_sys.modules[__name__ + '.optimizers'] = optimizers
+
 __version__ = '0.1.0'
 
 __all__ = [
+    'BaselineClassifier', 'BaselineEstimator', 'BaselineRegressor', 'DNNClassifier',
+    'DNNEstimator', 'DNNLinearCombinedClassifier', 'DNNLinearCombinedEstimator',
+    'DNNLinearCombinedRegressor', 'DNNRegressor', 'LinearClassifier', 'LinearEstimator',
+    'LinearRegressor', 'canned', 'columns', 'datasets', 'heads', 'optimizers',
     'ClassificationOutput', 'Estimator', 'EstimatorSpec', 'InputContext', 'ModeKeys', 'ModelFn',
     'PredictOutput', 'RegressionOutput', 'RunConfig', 'TrainState', 'WarmStartSettings',
     'example_mask', 'hooks', 'inputs', 'make_early_stopping_hook', 'make_eval_step',

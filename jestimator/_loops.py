@@ -27,11 +27,11 @@ def _source(est, input_fn, mode: str, restore_position: dict | None = None,
 
   Batches are numpy, or placed on the device(s) by `place` in the background thread.
   """
-  input_fn = _in_memory(est, input_fn, mode)
+  input_fn, host_stage = _in_memory(est, input_fn, mode)
   result = inputs_lib.call_input_fn(input_fn, mode, est._model.params, est._config,
                                     est._strategy.input_context())
   iterator = inputs_lib.iterate(result)
-  if restore_position and hasattr(iterator, 'set_state'):
+  if restore_position and hasattr(iterator, 'set_state') and hasattr(iterator, 'get_state'):
     try:
       fresh = iterator.get_state()
       iterator.set_state(restore_position)
@@ -40,13 +40,13 @@ def _source(est, input_fn, mode: str, restore_position: dict | None = None,
         # (as TF re-ran input_fn on every call), so epoch-by-epoch train() loops keep working.
         iterator.set_state(fresh)
       else:
-        logger.info('Resuming input at epoch %d, offset %d', restore_position['epoch'],
-                    restore_position['offset'])
+        logger.info('Resuming input at epoch %s, offset %s', restore_position.get('epoch'),
+                    restore_position.get('offset'))
     except ValueError:  # another input_fn than the checkpoint's: start it from its beginning
       pass
   needs_labels = mode != ModeKeys.PREDICT and est._model.takes_labels
   def produce(item):
-    features, labels, size = _batches.prepare(item, mode, est._host, needs_labels)
+    features, labels, size = _batches.prepare(item, mode, host_stage, needs_labels)
     if place is not None:
       features, labels = place(features), place(labels)
     return features, labels, size
@@ -55,10 +55,14 @@ def _source(est, input_fn, mode: str, restore_position: dict | None = None,
 
 
 def _in_memory(est, input_fn, mode: str):
-  """For built-in in-memory inputs, run the host stage once over the whole arrays."""
+  """`(input_fn, host stage for its batches)`.
+
+  For the built-in in-memory inputs the host stage runs once over the whole arrays here, and
+  their batches then need none.
+  """
   if not isinstance(input_fn, inputs_lib.NumpyInputFn) or (
       est._host.columns_stage is None and est._host.label_transform is None):
-    return input_fn
+    return input_fn, est._host
   cache = est.__dict__.setdefault('_in_memory_inputs', {})
   key = (id(input_fn), mode)
   if key not in cache or cache[key][0] is not input_fn:
@@ -66,7 +70,7 @@ def _in_memory(est, input_fn, mode: str):
                                          else input_fn.y)
     features, labels = est._host(features, labels)
     cache[key] = (input_fn, input_fn.with_arrays(features, labels))
-  return cache[key][1]
+  return cache[key][1], _batches.HostStage()
 
 
 def _first(source, what: str):
@@ -137,11 +141,21 @@ def _next_group(source, pending, k: int):
 
 
 def _train_loop(est, ckpt, state, source, first, target, hooks, listeners):
+  writer = summaries.SummaryWriter(est._config.model_dir)
+  try:
+    _run_train_loop(est, ckpt, state, source, first, target, hooks, listeners, writer)
+  finally:
+    writer.close()  # also after an exception (say a NaN loss): no event-writer thread left behind
+
+
+def _run_train_loop(est, ckpt, state, source, first, target, hooks, listeners, writer):
   config, strategy = est._config, est._strategy
-  writer = summaries.SummaryWriter(config.model_dir)
   spec = est._specs.get(ModeKeys.TRAIN)
-  all_hooks = list(hooks) + list(spec.training_hooks if spec else ()) + [
-      hooks_lib.NanLossHook(config.log_step_count_steps),
+  all_hooks = list(hooks) + list(spec.training_hooks if spec else ())
+  # A NanLossHook of the caller's (say fail_on_nan_loss=False) replaces the default one.
+  if not any(isinstance(h, hooks_lib.NanLossHook) for h in all_hooks):
+    all_hooks.append(hooks_lib.NanLossHook(config.log_step_count_steps))
+  all_hooks += [
       hooks_lib.LoggingHook(config.log_step_count_steps),
       hooks_lib.StepCounterHook(writer, config.log_step_count_steps),
       hooks_lib.SummarySaverHook(writer, config.save_summary_steps)]

@@ -46,7 +46,10 @@ def variables_for(est, features, labels, mode: str, checkpoint_path: str | None)
     abstract = jax.eval_shape(lambda: est._model.init(jax.random.PRNGKey(0), features, labels,
                                                       mode))
     variables, _, _ = ckpt.restore(step, abstract)
-    cache.clear()  # keep one restored copy, the newest asked for
+    # Keep only the newest checkpoint asked for, but per mode, so that alternating evaluate()
+    # and predict() calls do not reload it from disk every time.
+    for old in [k for k in cache if k[0] != key[0]]:
+      del cache[old]
     cache[key] = strategy.put_state(variables)
   return cache[key], step, ckpt.path(step)
 
@@ -170,12 +173,13 @@ def predict(est, input_fn, predict_keys, hooks, checkpoint_path, yield_single_ex
       (features, _, n), _ = item
       (features,), mask = _batches.pad_rows((features,), n, max(compiled_size,
                                                             _round_up(n, strategy.batch_multiple)))
-      out = predict_step(variables, strategy.put_batch(features), strategy.put_batch(mask))
       batch += 1
       ctx = hooks_lib.StepContext(ModeKeys.PREDICT, batch, 1, n)
       for h in all_hooks:
         h.before_step(ctx)
-      out = jax.tree.map(lambda a: np.asarray(a)[:n], strategy.to_host(out))
+      out = predict_step(variables, strategy.put_batch(features), strategy.put_batch(mask))
+      out = jax.tree.map(lambda a: np.asarray(a)[:n],
+                         _check_batch_dims(strategy.to_host(out), len(mask)))
       out = _finish_predictions(out, spec.string_outputs, predict_keys)
       for h in all_hooks:
         h.after_step(ctx, {})
@@ -190,6 +194,17 @@ def predict(est, input_fn, predict_keys, hooks, checkpoint_path, yield_single_ex
       h.end(variables)
   finally:
     source.close()
+
+
+def _check_batch_dims(out, size: int):
+  """Every prediction needs the batch dimension first (to split rows and drop padding)."""
+  for path, a in jax.tree_util.tree_flatten_with_path(out)[0]:
+    shape = np.shape(a)
+    if not shape or shape[0] != size:
+      name = 'predictions' + jax.tree_util.keystr(path)
+      raise ValueError(f'{name} has shape {shape}, but every prediction needs the batch '
+                       f'dimension ({size}) first; predictions are split into rows')
+  return out
 
 
 def _finish_predictions(out, string_outputs, predict_keys):

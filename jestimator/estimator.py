@@ -142,6 +142,22 @@ class Estimator:
     return _inference.predict(self, input_fn, predict_keys, _check_hooks(hooks), checkpoint_path,
                           yield_single_examples)
 
+  def export_saved_model(self, export_dir_base: str, serving_input_fn: Callable | None = None,
+                         checkpoint_path: str | None = None,
+                         platforms: Sequence[str] | None = None) -> str:
+    """Exports the model at the latest checkpoint (or `checkpoint_path`); returns the new folder.
+
+    Writes `export_dir_base/<timestamp>/`: one `jax.export` program per signature (batch size
+    symbolic), the variables (safetensors), the feature columns' host stage and `signature.json`;
+    `jestimator.export.load(path)` serves it with no model code. With feature columns the raw
+    inputs come from them; otherwise pass
+    `serving_input_fn=jestimator.export.build_raw_serving_input_fn({key: (dtype, shape)})`.
+    `platforms` (default: the current backend) may name several, e.g. `('cpu', 'cuda')`.
+    """
+    from jestimator import export  # deferred: loads jax.export only when exporting
+    return export.export_estimator(self, export_dir_base, serving_input_fn, checkpoint_path,
+                                   platforms)
+
   # -- checkpoints --------------------------------------------------------------------------------
   def latest_checkpoint(self) -> str | None:
     """Path of the newest complete checkpoint in model_dir, or None."""

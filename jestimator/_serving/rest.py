@@ -1,0 +1,181 @@
+"""TF Serving's REST API formats: request bodies -> raw feature columns, outputs -> JSON bodies.
+
+Predict: `{"signature_name": s, "instances": [row, ...]}` (row format; a row is `{input: value}`, or
+the bare value when the signature has one input) or `{"inputs": {input: [values]}}` (columnar; a
+bare list for a single input). Answers `{"predictions": [...]}` (rows; bare values when there is a
+single output) or `{"outputs": {...}}`. Classify / regress: `{"examples": [{...}],
+"context": {...}}` answered by `{"result": ...}`. Binary strings may be sent as `{"b64": "..."}`.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Mapping
+
+import numpy as np
+
+from jestimator.export import signatures as sigs
+
+
+class RequestError(ValueError):
+  """A malformed request (HTTP 400)."""
+
+
+def _b64(value: Any) -> Any:
+  """Decodes `{"b64": ...}` values (recursively in lists) to bytes."""
+  if isinstance(value, dict):
+    if set(value) != {'b64'} or not isinstance(value['b64'], str):
+      raise RequestError(f'a JSON object as a value must be {{"b64": "<base64>"}}, got '
+                         f'{str(value)[:80]}')
+    try:
+      return base64.b64decode(value['b64'], validate=True)
+    except (binascii.Error, ValueError) as e:
+      raise RequestError(f'invalid base64 value ({e})') from None
+  if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+    return [_b64(v) for v in value]
+  return value
+
+
+def _body(body: Any) -> Mapping[str, Any]:
+  if not isinstance(body, dict):
+    raise RequestError(f'the request body must be a JSON object, got {type(body).__name__}')
+  return body
+
+
+def predict_columns(body: Any, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+  """`({input: list}, row_format)` of a predict request."""
+  body = _body(body)
+  has_rows, has_cols = 'instances' in body, 'inputs' in body
+  if has_rows == has_cols:
+    raise RequestError('the request must have exactly one of "instances" (row format) or '
+                       '"inputs" (columnar format)')
+  if has_rows:
+    return rows_to_columns(body['instances'], inputs, 'instance'), True
+  cols = body['inputs']
+  if not isinstance(cols, dict):
+    if len(inputs) != 1:
+      raise RequestError(f'"inputs" must be an object {{input: values}} since the model takes '
+                         f'{len(inputs)} inputs {sorted(inputs)}')
+    cols = {next(iter(inputs)): cols}
+  return {k: _b64(v) for k, v in cols.items()}, False
+
+
+def rows_to_columns(rows: Any, inputs: Mapping[str, Any], what: str,
+                    context: Mapping[str, Any] | None = None) -> dict[str, list]:
+  """Row-format values (a list of `{input: value}`) as columns, for the model's inputs."""
+  if not isinstance(rows, list) or not rows:
+    raise RequestError(f'"{what}s" must be a non-empty list, got {str(rows)[:80]}')
+  keys = list(inputs)
+  if len(keys) == 1 and not isinstance(rows[0], dict):
+    return {keys[0]: _b64(rows)}
+  context = context or {}
+  cols: dict[str, list] = {k: [] for k in keys}
+  for i, row in enumerate(rows):
+    if not isinstance(row, dict):
+      raise RequestError(f'{what} {i} must be an object {{input: value}}, got {str(row)[:80]}')
+    for k in keys:
+      if k in row:
+        cols[k].append(row[k])
+      elif k in context:
+        cols[k].append(context[k])
+      else:
+        raise RequestError(f'{what} {i} is missing feature {k!r}; the model takes {sorted(keys)}')
+  return {k: _b64(v) for k, v in cols.items()}
+
+
+def examples_columns(body: Any, inputs: Mapping[str, Any]) -> dict[str, list]:
+  """Columns of a classify / regress request (`examples`, with shared `context` features)."""
+  body = _body(body)
+  if 'examples' not in body:
+    raise RequestError('a classify / regress request needs "examples": [{feature: value}, ...]')
+  context = body.get('context') or {}
+  if not isinstance(context, dict):
+    raise RequestError(f'"context" must be an object, got {str(context)[:80]}')
+  examples = body['examples']
+  if isinstance(examples, list) and examples and not all(isinstance(e, dict) for e in examples):
+    raise RequestError('every entry of "examples" must be an object {feature: value}')
+  return rows_to_columns(examples, inputs, 'example', context)
+
+
+def jsonable(arr: np.ndarray) -> list:
+  """A numpy output as (nested) lists; bytes as UTF-8 strings."""
+  if arr.dtype == object or arr.dtype.kind == 'S':
+    arr = np.char.decode(arr.astype('S'), 'utf-8', errors='replace')
+  return arr.tolist()
+
+
+def predict_response(out: Mapping[str, np.ndarray], row_format: bool) -> dict[str, Any]:
+  """`{"predictions": ...}` (row format) or `{"outputs": ...}` (columnar), as TF Serving."""
+  cols = {k: jsonable(v) for k, v in out.items()}
+  if row_format:
+    if len(cols) == 1:
+      return {'predictions': next(iter(cols.values()))}
+    n = len(next(iter(cols.values())))
+    return {'predictions': [{k: v[i] for k, v in cols.items()} for i in range(n)]}
+  if len(cols) == 1:
+    return {'outputs': next(iter(cols.values()))}
+  return {'outputs': cols}
+
+
+def classify_response(out: Mapping[str, np.ndarray]) -> dict[str, Any]:
+  """`{"result": [[[label, score], ...] per example]}`."""
+  classes = out.get('classes')
+  scores = out.get('scores')
+  ref = classes if classes is not None else scores
+  n = len(ref)
+  k = ref.reshape(n, -1).shape[1]
+  labels = jsonable(classes.reshape(n, k)) if classes is not None else [[''] * k] * n
+  values = scores.reshape(n, -1).tolist() if scores is not None else [[None] * k] * n
+  return {'result': [[[lab, s] for lab, s in zip(ls, ss)] for ls, ss in zip(labels, values)]}
+
+
+def regress_response(out: Mapping[str, np.ndarray]) -> dict[str, Any]:
+  """`{"result": [value per example]}`."""
+  v = out['outputs']
+  return {'result': v.reshape(len(v), -1)[:, 0].tolist() if v.ndim > 1 else v.tolist()}
+
+
+def signature_for(model, method: str, name: str | None) -> str:
+  """The signature a classify / regress call uses: `name`, or the default one of that method."""
+  want = sigs.CLASSIFY_METHOD if method == 'classify' else sigs.REGRESS_METHOD
+  if name is None:
+    candidates = [sigs.DEFAULT, 'classification' if method == 'classify' else 'regression']
+    candidates += sorted(model.signatures)
+    name = next((c for c in candidates if c in model.signatures and
+                 model.signatures[c].method_name == want), None)
+    if name is None:
+      raise RequestError(f'this model has no {method} signature; its signatures are '
+                         f'{_methods(model)}')
+  sig = model.signature(name)
+  if sig.method_name != want:
+    raise RequestError(f'signature {name!r} is a {sig.method_name} signature, not {want}; '
+                       f'signatures: {_methods(model)}')
+  return name
+
+
+def _methods(model) -> dict[str, str]:
+  return {n: s.method_name.rsplit('/', 1)[-1] for n, s in sorted(model.signatures.items())}
+
+
+def metadata(model, name: str) -> dict[str, Any]:
+  """GET /v1/models/NAME/metadata: TF Serving's signature_def map."""
+  defs = {}
+  for sname, sig in sorted(model.signatures.items()):
+    inputs = {k: sigs.tensor_info(k, s['dtype'], [-1] + ([-1] if s['multivalent'] else []) +
+                                  list(s['shape']))
+              for k, s in sorted(sig.inputs.items())}
+    outputs = {k: sigs.tensor_info(k, s['dtype'], s['shape'])
+               for k, s in sorted(sig.outputs.items())}
+    defs[sname] = {'inputs': inputs, 'outputs': outputs, 'method_name': sig.method_name}
+  return {'model_spec': {'name': name, 'signature_name': '', 'version': version_of(model)},
+          'metadata': {'signature_def': {'signature_def': defs}}}
+
+
+def status(model) -> dict[str, Any]:
+  """GET /v1/models/NAME: TF Serving's model version status."""
+  return {'model_version_status': [{'version': version_of(model), 'state': 'AVAILABLE',
+                                    'status': {'error_code': 'OK', 'error_message': ''}}]}
+
+
+def version_of(model) -> str:
+  return str(model.version) if model.version is not None else '1'

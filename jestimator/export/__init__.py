@@ -1,0 +1,24 @@
+"""Export and serving: self-contained artifacts built on `jax.export` that take raw features.
+
+- `Estimator.export_saved_model(export_dir_base, serving_input_fn=None, checkpoint_path=None,
+  platforms=None)` writes `export_dir_base/<timestamp>/` (see `artifact` for the layout).
+- `load(path) -> ServedModel`: `.signatures`, `.predict(raw_features, signature)`; needs no model
+  code.
+- `build_raw_serving_input_fn(feature_spec)`: the raw inputs of a model without feature columns.
+- `LatestExporter`, `BestExporter`, `FinalExporter`: exports for `train_and_evaluate`.
+- `python -m jestimator.serve --export_dir DIR`: a TF Serving compatible REST server.
+"""
+from __future__ import annotations
+
+from jestimator.export.artifact import FORMAT_VERSION, export_estimator
+from jestimator.export.exporters import (BestExporter, Exporter, FinalExporter, LatestExporter,
+                                         loss_smaller)
+from jestimator.export.served_model import (ServedModel, Signature, is_export, latest_export,
+                                            load)
+from jestimator.export.serving_input import RawServingInput, build_raw_serving_input_fn
+
+__all__ = [
+    'BestExporter', 'Exporter', 'FORMAT_VERSION', 'FinalExporter', 'LatestExporter',
+    'RawServingInput', 'ServedModel', 'Signature', 'build_raw_serving_input_fn',
+    'export_estimator', 'is_export', 'latest_export', 'load', 'loss_smaller',
+]

@@ -1,0 +1,273 @@
+"""Writing an export: `export_estimator(est, base, ...)` -> `base/<timestamp>/`.
+
+Layout of one export (format version `FORMAT_VERSION`):
+
+  <timestamp>/
+    signature.json              format, versions, raw inputs, device inputs, signatures, step
+    variables.safetensors       the variables, named like 'params/Dense_0/kernel' (no pickle)
+    functions/NN_<name>.jaxexport   one serialized `jax.export.Exported` per signature:
+                                `f(variables, device_features) -> {output: array}`, batch symbolic
+    columns.json                the feature columns (host stage), when the model has them
+    assets/                     vocabulary files the columns read
+
+The directory is written under a temporary name in `export_dir_base` and renamed when complete, so
+a reader never sees a partial export; earlier exports are kept.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jestimator import _inference
+from jestimator import checkpoints as ckpt_lib
+from jestimator.export import _device_inputs, _tensors, signatures
+from jestimator.export import serving_input as si
+from jestimator.mode_keys import ModeKeys
+
+logger = logging.getLogger('jestimator')
+
+FORMAT = 'jestimator.export'
+FORMAT_VERSION = 1
+_PLATFORMS = ('cpu', 'cuda', 'rocm', 'tpu')
+
+
+def export_estimator(est, export_dir_base: str, serving_input_fn: Callable | None = None,
+                     checkpoint_path: str | None = None,
+                     platforms: Sequence[str] | None = None) -> str:
+  """Writes an export of `est` at a checkpoint; see `Estimator.export_saved_model`."""
+  if not isinstance(export_dir_base, (str, os.PathLike)) or not os.fspath(export_dir_base):
+    raise ValueError(f'export_dir_base must be a directory path, got {export_dir_base!r}')
+  export_dir_base = os.path.abspath(os.fspath(export_dir_base))
+  platforms = _check_platforms(platforms)
+  columns = est.feature_columns
+  raw_spec = _raw_spec(columns, serving_input_fn)
+  checkpoint_path = _checkpoint(est, checkpoint_path)
+  columns_doc = _columns_json(columns) if columns else None
+
+  probe_a = est._host.features(si.example_batch(raw_spec, 2, 1))
+  variables, step, _ = _inference.variables_for(est, probe_a, None, ModeKeys.PREDICT,
+                                                checkpoint_path)
+  variables = jax.device_get(variables)
+  spec = est._model.trace_spec(variables, probe_a, None, ModeKeys.PREDICT)
+  outputs = dict(spec.export_outputs or {})
+  if not outputs:
+    raise ValueError('the model_fn returned no export_outputs in PREDICT mode: nothing to export')
+  names, treedef = _flat_names(variables)
+  flat = {n: np.asarray(v) for n, v in zip(names, jax.tree.leaves(variables))}
+  weight_specs = {n: jax.ShapeDtypeStruct(a.shape, a.dtype) for n, a in flat.items()}
+
+  # Most general first: variable widths for every list-like input; a model (or host stage) that
+  # cannot take them gets fixed widths for the univalent features.
+  levels = _device_inputs.widening_levels(raw_spec)
+  for i, ragged in enumerate(levels):
+    last = i == len(levels) - 1
+    try:  # the host stage may refuse lists (numeric columns), or drop them (pass-through)
+      probe_b = est._host.features(si.example_batch(raw_spec, 3, 3, ragged))
+      inputs_doc = _device_inputs.describe(probe_a, probe_b, 2, 3)
+    except (TypeError, ValueError):
+      if last:
+        raise
+      continue
+    try:
+      exported, sig_docs, platforms_done = _export_signatures(
+          est._model, outputs, spec.string_outputs, names, treedef, weight_specs,
+          _device_inputs.specs(inputs_doc), platforms)
+      break
+    except Exception as e:  # noqa: BLE001 - shape-polymorphism failures take many forms
+      if last:
+        raise
+      logger.info('Export with variable widths for %s failed (%s: %s); retrying with fewer',
+                  sorted(ragged), type(e).__name__, str(e).split('\n')[0])
+
+  doc = {
+      'format': FORMAT, 'format_version': FORMAT_VERSION,
+      'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+      'jax_version': jax.__version__, 'platforms': platforms_done,
+      'global_step': int(step), 'checkpoint_path': checkpoint_path,
+      'inputs': raw_spec,
+      'host_stage': {'columns': 'columns.json' if columns_doc else None,
+                     'output_keys': list(getattr(est._host.columns_stage, 'output_keys', ()))},
+      'device_inputs': inputs_doc,
+      'signatures': sig_docs,
+  }
+  return _write_atomically(export_dir_base, doc, flat, exported, columns_doc)
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+def _check_platforms(platforms) -> tuple[str, ...] | None:
+  if platforms is None:
+    return None
+  if isinstance(platforms, str):
+    platforms = (platforms,)
+  platforms = tuple(platforms)
+  bad = [p for p in platforms if p not in _PLATFORMS]
+  if bad or not platforms:
+    raise ValueError(f'platforms must be a non-empty subset of {_PLATFORMS}, got {platforms!r}')
+  return platforms
+
+
+def _raw_spec(columns, serving_input_fn) -> dict[str, dict[str, Any]]:
+  """The raw input spec: the serving_input_fn's, else the feature columns'."""
+  col_spec = {}
+  if columns:
+    from jestimator import columns as columns_lib  # deferred: the core does not need columns
+    col_spec = si.canonical_specs(columns_lib.host_stage(list(columns)).raw_signature(),
+                                  'feature columns')
+  if serving_input_fn is None:
+    if not col_spec:
+      raise ValueError(
+          'export needs the raw input signature: this model has no feature_columns, so pass '
+          "serving_input_fn=jestimator.export.build_raw_serving_input_fn({'x': ('float32', [4])})")
+    return col_spec
+  spec = si.call_serving_input_fn(serving_input_fn)
+  missing = sorted(set(col_spec) - set(spec))
+  if missing:
+    raise ValueError(f'serving_input_fn does not provide feature(s) {missing} that the feature '
+                     f'columns read; it declares {sorted(spec)}')
+  return spec
+
+
+def _checkpoint(est, checkpoint_path: str | None) -> str:
+  if checkpoint_path is None:
+    checkpoint_path = est.latest_checkpoint()
+    if checkpoint_path is None:
+      raise ValueError(f"Couldn't find trained model at {est.model_dir}: export needs a "
+                       'checkpoint; train first or pass checkpoint_path')
+    return checkpoint_path
+  checkpoint_path = os.path.abspath(os.fspath(checkpoint_path))
+  ckpt_lib.step_from_path(checkpoint_path)  # 'not a checkpoint path' error
+  if not os.path.isdir(checkpoint_path):
+    raise ValueError(f'checkpoint_path {checkpoint_path!r} does not exist')
+  return checkpoint_path
+
+
+def _columns_json(columns) -> dict:
+  from jestimator import columns as columns_lib
+  try:
+    return json.loads(columns_lib.to_json(list(columns)))
+  except (TypeError, ValueError) as e:
+    raise ValueError(f'cannot export the feature columns: {e}') from e
+
+
+# -- the exported functions -----------------------------------------------------------------------
+def _export_signatures(model, outputs, spec_strings, names, treedef, weight_specs, device_specs,
+                       platforms):
+  """`({file: serialized program}, {signature: doc}, platforms)` for every signature."""
+  exported, sig_docs = {}, {}
+  for i, name in enumerate(sorted(outputs)):
+    fn = _serving_fn(model, name, names, treedef)
+    exp = jax.export.export(jax.jit(fn), platforms=platforms)(weight_specs, device_specs)
+    out_avals = jax.tree_util.tree_unflatten(exp.out_tree, exp.out_avals)
+    for key, aval in out_avals.items():
+      if not aval.shape or not _is_batch(aval.shape[0]):
+        raise ValueError(f'export signature {name!r}: output {key!r} has shape {aval.shape}, '
+                         'which lacks the leading batch dimension every output needs')
+    strings = signatures.string_outputs(outputs[name], spec_strings, out_avals)
+    out_doc = {k: {'dtype': np.dtype(a.dtype).name, 'shape': _dims(a.shape)}
+               for k, a in sorted(out_avals.items())}
+    for k in strings:
+      out_doc[k] = {'dtype': si.STRING, 'shape': out_doc[strings[k]['ids_key']]['shape']}
+    file = f'functions/{i:02d}_{re.sub(r"[^A-Za-z0-9_.-]", "_", name)}.jaxexport'
+    exported[file] = exp.serialize()
+    sig_docs[name] = {'method_name': signatures.method_name(outputs[name]), 'function': file,
+                      'outputs': out_doc, 'string_outputs': strings}
+  return exported, sig_docs, list(exp.platforms)
+
+
+def _flat_names(variables) -> tuple[list[str], Any]:
+  """Variable names ('params/Dense_0/kernel', in leaf order) and the tree structure."""
+  names = list(ckpt_lib.flatten_with_names(variables))
+  if len(names) != len(jax.tree.leaves(variables)):
+    raise ValueError('variable names collide when joined with "/"; cannot export')
+  return names, jax.tree.structure(variables)
+
+
+def _serving_fn(model, signature: str, names: list[str], treedef) -> Callable:
+  def serve(weights, features):
+    variables = jax.tree_util.tree_unflatten(treedef, [weights[n] for n in names])
+    batch = next(iter(features.values())).shape[0]
+    spec, _ = model.apply(variables, features, None, ModeKeys.PREDICT,
+                          mask=jnp.ones((batch,), jnp.float32))
+    out = spec.export_outputs[signature].as_dict()
+    return {k: jnp.asarray(v) for k, v in out.items()}
+  return serve
+
+
+def _is_batch(dim) -> bool:
+  return not isinstance(dim, int) and str(dim) == 'b'
+
+
+def _dims(shape) -> list[int]:
+  """-1 for symbolic dimensions (TF's unknown size)."""
+  return [d if isinstance(d, int) else -1 for d in shape]
+
+
+# -- writing --------------------------------------------------------------------------------------
+def _write_atomically(base: str, doc: dict, weights: dict, functions: dict,
+                      columns_doc: dict | None) -> str:
+  os.makedirs(base, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix='.tmp-export-', dir=base)
+  try:
+    os.makedirs(os.path.join(tmp, 'functions'))
+    for file, blob in functions.items():
+      with open(os.path.join(tmp, file), 'wb') as f:
+        f.write(blob)
+    _tensors.write(os.path.join(tmp, 'variables.safetensors'), weights,
+                   {'format': FORMAT, 'global_step': doc['global_step']})
+    if columns_doc is not None:
+      columns_doc = _copy_assets(columns_doc, tmp)
+      with open(os.path.join(tmp, 'columns.json'), 'w') as f:
+        json.dump(columns_doc, f, indent=1)
+    # signature.json last: its presence marks a complete export even before the rename.
+    with open(os.path.join(tmp, 'signature.json'), 'w') as f:
+      json.dump(doc, f, indent=1)
+    while True:
+      version = max(int(time.time()), _newest_version(base) + 1)
+      final = os.path.join(base, str(version))
+      try:
+        os.rename(tmp, final)
+        break
+      except OSError:
+        if not os.path.exists(final):
+          raise
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  logger.info('Exported model (global step %d) to %s', doc['global_step'], final)
+  return final
+
+
+def _newest_version(base: str) -> int:
+  versions = [int(n) for n in os.listdir(base) if n.isdigit()]
+  return max(versions, default=0)
+
+
+def _copy_assets(doc, directory: str):
+  """Copies vocabulary files into `assets/` and points the columns at the relative copies."""
+  copies: dict[str, str] = {}  # one copy per file, so equal columns stay equal
+
+  def walk(node):
+    if isinstance(node, dict):
+      node = {k: walk(v) for k, v in node.items()}
+      if node.get('column') == 'VocabularyFileCategoricalColumn':
+        src = os.path.abspath(node['vocabulary_file'])
+        if src not in copies:
+          os.makedirs(os.path.join(directory, 'assets'), exist_ok=True)
+          copies[src] = f'assets/{len(copies):02d}_{os.path.basename(src)}'
+          shutil.copyfile(src, os.path.join(directory, copies[src]))
+        node['vocabulary_file'] = copies[src]
+      return node
+    if isinstance(node, list):
+      return [walk(v) for v in node]
+    return node
+  return walk(doc)

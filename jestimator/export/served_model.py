@@ -1,0 +1,240 @@
+"""Loading an export: `load(path) -> ServedModel`, which scores raw features without model code.
+
+A `ServedModel` rebuilds the host stage from `columns.json`, deserializes one `jax.export.Exported`
+per signature and keeps the variables on the device. `predict` runs: raw features (strings allowed)
+-> checks -> host stage (numpy) -> batch padded to a power of two (so a few compiled shapes serve
+every batch size) -> compiled program -> string outputs (class names) on the host.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+from jestimator import _batches
+from jestimator.export import _device_inputs, _raw, _tensors, signatures
+from jestimator.export import serving_input as si
+from jestimator.export.artifact import FORMAT, FORMAT_VERSION
+
+_MAX_BUCKET = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+  """One serving signature of an export.
+
+  Attributes:
+    name: e.g. 'serving_default', 'classification', 'regression', 'predict'.
+    method_name: TF Serving's method ('tensorflow/serving/classify', '.../regress', '.../predict').
+    inputs: `{key: {'dtype', 'shape', 'multivalent'}}`: the raw features (per-example shapes).
+    outputs: `{key: {'dtype', 'shape'}}` with shape `[-1, ...]` (-1: the batch).
+    string_outputs: `{key: {'ids_key', 'vocabulary'}}`: outputs made on the host from ids.
+  """
+  name: str
+  method_name: str
+  inputs: Mapping[str, Mapping[str, Any]]
+  outputs: Mapping[str, Mapping[str, Any]]
+  string_outputs: Mapping[str, Mapping[str, Any]]
+
+
+def is_export(path: str) -> bool:
+  """True when `path` is an export directory (it holds `signature.json`)."""
+  return os.path.isfile(os.path.join(path, 'signature.json'))
+
+
+def latest_export(directory: str) -> str:
+  """`directory` itself if it is an export, else its newest `<timestamp>/` export.
+
+  Lets a server or client point at an exporter folder (`model_dir/export/<name>`).
+  """
+  if is_export(directory):
+    return directory
+  if not os.path.isdir(directory):
+    raise ValueError(f'{directory!r} does not exist')
+  versions = sorted((int(n) for n in os.listdir(directory)
+                     if n.isdigit() and is_export(os.path.join(directory, n))), reverse=True)
+  if not versions:
+    raise ValueError(f'{directory!r} is not a jestimator export (no signature.json) and holds no '
+                     'exports (<timestamp>/ folders)')
+  return os.path.join(directory, str(versions[0]))
+
+
+def load(path: str) -> ServedModel:
+  """Loads the export at `path` (an `export_dir_base/<timestamp>` folder).
+
+  Needs only jax, numpy and jestimator: not the code that defined the model.
+
+  Example:
+    model = jestimator.export.load('/tmp/export/1700000000')
+    model.predict({'age': [39, 50], 'occupation': ['Sales', 'pilot']})['classes']
+  """
+  return ServedModel(path)
+
+
+class ServedModel:
+  """A loaded export; thread-safe. See `load`.
+
+  Attributes:
+    path: the export folder.
+    version: its timestamp (the folder name) as an int, or None.
+    global_step: the training step of the checkpoint it was exported from.
+    signatures: `{name: Signature}`.
+    inputs: the raw input spec shared by all signatures.
+  """
+
+  def __init__(self, path: str):
+    path = os.path.abspath(os.fspath(path))
+    doc = _read_doc(path)
+    self.path = path
+    self.version = int(os.path.basename(path)) if os.path.basename(path).isdigit() else None
+    self.global_step = int(doc.get('global_step', 0))
+    self.platforms = tuple(doc.get('platforms', ()))
+    _check_platform(path, self.platforms)
+    self.inputs = {k: dict(v) for k, v in doc['inputs'].items()}
+    self._host, self._rename = self._host_stage(doc)
+    self._device_inputs = doc['device_inputs']
+    weights = _tensors.read(os.path.join(path, 'variables.safetensors'))
+    self._weights = jax.device_put(weights)
+    self.signatures: dict[str, Signature] = {}
+    self._calls = {}
+    for name, s in doc['signatures'].items():
+      with open(os.path.join(path, s['function']), 'rb') as f:
+        exp = jax.export.deserialize(bytearray(f.read()))
+      self._calls[name] = jax.jit(exp.call)
+      self.signatures[name] = Signature(name, s['method_name'], self.inputs, s['outputs'],
+                                        s['string_outputs'])
+
+  def __repr__(self) -> str:
+    return (f'ServedModel({self.path!r}, step={self.global_step}, '
+            f'signatures={sorted(self.signatures)})')
+
+  # -- public -------------------------------------------------------------------------------------
+  def predict(self, raw_features: Mapping[str, Any], signature: str = signatures.DEFAULT
+              ) -> dict[str, np.ndarray]:
+    """Scores a batch of raw features with one signature.
+
+    Args:
+      raw_features: `{key: values}` with a leading batch dimension (lists or numpy arrays;
+        strings for string features). Keys beyond the model's inputs are ignored.
+      signature: a name in `signatures`.
+
+    Returns:
+      `{output: numpy array [batch, ...]}`; string outputs are object arrays of bytes.
+
+    Raises:
+      ValueError / TypeError naming the feature for a missing feature, a wrong type or shape, or
+      features of unequal lengths; ValueError for an unknown signature.
+    """
+    features, n = self.check(raw_features, signature)
+    return self.run(features, n, signature)
+
+  def check(self, raw_features: Mapping[str, Any], signature: str = signatures.DEFAULT
+            ) -> tuple[dict[str, np.ndarray], int]:
+    """The validated raw features of `predict` and their batch size (no model run)."""
+    self.signature(signature)
+    return _raw.normalize(raw_features, self.inputs, host_parses=self._host is not None)
+
+  def run(self, features: dict[str, np.ndarray], n: int, signature: str = signatures.DEFAULT
+          ) -> dict[str, np.ndarray]:
+    """`predict` on features already validated by `check` (the server batches them first)."""
+    sig = self.signature(signature)
+    device = self._device_features(features)
+    size = _bucket(n)
+    if size != n:
+      (device,), _ = _batches.pad_rows((device,), n, size)
+    out = self._calls[sig.name](self._weights, device)
+    out = {k: np.asarray(v)[:n] for k, v in out.items()}
+    return signatures.finish(out, sig.string_outputs)
+
+  def signature(self, name: str) -> Signature:
+    """The `Signature` called `name`; ValueError listing the names when there is none."""
+    sig = self.signatures.get(name)
+    if sig is None:
+      raise ValueError(f'no signature {name!r} in this export; it has {sorted(self.signatures)}')
+    return sig
+
+  def warmup(self, batch_sizes=(1,)) -> None:
+    """Compiles every signature for the given batch sizes (their power-of-two buckets)."""
+    for name in self.signatures:
+      for b in batch_sizes:
+        self.predict(si.example_batch(self.inputs, b), name)
+
+  # -- internals ----------------------------------------------------------------------------------
+  def _host_stage(self, doc):
+    host = doc.get('host_stage') or {}
+    if not host.get('columns'):
+      return None, {}
+    from jestimator import columns as columns_lib
+    with open(os.path.join(self.path, host['columns'])) as f:
+      cols_doc = _resolve_assets(json.load(f), self.path)
+    stage = _batches.HostStage(columns_lib.host_stage(columns_lib.from_json(json.dumps(cols_doc))))
+    # Output keys carry a digest of each column's JSON, which changes where a vocabulary file now
+    # lives elsewhere; the stage's outputs come in the same order, so map them back by position.
+    new, old = list(stage.columns_stage.output_keys), list(host.get('output_keys', ()))
+    if len(new) != len(old):
+      raise ValueError(f'{self.path!r}: the feature columns make {len(new)} host outputs here but '
+                       f'made {len(old)} at export time; the export is damaged')
+    return stage, {n: o for n, o in zip(new, old) if n != o}
+
+  def _device_features(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if self._host is None:
+      return _device_inputs.align(features, self._device_inputs)
+    out = self._host.features(features)
+    if self._rename:
+      out = {self._rename.get(k, k): v for k, v in out.items()}
+    return _device_inputs.align(out, self._device_inputs)
+
+
+def _read_doc(path: str) -> dict:
+  file = os.path.join(path, 'signature.json')
+  if not os.path.isfile(file):
+    hint = ''
+    if os.path.isdir(path) and any(n.isdigit() and os.path.isfile(
+        os.path.join(path, n, 'signature.json')) for n in os.listdir(path)):
+      hint = ('; it holds exports (<timestamp>/ folders): load one of them, e.g. '
+              'jestimator.export.load(jestimator.export.latest_export(path))')
+    raise ValueError(f'{path!r} is not a jestimator export: it has no signature.json{hint}')
+  try:
+    with open(file) as f:
+      doc = json.load(f)
+  except ValueError as e:
+    raise ValueError(f'{file} is not valid JSON ({e}); the export is damaged') from None
+  if not isinstance(doc, dict) or doc.get('format') != FORMAT:
+    raise ValueError(f'{path!r} is not a jestimator export: signature.json has format '
+                     f'{doc.get("format") if isinstance(doc, dict) else None!r}, not {FORMAT!r}')
+  version = doc.get('format_version')
+  if not isinstance(version, int) or version > FORMAT_VERSION:
+    raise ValueError(f'{path!r} has export format version {version!r}, newer than this '
+                     f'jestimator reads ({FORMAT_VERSION}); upgrade jestimator to load it')
+  return doc
+
+
+def _check_platform(path: str, platforms: tuple[str, ...]) -> None:
+  backend = jax.default_backend()
+  names = ('cuda', 'rocm') if backend == 'gpu' else (backend,)
+  if platforms and not set(names) & set(platforms):
+    raise ValueError(f'{path!r} was exported for {list(platforms)} but this process runs on '
+                     f'{backend}; export with platforms=({names[0]!r}, ...) to serve it here')
+
+
+def _resolve_assets(node, root: str):
+  if isinstance(node, dict):
+    node = {k: _resolve_assets(v, root) for k, v in node.items()}
+    if node.get('column') == 'VocabularyFileCategoricalColumn' and not os.path.isabs(
+        node['vocabulary_file']):
+      node['vocabulary_file'] = os.path.join(root, node['vocabulary_file'])
+    return node
+  if isinstance(node, list):
+    return [_resolve_assets(v, root) for v in node]
+  return node
+
+
+def _bucket(n: int) -> int:
+  """Batch size to compile for: the next power of two, then multiples of `_MAX_BUCKET`."""
+  if n > _MAX_BUCKET:
+    return -(-n // _MAX_BUCKET) * _MAX_BUCKET
+  return 1 << max(0, n - 1).bit_length()

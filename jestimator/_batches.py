@@ -106,6 +106,10 @@ class HostStage:
         out[k] = v
     return out
 
+  @property
+  def is_identity(self) -> bool:
+    return self.columns_stage is None and self.label_transform is None
+
   def labels(self, labels):
     if labels is None or self.label_transform is None:
       return labels
@@ -202,3 +206,26 @@ class Prefetcher:
   def close(self):
     self._stop.set()
     self._thread.join(timeout=5)
+
+
+class Inline:
+  """`Prefetcher`'s interface without a thread, for sources cheaper than a thread hand-off.
+
+  Slicing in-memory arrays takes tens of microseconds per batch; handing each batch over from a
+  background thread costs more than that, and the thread competes with XLA for the cores.
+  """
+
+  def __init__(self, iterator: Iterator, produce: Callable):
+    self._it = iterator
+    self._produce = produce
+    self._get_state = getattr(iterator, 'get_state', None)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    item = next(self._it)
+    return self._produce(item), self._get_state() if self._get_state else None
+
+  def close(self):
+    pass

@@ -22,12 +22,14 @@ logger = logging.getLogger('jestimator')
 
 # -- input --------------------------------------------------------------------------------------
 def _source(est, input_fn, mode: str, restore_position: dict | None = None,
-            place=None) -> _batches.Prefetcher:
-  """Calls input_fn and returns a prefetcher of `(features, labels, size)` batches.
+            place=None):
+  """Calls input_fn and returns an iterator of `((features, labels, size), position)`.
 
-  Batches are numpy, or placed on the device(s) by `place` in the background thread.
+  Batches are numpy, or placed on the device(s) by `place` ahead of use. General input_fns run
+  in a background thread (`Prefetcher`); in-memory ones are sliced inline.
   """
-  input_fn, host_stage = _in_memory(est, input_fn, mode)
+  needs_labels = mode != ModeKeys.PREDICT and est._model.takes_labels
+  input_fn, in_memory = _in_memory(est, input_fn, mode, needs_labels)
   result = inputs_lib.call_input_fn(input_fn, mode, est._model.params, est._config,
                                     est._strategy.input_context())
   iterator = inputs_lib.iterate(result)
@@ -44,9 +46,22 @@ def _source(est, input_fn, mode: str, restore_position: dict | None = None,
                     restore_position.get('offset'))
     except ValueError:  # another input_fn than the checkpoint's: start it from its beginning
       pass
-  needs_labels = mode != ModeKeys.PREDICT and est._model.takes_labels
+
+  if in_memory and isinstance(iterator, inputs_lib.ResumableIterator):
+    # Whole arrays were transformed and validated once: batches are ready slices, and slicing
+    # costs less than a thread hand-off would.
+    def produce_slice(item):
+      features, labels = _batches.split(item, mode)
+      if mode == ModeKeys.PREDICT:
+        labels = None
+      size = len(next(iter(features.values()))) if features else len(labels)
+      if place is not None:
+        features, labels = place(features), place(labels)
+      return features, labels, size
+    return _batches.Inline(iterator, produce_slice)
+
   def produce(item):
-    features, labels, size = _batches.prepare(item, mode, host_stage, needs_labels)
+    features, labels, size = _batches.prepare(item, mode, est._host, needs_labels)
     if place is not None:
       features, labels = place(features), place(labels)
     return features, labels, size
@@ -54,23 +69,24 @@ def _source(est, input_fn, mode: str, restore_position: dict | None = None,
   return _batches.Prefetcher(iterator, produce)
 
 
-def _in_memory(est, input_fn, mode: str):
-  """`(input_fn, host stage for its batches)`.
+def _in_memory(est, input_fn, mode: str, needs_labels: bool):
+  """`(input_fn, whether its arrays are transformed and validated already)`.
 
-  For the built-in in-memory inputs the host stage runs once over the whole arrays here, and
-  their batches then need none.
+  For the built-in in-memory inputs the host stage and the checks run once over the whole
+  arrays, not once per batch. One transformed copy is kept per mode (the latest input_fn).
   """
-  if not isinstance(input_fn, inputs_lib.NumpyInputFn) or (
-      est._host.columns_stage is None and est._host.label_transform is None):
-    return input_fn, est._host
+  if not isinstance(input_fn, inputs_lib.NumpyInputFn):
+    return input_fn, False
   cache = est.__dict__.setdefault('_in_memory_inputs', {})
-  key = (id(input_fn), mode)
+  key = mode
   if key not in cache or cache[key][0] is not input_fn:
-    features, labels = _batches.to_numpy(input_fn.x, None if mode == ModeKeys.PREDICT
-                                         else input_fn.y)
-    features, labels = est._host(features, labels)
+    if input_fn.num_examples == 0:
+      return input_fn, False
+    labels = None if mode == ModeKeys.PREDICT else input_fn.y
+    features, labels, _ = _batches.prepare((input_fn.x, labels), mode, est._host, needs_labels)
+    cache.pop(key, None)  # free the previous copy before making the next
     cache[key] = (input_fn, input_fn.with_arrays(features, labels))
-  return cache[key][1], _batches.HostStage()
+  return cache[key][1], True
 
 
 def _first(source, what: str):
@@ -175,6 +191,7 @@ def _run_train_loop(est, ckpt, state, source, first, target, hooks, listeners, w
   pending = [first]
   stop = False
   dispatches = 0
+  multi_process = jax.process_count() > 1
   while not stop and (target is None or step < target):
     k = config.steps_per_loop if target is None else min(config.steps_per_loop, target - step)
     group = _next_group(source, pending, k)
@@ -202,12 +219,19 @@ def _run_train_loop(est, ckpt, state, source, first, target, hooks, listeners, w
     for h in all_hooks:
       h.after_step(ctx, values)
     stop = ctx.stop_requested
-    due = ((config.save_checkpoints_steps and ctx.crossed(config.save_checkpoints_steps)) or
-           (config.save_checkpoints_secs is not None and
-            time.monotonic() - saved_time >= config.save_checkpoints_secs))
+    asked = [_wants_save(listener, ctx) for listener in listeners]  # ask each, every dispatch
+    due = bool((config.save_checkpoints_steps and ctx.crossed(config.save_checkpoints_steps)) or
+               (config.save_checkpoints_secs is not None and
+                time.monotonic() - saved_time >= config.save_checkpoints_secs) or any(asked))
+    if multi_process:
+      # A hook's stop (early stopping reads eval files) and a save by the clock are decisions of
+      # one process; all must take them at the same step, or the others wait in a collective.
+      stop, due = any_process(stop, due)
     if due and step != saved_step:
       stop |= _save(est, ckpt, state, step, position, listeners)
       saved_step, saved_time = step, time.monotonic()
+      if multi_process and listeners:
+        (stop,) = any_process(stop)
   if step == 0 and saved_step == 0 and ckpt.latest_step() is None:
     logger.info('Training with estimator made no steps.')
   if step != saved_step or ckpt.latest_step() is None:
@@ -229,7 +253,35 @@ def _save(est, ckpt, state, step, position, listeners) -> bool:
             {'input_state': position})
   logger.info('Saving checkpoint for step %d into %s', step, ckpt.path(step))
   stop = False
+  if listeners:
+    est._state = state  # listeners (train_and_evaluate) evaluate this state without a reload
   for listener in listeners:
     ckpt.wait()  # listeners may read the checkpoint they were told about
     stop |= bool(listener.after_save(step))
+  if listeners:
+    est._state = None  # the loop moves on: holding this state would keep a second copy alive
   return stop
+
+
+def _wants_save(listener, ctx) -> bool:
+  """A listener with `wants_save(ctx) -> bool` may ask for a checkpoint after this dispatch.
+
+  `train_and_evaluate` uses it for `EvalSpec(every_n_steps=N)`: evaluations need a checkpoint.
+  """
+  wants = getattr(listener, 'wants_save', None)
+  return bool(wants is not None and wants(ctx))
+
+
+def any_process(*flags: bool, gather=None) -> tuple[bool, ...]:
+  """Each flag OR-ed over all processes: one small collective, so every process calls it.
+
+  `gather` (for tests) maps an int32 `[len(flags)]` array to `[processes, len(flags)]`; by default
+  `multihost_utils.process_allgather`. Called only when `jax.process_count() > 1`, so
+  single-process training keeps no extra device sync.
+  """
+  if gather is None:
+    from jax.experimental import multihost_utils
+    gather = multihost_utils.process_allgather
+  local = np.asarray([bool(f) for f in flags], np.int32)
+  table = np.asarray(gather(local)).reshape(-1, len(flags))
+  return tuple(bool(v) for v in table.max(axis=0))

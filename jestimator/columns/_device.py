@@ -126,7 +126,8 @@ def embedding_lookup(table: jax.Array, ids: jax.Array, weights: jax.Array | None
 def multi_hot(ids: jax.Array, weights: jax.Array | None, n: int) -> jax.Array:
   """`[batch, n]`: per bucket the count of its ids, or the sum of their weights."""
   safe, w = valid_weights(ids, weights, n, prune=False)
-  if ids.shape[1] * n <= _ONE_HOT_LIMIT:
+  # A symbolic width (an export serving any list length) takes the scatter path.
+  if isinstance(ids.shape[1], int) and ids.shape[1] * n <= _ONE_HOT_LIMIT:
     return jnp.einsum('bw,bwn->bn', w, jax.nn.one_hot(safe, n, dtype=jnp.float32))
   rows = jnp.broadcast_to(jnp.arange(ids.shape[0])[:, None], ids.shape)
   return jnp.zeros((ids.shape[0], n), jnp.float32).at[rows, safe].add(w)

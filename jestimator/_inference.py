@@ -90,11 +90,19 @@ def evaluate(est, input_fn, steps, hooks, checkpoint_path, name) -> dict[str, An
     item = ((features, labels, size), None)
     while item is not None:
       (features, labels, n), _ = item
-      pad_to = compiled_size if (n < compiled_size and est._model.padding_aware) else (
+      aware = est._model.padding_aware
+      pad_to = compiled_size if (n < compiled_size and aware) else (
           _round_up(n, strategy.batch_multiple))
-      (features, labels), mask = _batches.pad_rows((features, labels), n, pad_to)
-      f, l, m = (strategy.put_batch(features), strategy.put_batch(labels),
-                 strategy.put_batch(mask))
+      whole = None
+      if pad_to != n and not aware:
+        # Padding would dilute a loss that averages over the batch: run it whole if we can.
+        whole = strategy.put_unsharded((features, labels, np.ones(n, np.float32)))
+      if whole is not None:
+        f, l, m = whole
+      else:
+        (features, labels), mask = _batches.pad_rows((features, labels), n, pad_to)
+        f, l, m = (strategy.put_batch(features), strategy.put_batch(labels),
+                   strategy.put_batch(mask))
       if acc is None:
         acc = _zero_states(est, variables, f, l, m)
       batch += 1

@@ -83,6 +83,14 @@ class Strategy(abc.ABC):
   def predict_step(self, model) -> Callable:
     """Compiled `(variables, features, mask) -> predictions`."""
 
+  def put_unsharded(self, tree: Any) -> Any | None:
+    """Places a batch whole on every device (not split), or None if the strategy cannot.
+
+    Evaluation uses it for a final batch that does not divide over the devices when padding it
+    would change the model_fn's own loss.
+    """
+    return None
+
   def to_host(self, tree: Any) -> Any:
     """Device values (as returned by the compiled steps) -> numpy, global view."""
     return jax.device_get(tree)

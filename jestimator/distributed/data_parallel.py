@@ -26,9 +26,11 @@ class DataParallel(Strategy):
   their concatenation in process order, built with `jax.make_array_from_process_local_data`.
   Every process must yield the same number of batches of the same size.
 
-  Evaluation pads a final batch that does not divide over the devices. Metrics and padding-aware
-  losses (the heads, or a model_fn calling `jestimator.example_mask()`) ignore the padded rows;
-  a model_fn loss that averages over the whole batch (`jnp.mean`) includes them in that batch.
+  Evaluation pads a final batch that does not divide over the devices; metrics and padding-aware
+  losses (the heads, or a model_fn calling `jestimator.example_mask()`) ignore the padded rows.
+  For a model_fn whose loss averages over the whole batch (`jnp.mean`) that batch instead runs
+  whole on every device (replicated) in a single process, so its loss stays exact; across
+  processes it is padded and its loss includes the padded rows.
 
   Args:
     mesh: a `jax.sharding.Mesh` with a `data` axis; other axes (say `model`) hold replicas of the
@@ -109,6 +111,11 @@ class DataParallel(Strategy):
       return jax.device_put(tree, sharding)
     return jax.tree.map(
         lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), tree)
+
+  def put_unsharded(self, tree: Any) -> Any | None:
+    if jax.process_count() > 1:  # each process holds other rows: no one place has them all
+      return None
+    return jax.device_put(tree, self._sharding(P()))
 
   def to_host(self, tree: Any) -> Any:
     """Replicated values (loss, metric states) as numpy; batch-sharded values (predictions) as

@@ -79,6 +79,13 @@ def mlp_fn(features, labels, mode):
                           eval_metrics={'mae': je.metrics.mean_absolute_error(labels, pred)})
 
 
+def plain_mean_fn(features, labels, mode):
+  """mlp_fn with a loss that averages over the whole batch (not padding-aware)."""
+  h = nn.relu(nn.Dense(16)(features['x']))
+  pred = nn.Dense(1)(h)[:, 0]
+  return je.EstimatorSpec(mode, predictions={'y': pred}, loss=jnp.mean((pred - labels) ** 2))
+
+
 def strategies():
   return {'single': (None, 1), 'pmap': (jd.Pmap(), 1), 'pmap_loop': (jd.Pmap(), 5),
           'pmap4': (jd.Pmap(jax.devices()[4:]), 1), 'dp': (jd.DataParallel(), 1),
@@ -117,6 +124,9 @@ def _mlp():
     out[name] = {'losses': hook.losses, 'vars': variables(est), 'input_context': contexts[0]}
     if name in EVALUATED:
       out[name]['eval'] = est.evaluate(eval_input())
+      plain = je.Estimator(plain_mean_fn, os.path.join(ROOT, f'mlp_{name}'),
+                           config=je.RunConfig(strategy=strategy))
+      out[name]['eval_plain'] = plain.evaluate(eval_input(), name='plain')
       out[name]['pred'] = np.asarray([p['y'] for p in est.predict(predict_input())]).tolist()
 
 

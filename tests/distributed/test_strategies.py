@@ -107,6 +107,17 @@ def test_eval_and_predict_match_numpy(results):
                                atol=TOL, err_msg=name)
 
 
+def test_plain_mean_loss_exact_under_data_parallel(results):
+  """A jnp.mean loss over a final batch of 4 rows on 8 devices: run whole, not padded."""
+  mlp = _get(results, 'mlp')
+  x, y = _data(results)
+  for name in ('single', 'dp'):
+    pred = _mlp_forward(mlp[name]['vars'], x[:100])
+    batches = [slice(0, 32), slice(32, 64), slice(64, 96), slice(96, 100)]
+    loss = np.mean([np.mean((pred[s] - y[s]) ** 2) for s in batches])
+    assert mlp[name]['eval_plain']['loss'] == pytest.approx(loss, rel=TOL, abs=TOL), name
+
+
 def test_batchnorm_statistics(results):
   bn = _get(results, 'batchnorm')
   x, _ = _data(results)

@@ -42,3 +42,12 @@ def machine_info() -> dict:
 def peak_rss_mib() -> float:
   """Peak resident memory of this process so far, in MiB."""
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_results(results: dict, out: str, indent: int = 1) -> None:
+  """Writes a benchmark's results as JSON to `out` (creating its folder) and says where."""
+  import json
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out, 'w') as f:
+    json.dump(results, f, indent=indent)
+  print(f'wrote {out}')

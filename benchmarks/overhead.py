@@ -10,7 +10,6 @@ Target: the Estimator within 5% of the hand-written loop at steps_per_loop=1, fa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import optax
 
 import jestimator as je
-from benchmarks._machine import machine_info
+from benchmarks._machine import machine_info, write_results
 
 
 def make_data(n: int, dim: int, seed: int = 0):
@@ -136,10 +135,7 @@ def main(argv=None):
           f'   ratio {e / h:.3f}')
   out = args.out or os.path.join(os.path.dirname(__file__), 'results',
                                  f'overhead_{jax.default_backend()}.json')
-  os.makedirs(os.path.dirname(out), exist_ok=True)
-  with open(out, 'w') as f:
-    json.dump(results, f, indent=2)
-  print(f'wrote {out}')
+  write_results(results, out)
 
 
 if __name__ == '__main__':

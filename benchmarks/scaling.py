@@ -55,6 +55,7 @@ import optax  # noqa: E402
 import jestimator as je  # noqa: E402
 from jestimator import distributed as jd  # noqa: E402
 from jestimator.hooks import Hook  # noqa: E402
+from benchmarks.workloads.strategies import device_counts  # noqa: E402
 
 
 def make_model_fn(hidden: int):
@@ -102,14 +103,6 @@ def _run_case(model_fn, strategy, x, y, batch, steps, model_dir) -> dict:
             if k.startswith('params/')}
   return {'examples_per_sec': round(steps * batch / seconds, 1),
           'ms_per_step': round(1e3 * seconds / steps, 3), 'params': params}
-
-
-def device_counts(n: int) -> list[int]:
-  counts, k = [], 1
-  while k < n:
-    counts.append(k)
-    k *= 2
-  return counts + [n]
 
 
 def main(args) -> dict:

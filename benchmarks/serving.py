@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 import jestimator as je
-from benchmarks._machine import machine_info, peak_rss_mib
+from benchmarks._machine import machine_info, peak_rss_mib, write_results
 from jestimator import columns as fc
 from jestimator import export
 from jestimator.canned.dnn import DNNClassifier
@@ -211,10 +211,7 @@ def main(argv=None):
                             'rest_single_p50_under_5ms': s['p50_ms'] < 5.0}
   results['peak_rss_mib'] = peak_rss_mib()
   out = args.out or os.path.join(os.path.dirname(__file__), 'results', 'serving_cpu.json')
-  os.makedirs(os.path.dirname(out), exist_ok=True)
-  with open(out, 'w') as f:
-    json.dump(results, f, indent=1)
-  print(f'wrote {out}')
+  write_results(results, out)
 
 
 if __name__ == '__main__':

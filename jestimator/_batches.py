@@ -119,12 +119,15 @@ class HostStage:
     return self.features(features), self.labels(labels)
 
 
-def prepare(item: Any, mode: str, host_stage: HostStage, needs_labels: bool
-            ) -> tuple[dict[str, np.ndarray], Any, int]:
+def prepare(item: Any, mode: str, host_stage: HostStage, needs_labels: bool,
+            takes_labels: bool = True) -> tuple[dict[str, np.ndarray], Any, int]:
   """One raw batch -> `(features, labels, batch_size)`, numeric and validated."""
   features, labels = split(item, mode)
   if mode == ModeKeys.PREDICT:
     labels = None
+  if labels is not None and not takes_labels:
+    raise ValueError('input_fn yields labels but model_fn takes no "labels" argument (as in TF, '
+                     'this is an error: add labels to the model_fn or yield features only)')
   features, labels = to_numpy(features, labels)
   if needs_labels and labels is None:
     raise ValueError(f'labels are required in mode {mode!r}: input_fn yielded features only; '

@@ -61,7 +61,8 @@ def _source(est, input_fn, mode: str, restore_position: dict | None = None,
     return _batches.Inline(iterator, produce_slice)
 
   def produce(item):
-    features, labels, size = _batches.prepare(item, mode, est._host, needs_labels)
+    features, labels, size = _batches.prepare(item, mode, est._host, needs_labels,
+                                              est._model.takes_labels)
     if place is not None:
       features, labels = place(features), place(labels)
     return features, labels, size
@@ -83,7 +84,8 @@ def _in_memory(est, input_fn, mode: str, needs_labels: bool):
     if input_fn.num_examples == 0:
       return input_fn, False
     labels = None if mode == ModeKeys.PREDICT else input_fn.y
-    features, labels, _ = _batches.prepare((input_fn.x, labels), mode, est._host, needs_labels)
+    features, labels, _ = _batches.prepare((input_fn.x, labels), mode, est._host, needs_labels,
+                                            est._model.takes_labels)
     cache.pop(key, None)  # free the previous copy before making the next
     cache[key] = (input_fn, input_fn.with_arrays(features, labels))
   return cache[key][1], True

@@ -175,7 +175,11 @@ class Estimator:
     ckpt, step = self._latest_or_raise()
     if name == 'global_step':
       return np.asarray(step, np.int64)
-    values = ckpt.restore_raw_variables(step)
+    cached = getattr(self, '_raw_variables', None)
+    if cached is None or cached[0] != ckpt.path(step):
+      # Reading every variable one by one should not restore the checkpoint each time.
+      cached = self._raw_variables = (ckpt.path(step), ckpt.restore_raw_variables(step))
+    values = cached[1]
     if name not in values:
       raise ValueError(f'no variable {name!r} in {ckpt.path(step)}; names are '
                        f'{sorted(values)[:20]}')

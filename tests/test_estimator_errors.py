@@ -68,6 +68,15 @@ def test_labels_missing(trained, verb, mode):
              f"labels are required in mode '{mode}'")
 
 
+def test_labels_given_to_a_model_fn_without_labels(trained):
+  def model_fn(features, mode):
+    out = nn.Dense(1)(features['x'])[:, 0]
+    return EstimatorSpec(mode, predictions=out, loss=jnp.mean(out), optimizer=optax.sgd(0.1))
+  est = Estimator(model_fn, trained)
+  fn = inputs.numpy_input_fn({'x': X}, Y, batch_size=3, shuffle=False)
+  _unchanged(trained, lambda: est.evaluate(fn), ValueError, 'takes no "labels" argument')
+
+
 def test_bad_input_in_a_fresh_model_dir_creates_nothing(tmp_path):
   model_dir = str(tmp_path / 'fresh')
   est = Estimator(_models.linear_model_fn(), model_dir)

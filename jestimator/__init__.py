@@ -30,6 +30,8 @@ from jestimator.canned import (BaselineClassifier, BaselineEstimator, BaselineRe
                                DNNLinearCombinedEstimator, DNNLinearCombinedRegressor,
                                DNNRegressor, LinearClassifier, LinearEstimator, LinearRegressor)
 
+from jestimator.distributed.training import EvalSpec, TrainSpec, train_and_evaluate  # noqa: E402
+
 # `import jestimator.heads` / `jestimator.optimizers` work as tf.estimator's head and optimizer
 # namespaces do; the modules live in the canned layer.
 _sys.modules[__name__ + '.heads'] = heads
@@ -47,4 +49,5 @@ __all__ = [
     'example_mask', 'hooks', 'inputs', 'make_early_stopping_hook', 'make_eval_step',
     'make_predict_step', 'make_train_step', 'metrics', 'stop_if_higher_hook',
     'stop_if_lower_hook', 'stop_if_no_decrease_hook', 'stop_if_no_increase_hook',
+    'EvalSpec', 'TrainSpec', 'train_and_evaluate',
 ]

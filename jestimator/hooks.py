@@ -224,6 +224,10 @@ class CheckpointSaverListener:
   def after_save(self, step: int) -> bool | None:
     return None
 
+  def wants_save(self, ctx: StepContext) -> bool:
+    """Whether this listener needs a checkpoint after this dispatch (e.g. to evaluate it)."""
+    return False
+
   def end(self, step: int) -> None:
     pass
 

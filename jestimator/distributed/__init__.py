@@ -6,6 +6,10 @@
                         jax.jit over a Mesh, batch sharded on `data`, state replicated; the
                         recommended strategy, and the one that spans hosts
   initialize(...)       join a multi-process run (wraps jax.distributed.initialize)
+  train_and_evaluate(estimator, TrainSpec(...), EvalSpec(...))
+                        train, evaluating and exporting after checkpoint saves (TF's local mode)
+  run_evaluator(estimator, eval_spec, max_steps)
+                        a standalone evaluator job watching model_dir
 
 The batch an `input_fn` yields is per process; the global batch is that times the number of
 processes, and each per-process batch must divide evenly over the local devices. An `input_fn`
@@ -19,6 +23,9 @@ that names `input_context` receives an `InputContext` to shard its data:
 from jestimator.distributed.data_parallel import DataParallel
 from jestimator.distributed.pmap import Pmap
 from jestimator.distributed.runtime import initialize
+from jestimator.distributed.training import EvalSpec, TrainSpec, train_and_evaluate
+from jestimator.distributed.evaluator import run_evaluator
 from jestimator.strategy import InputContext, SingleDevice, Strategy
 
-__all__ = ['DataParallel', 'InputContext', 'Pmap', 'SingleDevice', 'Strategy', 'initialize']
+__all__ = ['DataParallel', 'EvalSpec', 'InputContext', 'Pmap', 'SingleDevice', 'Strategy',
+           'TrainSpec', 'initialize', 'run_evaluator', 'train_and_evaluate']

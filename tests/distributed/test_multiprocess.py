@@ -141,6 +141,22 @@ def test_checkpoint_restores_in_one_process(multi_process, single_process):
   assert ev['loss'] == pytest.approx(single_process['eval']['loss'], abs=TOL)
 
 
+def test_train_and_evaluate_stops_all_processes_together(multi_process):
+  model_dir, results = multi_process
+  if 'tae' not in results[0]:
+    pytest.skip('jestimator.canned.DNNClassifier is not available yet')
+  # Only process 1 asked to stop at 7; both stopped there (else process 0 would hang at step 8).
+  assert [r['tae']['step'] for r in results] == [7, 7]
+  assert results[0]['tae']['loss'] == results[1]['tae']['loss']
+  with open(os.path.join(model_dir, 'tae', 'eval', 'eval_results.jsonl')) as f:
+    assert [json.loads(line)['global_step'] for line in f if line.strip()] == [3, 6, 7]
+  exports = results[0]['tae']['exports']
+  assert results[1]['tae']['exports'] == []  # process 1 exported into a scratch folder only
+  assert len(exports) == 3 and all(os.path.isdir(p) for p in exports)
+  assert sorted(os.listdir(os.path.join(model_dir, 'tae', 'export', 'latest'))) == sorted(
+      os.path.basename(p) for p in exports)
+
+
 def test_dead_peer_ends_survivor_within_bound(tmp_path):
   out = str(tmp_path / 'killed.json')
   runs = _launch('die', str(tmp_path / 'model'), out, timeout=90)

@@ -177,27 +177,39 @@ def predict(est, input_fn, predict_keys, hooks, checkpoint_path, yield_single_ex
     compiled_size = _round_up(size, strategy.batch_multiple)
     item = ((features, None, size), None)
     batch = 0
-    while item is not None:
-      (features, _, n), _ = item
-      (features,), mask = _batches.pad_rows((features,), n, max(compiled_size,
-                                                            _round_up(n, strategy.batch_multiple)))
-      batch += 1
-      ctx = hooks_lib.StepContext(ModeKeys.PREDICT, batch, 1, n)
-      for h in all_hooks:
-        h.before_step(ctx)
-      out = predict_step(variables, strategy.put_batch(features), strategy.put_batch(mask))
-      out = jax.tree.map(lambda a: np.asarray(a)[:n],
-                         _check_batch_dims(strategy.to_host(out), len(mask)))
-      out = _finish_predictions(out, spec.string_outputs, predict_keys)
-      for h in all_hooks:
-        h.after_step(ctx, {})
-      if yield_single_examples:
-        yield from _split_rows(out, n)
-      else:
-        yield out
-      if ctx.stop_requested:
-        break
-      item = next(source, None)
+    pending = None
+    # Without hooks one batch stays in flight: the device computes batch i+1 while the host
+    # converts batch i. Hooks see each step's before_step and after_step in order instead.
+    in_flight = not all_hooks
+    while item is not None or pending is not None:
+      dispatched = None
+      if item is not None:
+        (features, _, n), _ = item
+        (features,), mask = _batches.pad_rows(
+            (features,), n, max(compiled_size, _round_up(n, strategy.batch_multiple)))
+        batch += 1
+        ctx = hooks_lib.StepContext(ModeKeys.PREDICT, batch, 1, n)
+        for h in all_hooks:
+          h.before_step(ctx)
+        out = predict_step(variables, strategy.put_batch(features), strategy.put_batch(mask))
+        dispatched = (ctx, out, n, len(mask))
+        item = next(source, None)
+        if not in_flight:
+          pending, dispatched = dispatched, None
+      if pending is not None:
+        ctx, out, n, padded = pending
+        out = jax.tree.map(lambda a: np.asarray(a)[:n],
+                           _check_batch_dims(strategy.to_host(out), padded))
+        out = _finish_predictions(out, spec.string_outputs, predict_keys)
+        for h in all_hooks:
+          h.after_step(ctx, {})
+        if yield_single_examples:
+          yield from _split_rows(out, n)
+        else:
+          yield out
+        if ctx.stop_requested:
+          break
+      pending = dispatched
     for h in all_hooks:
       h.end(variables)
   finally:

@@ -39,27 +39,39 @@ class Checkpointer:
   def __init__(self, directory: str, keep_checkpoint_max: int | None = 5,
                read_only: bool = False):
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(
+    self._read_only = read_only
+    self._options = ocp.CheckpointManagerOptions(
         max_to_keep=keep_checkpoint_max or None, enable_async_checkpointing=not read_only,
         create=not read_only, read_only=read_only)
-    self._manager = None
-    if read_only and not os.path.isdir(self.directory):
-      return
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
+    self._orbax = None
+    if not read_only:
+      self._manager  # noqa: B018  (creates model_dir now, as a writer should)
+
+  @property
+  def _manager(self):
+    """The Orbax manager, made on first use: starting one costs threads and a directory scan,
+    which evaluate / predict on an unchanged checkpoint do not need."""
+    if self._orbax is None and not (self._read_only and not os.path.isdir(self.directory)):
+      self._orbax = ocp.CheckpointManager(self.directory, options=self._options,
                                           item_names=_ITEMS, item_handlers=_handlers())
+    return self._orbax
 
   def latest_step(self) -> int | None:
     """The newest complete checkpoint's step, or None."""
-    if self._manager is None:
-      return None
-    self._manager.reload()
-    return self._manager.latest_step()
+    steps = self.all_steps()
+    return steps[-1] if steps else None
 
   def all_steps(self) -> list[int]:
-    if self._manager is None:
-      return []
-    self._manager.reload()
-    return sorted(self._manager.all_steps())
+    """Steps of the complete checkpoints, oldest first."""
+    if self._orbax is None:
+      # Orbax finalises a checkpoint by renaming `<step>.orbax-checkpoint-tmp-*` to `<step>`, so
+      # the complete ones are exactly the all-digit directories.
+      if not os.path.isdir(self.directory):
+        return []
+      return sorted(int(d) for d in os.listdir(self.directory)
+                    if d.isdigit() and os.path.isdir(os.path.join(self.directory, d)))
+    self._orbax.reload()
+    return sorted(self._orbax.all_steps())
 
   def path(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
@@ -72,12 +84,12 @@ class Checkpointer:
         meta=ocp.args.JsonSave(meta)))
 
   def wait(self) -> None:
-    if self._manager is not None:
-      self._manager.wait_until_finished()
+    if self._orbax is not None:
+      self._orbax.wait_until_finished()
 
   def close(self) -> None:
-    if self._manager is not None:
-      self._manager.close()
+    if self._orbax is not None:
+      self._orbax.close()
 
   def meta(self, step: int) -> dict[str, Any]:
     return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']

@@ -82,7 +82,8 @@ class Metric(flax.struct.PyTreeNode):
 
   def result(self) -> jax.Array:
     """The metric value (pure jnp; a scalar, or `[T]` for the *_at_thresholds metrics)."""
-    raise NotImplementedError
+    raise TypeError(f'{type(self).__name__} is a metric state without a result(); every '
+                    'subclass of Metric defines one')
 
   def zeros_like(self) -> 'Metric':
     """A state of the same type and configuration with all sums zero (the identity of merge)."""

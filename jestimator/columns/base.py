@@ -14,19 +14,20 @@ Three roles, as in `tf.feature_column`:
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 
-class FeatureColumn:
+class FeatureColumn(abc.ABC):
   """Base class of every column. Subclasses are frozen dataclasses."""
 
   @property
+  @abc.abstractmethod
   def name(self) -> str:
     """The column's name; Flax parameter names and concatenation order follow it (as in TF)."""
-    raise NotImplementedError
 
   @property
   def parents(self) -> tuple[FeatureColumn, ...]:
@@ -49,9 +50,9 @@ class DenseColumn(FeatureColumn):
   """A column that `DenseFeatures` turns into a `[batch, output_dim]` float32 block."""
 
   @property
+  @abc.abstractmethod
   def output_dim(self) -> int:
     """Width of this column's block in the concatenated dense input."""
-    raise NotImplementedError
 
 
 class CategoricalColumn(FeatureColumn):

@@ -1,19 +1,14 @@
 """The host stage contract, and both stages together on census rows outside any Estimator."""
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pandas as pd
-import pytest
 
 import jestimator.columns as fc
 from jestimator.columns import keys
-
-ADULT = '/work/shared/data/adult/adult_train.csv'
+from jestimator.datasets import adult
 
 
 def test_raw_signature_and_keys():
@@ -65,11 +60,9 @@ def test_width_is_a_power_of_two_so_batches_reuse_compiled_shapes():
   assert widths == {1, 2, 4, 8}
 
 
-@pytest.mark.skipif(not os.path.exists(ADULT), reason='needs the shared Adult data')
 def test_wide_and_deep_layers_train_on_transformed_census_rows():
-  df = pd.read_csv(ADULT, nrows=512)
-  raw = {k: df[k].to_numpy() for k in df.columns}
-  labels = (df['income_bracket'] == '>50K').to_numpy(np.float32)
+  raw = {k: v[:512] for k, v in adult.load('train').items()}
+  labels = (raw['income_bracket'] == '>50K').astype(np.float32)
   occupation = fc.categorical_column_with_hash_bucket('occupation', 100)
   education = fc.categorical_column_with_vocabulary_list('education', None)
   age = fc.numeric_column('age', normalizer='zscore')

@@ -57,12 +57,9 @@ def predict_input_fn(rows=8):
 
 
 def dnn_classifier(model_dir, config):
-  """A DNNClassifier, or None while `jestimator.canned` does not provide one yet."""
-  try:
-    from jestimator import columns
-    from jestimator.canned import DNNClassifier
-  except ImportError:
-    return None
+  """A small DNNClassifier trained with plain SGD (so a mis-scaled gradient shows)."""
+  from jestimator import columns
+  from jestimator.canned import DNNClassifier
   return DNNClassifier([16, 8], [columns.numeric_column('x', shape=(5,))], model_dir=model_dir,
                        optimizer=optax.sgd(0.1), config=config)
 

@@ -241,12 +241,8 @@ def _bad_batch():
 
 @check('dnn')
 def _dnn():
-  try:
-    from jestimator import columns
-    from jestimator.canned import DNNClassifier  # built by another engineer; may be missing
-  except ImportError as e:
-    RESULTS['dnn'] = {'unavailable': repr(e)}
-    return
+  from jestimator import columns
+  from jestimator.canned import DNNClassifier
   out = RESULTS['dnn'] = {}
   labels = (Y > 0).astype(np.int32)
   cols = [columns.numeric_column('x', shape=(5,))]

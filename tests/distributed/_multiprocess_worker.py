@@ -79,18 +79,17 @@ else:
       'vars': variables(est), 'eval': est.evaluate(m.eval_input_fn()),
       'pred': [float(p['y']) for p in est.predict(m.predict_input_fn())]}
   dnn = m.dnn_classifier(os.path.join(MODEL_DIR, 'dnn'), config())
-  if dnn is not None:
-    dnn.train(m.train_input_fn(m.CLASS_LABELS), max_steps=20)
-    results['dnn'] = {'vars': variables(dnn)}
-    # train_and_evaluate: evaluations at the saves (3, 6) and at the stop process 1 alone asks
-    # for (7); exports by process 0 only.
-    from jestimator.export import LatestExporter
-    tae = m.dnn_classifier(os.path.join(MODEL_DIR, 'tae'), config().replace(
-        save_checkpoints_steps=3))
-    metrics, exports = je.train_and_evaluate(
-        tae, je.TrainSpec(m.train_input_fn(m.CLASS_LABELS), max_steps=100, hooks=[StopOn(1, 7)]),
-        je.EvalSpec(m.eval_input_fn(m.CLASS_LABELS), steps=None, throttle_secs=0,
-                    exporters=LatestExporter('latest')))
-    results['tae'] = {'step': metrics['global_step'], 'loss': metrics['loss'], 'exports': exports}
+  dnn.train(m.train_input_fn(m.CLASS_LABELS), max_steps=20)
+  results['dnn'] = {'vars': variables(dnn)}
+  # train_and_evaluate: evaluations at the saves (3, 6) and at the stop process 1 alone asks
+  # for (7); exports by process 0 only.
+  from jestimator.export import LatestExporter
+  tae = m.dnn_classifier(os.path.join(MODEL_DIR, 'tae'), config().replace(
+      save_checkpoints_steps=3))
+  metrics, exports = je.train_and_evaluate(
+      tae, je.TrainSpec(m.train_input_fn(m.CLASS_LABELS), max_steps=100, hooks=[StopOn(1, 7)]),
+      je.EvalSpec(m.eval_input_fn(m.CLASS_LABELS), steps=None, throttle_secs=0,
+                  exporters=LatestExporter('latest')))
+  results['tae'] = {'step': metrics['global_step'], 'loss': metrics['loss'], 'exports': exports}
 with open(OUT + f'.{PID}', 'w') as f:
   json.dump(results, f)

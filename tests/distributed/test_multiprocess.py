@@ -79,10 +79,9 @@ def single_process(tmp_path_factory):
   out = {'vars': vars_, 'eval': est.evaluate(m.eval_input_fn()),
          'pred': [float(p['y']) for p in est.predict(m.predict_input_fn())]}
   dnn = m.dnn_classifier(os.path.join(model_dir, 'dnn'), je.RunConfig(seed=3))
-  if dnn is not None:
-    dnn.train(m.train_input_fn(m.CLASS_LABELS), max_steps=20)
-    out['dnn'] = {k: dnn.get_variable_value(k) for k in dnn.get_variable_names()
-                  if k != 'global_step'}
+  dnn.train(m.train_input_fn(m.CLASS_LABELS), max_steps=20)
+  out['dnn'] = {k: dnn.get_variable_value(k) for k in dnn.get_variable_names()
+                if k != 'global_step'}
   return out
 
 
@@ -121,8 +120,6 @@ def test_two_processes_match_single_process(multi_process, single_process):
 
 def test_dnn_classifier_two_processes(multi_process, single_process):
   _, results = multi_process
-  if 'dnn' not in single_process:
-    pytest.skip('jestimator.canned.DNNClassifier is not available yet')
   for pid, res in enumerate(results):
     assert _max_diff(res['dnn']['vars'], single_process['dnn']) <= TOL, pid
 
@@ -143,8 +140,6 @@ def test_checkpoint_restores_in_one_process(multi_process, single_process):
 
 def test_train_and_evaluate_stops_all_processes_together(multi_process):
   model_dir, results = multi_process
-  if 'tae' not in results[0]:
-    pytest.skip('jestimator.canned.DNNClassifier is not available yet')
   # Only process 1 asked to stop at 7; both stopped there (else process 0 would hang at step 8).
   assert [r['tae']['step'] for r in results] == [7, 7]
   assert results[0]['tae']['loss'] == results[1]['tae']['loss']

@@ -186,8 +186,6 @@ def test_input_context(results):
 
 def test_dnn_classifier_matches_single_device(results):
   dnn = _get(results, 'dnn')
-  if 'unavailable' in dnn:
-    pytest.skip(f'jestimator.canned.DNNClassifier is not available: {dnn["unavailable"]}')
   ref = dnn['single']
   for name in ('pmap', 'dp'):
     assert np.max(np.abs(np.subtract(dnn[name]['losses'], ref['losses']))) <= TOL, name

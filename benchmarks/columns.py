@@ -28,7 +28,8 @@ import pandas as pd  # noqa: E402
 import jestimator.columns as fc  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CSV = '/work/shared/data/adult/adult_train.csv'
+# The bundled training split (jestimator/datasets/data/adult_train.csv.gz); pandas reads gzip.
+DEFAULT_CSV = os.path.join(_HERE, '..', 'jestimator', 'datasets', 'data', 'adult_train.csv.gz')
 STRING_COLUMNS = ['workclass', 'education', 'marital_status', 'occupation', 'relationship', 'race',
                   'gender', 'native_country']
 NUMERIC_COLUMNS = ['age', 'education_num', 'capital_gain', 'capital_loss', 'hours_per_week']

@@ -1,6 +1,7 @@
 """The evaluate and predict loops of `Estimator`."""
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Iterator, Mapping
 
@@ -246,9 +247,17 @@ def _finish_predictions(out, string_outputs, predict_keys):
 
 def lookup_strings(ids: np.ndarray, vocabulary) -> np.ndarray:
   """`vocabulary[ids]` as an object array of bytes (TF's string outputs)."""
-  table = np.array([w.encode() for w in vocabulary] + [b''], dtype=object)
+  table = _string_table(tuple(vocabulary))
   ids = np.asarray(ids)
   return table[np.where((ids >= 0) & (ids < len(vocabulary)), ids, len(vocabulary))]
+
+
+@functools.lru_cache(maxsize=64)
+def _string_table(vocabulary: tuple[str, ...]) -> np.ndarray:
+  """The vocabulary as bytes plus b'' for out-of-range ids, built once per vocabulary."""
+  table = np.array([w.encode() for w in vocabulary] + [b''], dtype=object)
+  table.setflags(write=False)
+  return table
 
 
 def _split_rows(out, n: int):

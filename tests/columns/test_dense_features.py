@@ -162,3 +162,16 @@ def test_input_layer_inside_and_outside_a_module():
   np.testing.assert_array_equal(free, [[0, 1, 0, 0, 0, 0.5], [0, 0, 0, 0, 1, 1.5]])
   with pytest.raises(ValueError, match='outside a Flax module use DenseFeatures'):
     fc.input_layer(x, cols)
+
+
+def test_single_id_combiners_match_the_general_formula():
+  """Width-1 rows take an elementwise path; it must equal the padded (width-2) computation."""
+  from jestimator.columns import _device
+  rows = jnp.asarray(np.random.default_rng(0).normal(size=(4, 1, 3)), jnp.float32)
+  w = jnp.asarray([[2.0], [0.0], [0.5], [-1.5]], jnp.float32)
+  padded_rows = jnp.concatenate([rows, jnp.ones_like(rows)], axis=1)
+  padded_w = jnp.concatenate([w, jnp.zeros_like(w)], axis=1)
+  for combiner in ('sum', 'mean', 'sqrtn'):
+    np.testing.assert_allclose(_device.combine(rows, w, combiner),
+                               _device.combine(padded_rows, padded_w, combiner), atol=1e-6,
+                               err_msg=combiner)

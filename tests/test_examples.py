@@ -1,0 +1,27 @@
+"""The examples run, and the census demo meets its accuracy targets."""
+import os
+import re
+import runpy
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), '..', 'examples')
+
+
+def test_custom_model_fn_example_learns():
+  module = runpy.run_path(os.path.join(EXAMPLES, 'custom_model_fn.py'))
+  results = module['main']()
+  assert results['global_step'] == 1000
+  assert results['accuracy'] > 0.8 and results['auc'] > 0.88
+
+
+@pytest.mark.slow
+def test_census_demo_meets_its_targets():
+  out = subprocess.run([sys.executable, os.path.join(EXAMPLES, 'census_wide_and_deep.py')],
+                       capture_output=True, text=True, timeout=300, check=True).stdout
+  metrics = dict(re.findall(r'^\s+(\w+)\s+([0-9.]+)$', out, re.M))
+  assert float(metrics['accuracy']) >= 0.855, out
+  assert float(metrics['auc']) >= 0.905, out
+  assert 'served P(>50K) for two raw rows' in out

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterator
 
 import jax
 import numpy as np
@@ -12,8 +11,6 @@ from jestimator import _batches
 from jestimator import checkpoints as ckpt_lib
 from jestimator import hooks as hooks_lib
 from jestimator import inputs as inputs_lib
-from jestimator import metrics as metrics_lib
-from jestimator import strategy as strategy_lib
 from jestimator import summaries
 from jestimator.mode_keys import ModeKeys
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
-import jax
 import jax.numpy as jnp
 import optax
 

@@ -20,8 +20,6 @@ from jestimator import distributed as jd  # noqa: E402
 
 assert jd.initialize(heartbeat_timeout_seconds=int(os.environ.get('HEARTBEAT', '10')))
 
-import numpy as np  # noqa: E402
-
 import jestimator as je  # noqa: E402
 from jestimator.hooks import Hook  # noqa: E402
 

@@ -106,10 +106,6 @@ class HostStage:
         out[k] = v
     return out
 
-  @property
-  def is_identity(self) -> bool:
-    return self.columns_stage is None and self.label_transform is None
-
   def labels(self, labels):
     if labels is None or self.label_transform is None:
       return labels

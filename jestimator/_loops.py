@@ -241,7 +241,6 @@ def _run_train_loop(est, ckpt, state, source, first, target, hooks, listeners, w
     listener.end(step)
   for h in all_hooks:
     h.end(state)
-  writer.close()
 
 
 def _save(est, ckpt, state, step, position, listeners) -> bool:

@@ -74,7 +74,6 @@ class LoggingHook(Hook):
   def __init__(self, every_n_steps: int = 100):
     self.every_n_steps = every_n_steps
     self._t0 = self._s0 = None
-    self._last = None
 
   def begin(self):
     self._t0 = time.perf_counter()

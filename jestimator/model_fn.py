@@ -20,7 +20,6 @@ from jestimator.mode_keys import ModeKeys, check_mode
 from jestimator.spec import EstimatorSpec
 
 _ALLOWED_ARGS = {'features', 'labels', 'mode', 'params', 'config'}
-RNG_STREAMS = ('dropout',)
 
 
 class _ModelFnModule(nn.Module):
@@ -125,5 +124,3 @@ class ModelFn:
 def _mutable_collections(variables) -> list[str]:
   return [k for k in variables if k != 'params']
 
-
-mutable_collections = _mutable_collections

@@ -5,21 +5,35 @@ pure train / eval / predict steps once, owns the train state and writes Orbax ch
 """
 import sys as _sys
 
-from jestimator import hooks, inputs, metrics
-from jestimator.early_stopping import (make_early_stopping_hook, stop_if_higher_hook,
+from jestimator.driver import (early_stopping, estimator, hooks, run_config, strategy,
+                               summaries)
+from jestimator.model import (export_output, metric_states, metrics, mode_keys, model_fn,
+                              padding, spec, steps)
+from jestimator.pipeline import inputs
+from jestimator.state import checkpoints, train_state, warm_start
+
+# The documented module paths (`jestimator.hooks`, `jestimator.run_config`, ...) name the modules
+# that now live in the sub-packages; registered before the layers above the core import them.
+for _module in (early_stopping, estimator, hooks, run_config, strategy, summaries, export_output,
+                metric_states, metrics, mode_keys, model_fn, padding, spec, steps, inputs,
+                checkpoints, train_state, warm_start):
+  _sys.modules[__name__ + '.' + _module.__name__.rsplit('.', 1)[1]] = _module
+del _module
+
+from jestimator.driver.early_stopping import (make_early_stopping_hook, stop_if_higher_hook,
                                        stop_if_lower_hook, stop_if_no_decrease_hook,
                                        stop_if_no_increase_hook)
-from jestimator.estimator import Estimator
-from jestimator.export_output import ClassificationOutput, PredictOutput, RegressionOutput
-from jestimator.mode_keys import ModeKeys
-from jestimator.model_fn import ModelFn
-from jestimator.padding import example_mask
-from jestimator.run_config import RunConfig
-from jestimator.spec import EstimatorSpec
-from jestimator.steps import make_eval_step, make_predict_step, make_train_step
-from jestimator.strategy import InputContext
-from jestimator.train_state import TrainState
-from jestimator.warm_start import WarmStartSettings
+from jestimator.driver.estimator import Estimator
+from jestimator.model.export_output import ClassificationOutput, PredictOutput, RegressionOutput
+from jestimator.model.mode_keys import ModeKeys
+from jestimator.model.model_fn import ModelFn
+from jestimator.model.padding import example_mask
+from jestimator.driver.run_config import RunConfig
+from jestimator.model.spec import EstimatorSpec
+from jestimator.model.steps import make_eval_step, make_predict_step, make_train_step
+from jestimator.driver.strategy import InputContext
+from jestimator.state.train_state import TrainState
+from jestimator.state.warm_start import WarmStartSettings
 
 # The layers above the core, re-exported at the top level like tf.estimator's namespace.
 from jestimator import columns, datasets  # noqa: E402

@@ -14,11 +14,11 @@ import pytest
 
 import _models
 import _train_script
-from jestimator import _loops
-from jestimator import hooks as hooks_lib
-from jestimator import inputs
-from jestimator.estimator import Estimator
-from jestimator.run_config import RunConfig
+from jestimator.driver import train as _loops
+from jestimator.driver import hooks as hooks_lib
+from jestimator.pipeline import inputs
+from jestimator.driver.estimator import Estimator
+from jestimator.driver.run_config import RunConfig
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_train_script.py')
 

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jestimator import metrics, padding
+from jestimator.model import metrics
+from jestimator.model import padding
 
 RNG = np.random.default_rng(1234)
 

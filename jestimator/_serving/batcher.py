@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from jestimator.export import _raw
+from jestimator.export import raw_features as raw_lib
 
 
 class _Item:
@@ -107,7 +107,7 @@ class Batcher:
   def _process(self, group: list[_Item], rows: int):
     self.batches_run += 1
     try:
-      features = _raw.concat([it.features for it in group])
+      features = raw_lib.concat([it.features for it in group])
       out = self._run(features, rows, group[0].signature)
     except Exception as e:  # noqa: BLE001 - reported to the requests
       if len(group) == 1:

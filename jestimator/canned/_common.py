@@ -6,11 +6,11 @@ from typing import Any, Callable, Sequence
 import jax.numpy as jnp
 import optax
 
-from jestimator import padding
+from jestimator.model import padding
 from jestimator.canned import heads as heads_lib
 from jestimator.canned import optimizers as optimizers_lib
-from jestimator.estimator import Estimator
-from jestimator.mode_keys import ModeKeys
+from jestimator.driver.estimator import Estimator
+from jestimator.model.mode_keys import ModeKeys
 
 
 def classifier_head(n_classes: int, weight_column: Any, label_vocabulary: Any,

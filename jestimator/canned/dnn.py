@@ -9,7 +9,7 @@ from jestimator import columns
 from jestimator.canned import _common
 from jestimator.canned import optimizers as optimizers_lib
 from jestimator.canned.heads import LossReduction
-from jestimator.mode_keys import ModeKeys
+from jestimator.model.mode_keys import ModeKeys
 
 
 class DNN(nn.Module):

@@ -12,7 +12,7 @@ from jestimator.canned import optimizers as optimizers_lib
 from jestimator.canned.dnn import DNN, check_hidden_units
 from jestimator.canned.heads import LossReduction
 from jestimator.canned.linear import Linear, linear_optimizer
-from jestimator.mode_keys import ModeKeys
+from jestimator.model.mode_keys import ModeKeys
 
 
 def combined_optimizer(linear_opt: optax.GradientTransformation | None,

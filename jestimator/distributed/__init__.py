@@ -25,7 +25,7 @@ from jestimator.distributed.pmap import Pmap
 from jestimator.distributed.runtime import initialize
 from jestimator.distributed.training import EvalSpec, TrainSpec, train_and_evaluate
 from jestimator.distributed.evaluator import run_evaluator
-from jestimator.strategy import InputContext, SingleDevice, Strategy
+from jestimator.driver.strategy import InputContext, SingleDevice, Strategy
 
 __all__ = ['DataParallel', 'EvalSpec', 'InputContext', 'Pmap', 'SingleDevice', 'Strategy',
            'TrainSpec', 'initialize', 'run_evaluator', 'train_and_evaluate']

@@ -16,10 +16,10 @@ from typing import Any
 
 import jax
 
-from jestimator import checkpoints as ckpt_lib
+from jestimator.state import checkpoints as ckpt_lib
 from jestimator.distributed.training import EvalSpec, _Evaluator
-from jestimator.estimator import Estimator
-from jestimator.summaries import read_eval_results
+from jestimator.driver.estimator import Estimator
+from jestimator.driver.summaries import read_eval_results
 
 logger = logging.getLogger('jestimator')
 

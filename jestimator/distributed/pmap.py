@@ -7,9 +7,9 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jestimator import steps as steps_lib
+from jestimator.model import steps as steps_lib
 from jestimator.distributed import _placement
-from jestimator.strategy import Strategy
+from jestimator.driver.strategy import Strategy
 
 
 class Pmap(Strategy):

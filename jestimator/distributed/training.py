@@ -26,9 +26,9 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from jestimator import _loops
-from jestimator.estimator import Estimator
-from jestimator.hooks import CheckpointSaverListener, Hook
+from jestimator.driver import train as _loops
+from jestimator.driver.estimator import Estimator
+from jestimator.driver.hooks import CheckpointSaverListener, Hook
 
 logger = logging.getLogger('jestimator')
 

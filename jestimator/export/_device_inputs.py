@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from jestimator import _batches
+from jestimator.pipeline import batches as _batches
 from jestimator.export import serving_input as si
 
 

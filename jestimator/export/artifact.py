@@ -28,11 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jestimator import _inference
-from jestimator import checkpoints as ckpt_lib
+from jestimator.driver import evaluate as _inference
+from jestimator.state import checkpoints as ckpt_lib
 from jestimator.export import _device_inputs, _tensors, signatures
 from jestimator.export import serving_input as si
-from jestimator.mode_keys import ModeKeys
+from jestimator.model.mode_keys import ModeKeys
 
 logger = logging.getLogger('jestimator')
 

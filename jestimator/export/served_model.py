@@ -15,8 +15,9 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from jestimator import _batches
-from jestimator.export import _device_inputs, _raw, _tensors, signatures
+from jestimator.pipeline import batches as _batches
+from jestimator.export import _device_inputs, _tensors, signatures
+from jestimator.export import raw_features as raw_lib
 from jestimator.export import serving_input as si
 from jestimator.export.artifact import FORMAT, FORMAT_VERSION
 
@@ -136,7 +137,7 @@ class ServedModel:
             ) -> tuple[dict[str, np.ndarray], int]:
     """The validated raw features of `predict` and their batch size (no model run)."""
     self.signature(signature)
-    return _raw.normalize(raw_features, self.inputs, host_parses=self._host is not None)
+    return raw_lib.normalize(raw_features, self.inputs, host_parses=self._host is not None)
 
   def run(self, features: dict[str, np.ndarray], n: int, signature: str = signatures.DEFAULT
           ) -> dict[str, np.ndarray]:

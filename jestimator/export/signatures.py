@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from jestimator import export_output as eo
+from jestimator.model import export_output as eo
 
 DEFAULT = 'serving_default'
 CLASSIFY_METHOD = 'tensorflow/serving/classify'
@@ -60,7 +60,7 @@ def string_outputs(output: eo.ExportOutput, spec_string_outputs: Mapping[str, tu
 def finish(outputs: dict[str, np.ndarray], strings: Mapping[str, Mapping[str, Any]]
            ) -> dict[str, np.ndarray]:
   """Adds the string outputs (object arrays of bytes) to a signature's numeric outputs."""
-  from jestimator._inference import _finish_predictions
+  from jestimator.driver.evaluate import _finish_predictions
   with_vocab = {k: (s['ids_key'], s['vocabulary']) for k, s in strings.items()
                 if s['vocabulary'] is not None}
   outputs = _finish_predictions(outputs, with_vocab, None)

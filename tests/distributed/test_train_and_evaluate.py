@@ -9,13 +9,14 @@ import pytest
 
 import _models
 import jestimator as je
-from jestimator import _loops, inputs
-from jestimator.checkpoints import Checkpointer
+from jestimator.driver import train as _loops
+from jestimator.pipeline import inputs
+from jestimator.state.checkpoints import Checkpointer
 from jestimator.distributed import EvalSpec, TrainSpec, train_and_evaluate
 from jestimator.export import FinalExporter, LatestExporter, build_raw_serving_input_fn
-from jestimator.hooks import Hook
-from jestimator.mode_keys import ModeKeys
-from jestimator.summaries import EVAL_RESULTS_FILE
+from jestimator.driver.hooks import Hook
+from jestimator.model.mode_keys import ModeKeys
+from jestimator.driver.summaries import EVAL_RESULTS_FILE
 
 X, Y = _models.make_data(64, seed=1)
 SERVING = build_raw_serving_input_fn({'x': ('float32', [_models.N_FEATURES])})

@@ -10,7 +10,8 @@ import pytest
 
 from jestimator._serving import rest
 from jestimator._serving.batcher import Batcher
-from jestimator.export import _device_inputs, _raw, _tensors, signatures
+from jestimator.export import _device_inputs, _tensors, signatures
+from jestimator.export import raw_features as raw_lib
 from jestimator.export import served_model
 from jestimator.export.serving_input import build_raw_serving_input_fn
 
@@ -51,10 +52,10 @@ SPEC = build_raw_serving_input_fn({'x': ('float32', [2]), 'n': (np.int64, []),
 
 
 def test_normalize_casts_and_reshapes():
-  out, n = _raw.normalize({'x': [[1, 2], [3, 4]], 'n': [1.0, 2.0], 's': ['a', 'b'], 'z': 5}, SPEC)
+  out, n = raw_lib.normalize({'x': [[1, 2], [3, 4]], 'n': [1.0, 2.0], 's': ['a', 'b'], 'z': 5}, SPEC)
   assert n == 2 and set(out) == {'x', 'n', 's'}
   assert out['x'].dtype == np.float32 and out['n'].dtype == np.int64
-  out, _ = _raw.normalize({'x': [[1, 2]], 'n': [[3]], 's': [['a']]}, SPEC)
+  out, _ = raw_lib.normalize({'x': [[1, 2]], 'n': [[3]], 's': [['a']]}, SPEC)
   assert out['n'].shape == (1,) and out['s'].shape == (1,)  # [batch, 1] for per-example []
 
 
@@ -70,17 +71,17 @@ def test_normalize_casts_and_reshapes():
 ])
 def test_normalize_errors_name_the_feature(raw, error, fragment):
   with pytest.raises(error, match=fragment):
-    _raw.normalize(raw, SPEC)
+    raw_lib.normalize(raw, SPEC)
 
 
 def test_normalize_for_feature_columns_keeps_what_the_host_stage_reads():
   # Categorical features may carry several values per example and None for missing values: the
   # feature columns parse them, so the checks let them through unchanged.
-  out, n = _raw.normalize({'x': [[1, None]], 'n': [[1, 2]], 's': [['a', 'b']]}, SPEC,
+  out, n = raw_lib.normalize({'x': [[1, None]], 'n': [[1, 2]], 's': [['a', 'b']]}, SPEC,
                           host_parses=True)
   assert n == 1 and out['s'].shape == (1, 2) and out['x'].dtype == object
   with pytest.raises(TypeError, match="feature 's' must hold strings"):
-    _raw.normalize({'x': [[1, 2]], 'n': [1], 's': [1]}, SPEC, host_parses=True)
+    raw_lib.normalize({'x': [[1, 2]], 'n': [1], 's': [1]}, SPEC, host_parses=True)
 
 
 def test_serving_input_spec_spellings():

@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jestimator import metrics as metrics_lib
-from jestimator import padding
+from jestimator.model import metrics as metrics_lib
+from jestimator.model import padding
 from jestimator.canned.heads.keys import LossReduction, MetricKeys
-from jestimator.mode_keys import ModeKeys, check_mode
-from jestimator.spec import EstimatorSpec
+from jestimator.model.mode_keys import ModeKeys, check_mode
+from jestimator.model.spec import EstimatorSpec
 
 
 class AccuracyBaseline(metrics_lib.Mean):

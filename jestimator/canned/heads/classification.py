@@ -7,16 +7,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jestimator import export_output
-from jestimator import metrics as metrics_lib
+from jestimator.model import export_output
+from jestimator.model import metrics as metrics_lib
 from jestimator.canned.heads import _vocab
 from jestimator.canned.heads.base import (AccuracyBaseline, SingleHead, check_loss_fn,
                                           check_prediction_keys, check_thresholds)
 from jestimator.canned.heads.keys import (CLASSIFY_SERVING_KEY, DEFAULT_SERVING_KEY,
                                           PREDICT_SERVING_KEY, REGRESS_SERVING_KEY,
                                           LossReduction, MetricKeys, PredictionKeys)
-from jestimator.mode_keys import ModeKeys
-from jestimator.spec import EstimatorSpec
+from jestimator.model.mode_keys import ModeKeys
+from jestimator.model.spec import EstimatorSpec
 
 _K = MetricKeys
 _P = PredictionKeys

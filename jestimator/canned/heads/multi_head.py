@@ -5,12 +5,12 @@ from typing import Mapping, Sequence
 
 import jax.numpy as jnp
 
-from jestimator import export_output
-from jestimator import metrics as metrics_lib
+from jestimator.model import export_output
+from jestimator.model import metrics as metrics_lib
 from jestimator.canned.heads.base import Head
 from jestimator.canned.heads.keys import DEFAULT_SERVING_KEY, PREDICT_SERVING_KEY, MetricKeys
-from jestimator.mode_keys import ModeKeys, check_mode
-from jestimator.spec import EstimatorSpec
+from jestimator.model.mode_keys import ModeKeys, check_mode
+from jestimator.model.spec import EstimatorSpec
 
 
 class MultiHead(Head):

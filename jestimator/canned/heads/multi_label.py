@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jestimator import export_output
-from jestimator import metrics as metrics_lib
+from jestimator.model import export_output
+from jestimator.model import metrics as metrics_lib
 from jestimator.canned.heads import _vocab
 from jestimator.canned.heads.base import (SingleHead, check_loss_fn, check_prediction_keys,
                                           check_thresholds)
@@ -17,8 +17,8 @@ from jestimator.canned.heads.keys import (CLASSIFY_SERVING_KEY, DEFAULT_SERVING_
                                           PredictionKeys)
 from jestimator.canned.heads.classification import (sigmoid_cross_entropy,
                                                     threshold_metric_states)
-from jestimator.mode_keys import ModeKeys
-from jestimator.spec import EstimatorSpec
+from jestimator.model.mode_keys import ModeKeys
+from jestimator.model.spec import EstimatorSpec
 
 _K = MetricKeys
 _P = PredictionKeys

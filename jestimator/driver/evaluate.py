@@ -8,14 +8,14 @@ from typing import Any, Iterator, Mapping
 import jax
 import numpy as np
 
-from jestimator import _batches
-from jestimator import checkpoints as ckpt_lib
-from jestimator import hooks as hooks_lib
-from jestimator import metrics as metrics_lib
-from jestimator import strategy as strategy_lib
-from jestimator import summaries
-from jestimator._loops import _first, _source
-from jestimator.mode_keys import ModeKeys
+from jestimator.pipeline import batches as _batches
+from jestimator.state import checkpoints as ckpt_lib
+from jestimator.driver import hooks as hooks_lib
+from jestimator.model import metrics as metrics_lib
+from jestimator.driver import strategy as strategy_lib
+from jestimator.driver import summaries
+from jestimator.driver.train import _first, _source
+from jestimator.model.mode_keys import ModeKeys
 
 logger = logging.getLogger('jestimator')
 
@@ -138,7 +138,7 @@ def _zero_states(est, variables, features, labels, mask):
 
 
 def _steps_eval(est):
-  from jestimator import steps as steps_lib
+  from jestimator.model import steps as steps_lib
   if 'eval_shape_step' not in est._compiled:
     est._compiled['eval_shape_step'] = steps_lib.make_eval_step(est._model)
   return est._compiled['eval_shape_step']

@@ -211,7 +211,7 @@ def _check_lengths(x: Mapping[str, np.ndarray], y) -> None:
 def call_input_fn(input_fn: Callable, mode: str, params: Any, config: Any,
                   input_context: Any = None) -> Any:
   """Calls `input_fn` with whichever of mode/params/config/input_context it names."""
-  from jestimator._fn_args import call_with_named_args
+  from jestimator.model.fn_args import call_with_named_args
   return call_with_named_args(
       input_fn, 'input_fn',
       dict(mode=mode, params=params, config=config, input_context=input_context), required=())

@@ -10,8 +10,8 @@ import operator
 import time
 from typing import Callable
 
-from jestimator.hooks import Hook, StepContext
-from jestimator.summaries import read_eval_results
+from jestimator.driver.hooks import Hook, StepContext
+from jestimator.driver.summaries import read_eval_results
 
 
 class _EarlyStoppingHook(Hook):

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from jestimator.mode_keys import ModeKeys
+from jestimator.model.mode_keys import ModeKeys
 
 _STRING_KINDS = 'OSUT'
 

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
-from jestimator.checkpoints import Checkpointer, flatten_with_names, step_from_path
+from jestimator.state.checkpoints import Checkpointer, flatten_with_names, step_from_path
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from jestimator._batches import _as_array
+from jestimator.pipeline.batches import _as_array
 from jestimator.export.serving_input import STRING
 
 _STRING_KINDS = 'OSU'

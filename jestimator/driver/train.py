@@ -7,12 +7,12 @@ import time
 import jax
 import numpy as np
 
-from jestimator import _batches
-from jestimator import checkpoints as ckpt_lib
-from jestimator import hooks as hooks_lib
-from jestimator import inputs as inputs_lib
-from jestimator import summaries
-from jestimator.mode_keys import ModeKeys
+from jestimator.pipeline import batches as _batches
+from jestimator.state import checkpoints as ckpt_lib
+from jestimator.driver import hooks as hooks_lib
+from jestimator.pipeline import inputs as inputs_lib
+from jestimator.driver import summaries
+from jestimator.model.mode_keys import ModeKeys
 
 logger = logging.getLogger('jestimator')
 

@@ -14,10 +14,10 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 
-from jestimator import padding
-from jestimator._fn_args import arg_names
-from jestimator.mode_keys import ModeKeys, check_mode
-from jestimator.spec import EstimatorSpec
+from jestimator.model import padding
+from jestimator.model.fn_args import arg_names
+from jestimator.model.mode_keys import ModeKeys, check_mode
+from jestimator.model.spec import EstimatorSpec
 
 _ALLOWED_ARGS = {'features', 'labels', 'mode', 'params', 'config'}
 

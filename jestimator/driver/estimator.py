@@ -9,16 +9,17 @@ from typing import Any, Callable, Iterable, Sequence
 import jax
 import numpy as np
 
-from jestimator import _inference, _loops
-from jestimator import checkpoints as ckpt_lib
-from jestimator import warm_start as warm_start_lib
-from jestimator._batches import HostStage
-from jestimator.hooks import CheckpointSaverListener, Hook
-from jestimator.mode_keys import ModeKeys
-from jestimator.model_fn import ModelFn
-from jestimator.run_config import RunConfig
-from jestimator.strategy import SingleDevice
-from jestimator.train_state import TrainState
+from jestimator.driver import evaluate as _inference
+from jestimator.driver import train as _loops
+from jestimator.state import checkpoints as ckpt_lib
+from jestimator.state import warm_start as warm_start_lib
+from jestimator.pipeline.batches import HostStage
+from jestimator.driver.hooks import CheckpointSaverListener, Hook
+from jestimator.model.mode_keys import ModeKeys
+from jestimator.model.model_fn import ModelFn
+from jestimator.driver.run_config import RunConfig
+from jestimator.driver.strategy import SingleDevice
+from jestimator.state.train_state import TrainState
 
 logger = logging.getLogger('jestimator')
 

@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jestimator import padding
-from jestimator.metric_states import (THRESHOLD_EPSILON, AUC, CURVES, SUMMATION_METHODS, Mean, Metric,
+from jestimator.model import padding
+from jestimator.model.metric_states import (THRESHOLD_EPSILON, AUC, CURVES, SUMMATION_METHODS, Mean, Metric,
                                       Precision, Recall, RootMeanSquaredError, is_metric, merge)
 
 __all__ = [

@@ -7,8 +7,8 @@ from typing import Any, Mapping, Sequence
 import jax.numpy as jnp
 import optax
 
-from jestimator import export_output as export_output_lib
-from jestimator.mode_keys import ModeKeys, check_mode
+from jestimator.model import export_output as export_output_lib
+from jestimator.model.mode_keys import ModeKeys, check_mode
 
 _SERVING_DEFAULT = 'serving_default'
 

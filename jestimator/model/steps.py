@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jestimator import metrics as metrics_lib
-from jestimator.mode_keys import ModeKeys
-from jestimator.model_fn import ModelFn
-from jestimator.train_state import TrainState
+from jestimator.model import metrics as metrics_lib
+from jestimator.model.mode_keys import ModeKeys
+from jestimator.model.model_fn import ModelFn
+from jestimator.state.train_state import TrainState
 
 StepOutputs = dict[str, jax.Array]
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from jestimator import steps as steps_lib
+from jestimator.model import steps as steps_lib
 
 
 @dataclasses.dataclass(frozen=True)

@@ -54,7 +54,7 @@ import optax  # noqa: E402
 
 import jestimator as je  # noqa: E402
 from jestimator import distributed as jd  # noqa: E402
-from jestimator.driver.hooks import Hook  # noqa: E402
+from jestimator.hooks import Hook  # noqa: E402
 from benchmarks.workloads.strategies import device_counts  # noqa: E402
 
 

@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jestimator.model import metrics
-from jestimator.model.mode_keys import ModeKeys
-from jestimator.model.padding import example_mask
-from jestimator.model.spec import EstimatorSpec
+from jestimator import metrics
+from jestimator.mode_keys import ModeKeys
+from jestimator.padding import example_mask
+from jestimator.spec import EstimatorSpec
 
 N_FEATURES = 4
 
@@ -116,7 +116,7 @@ def checkpoint_params(est) -> dict[str, np.ndarray]:
   Same values as `est.get_variable_value(name)` for each of `est.get_variable_names()` (checked
   in test_estimator.py), read at once because each get_variable_value restores the checkpoint.
   """
-  from jestimator.state.checkpoints import Checkpointer
+  from jestimator.checkpoints import Checkpointer
   ckpt = Checkpointer(est.model_dir, read_only=True)
   step = ckpt.latest_step()
   out = dict(ckpt.restore_raw_variables(step))

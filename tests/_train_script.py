@@ -14,8 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _models  # noqa: E402
 from jestimator import hooks, inputs  # noqa: E402
-from jestimator.driver.estimator import Estimator  # noqa: E402
-from jestimator.driver.run_config import RunConfig  # noqa: E402
+from jestimator.estimator import Estimator  # noqa: E402
+from jestimator.run_config import RunConfig  # noqa: E402
 
 
 class _Sleep(hooks.Hook):

@@ -7,18 +7,17 @@ import signal
 import subprocess
 import sys
 import time
-import types
 
 import numpy as np
 import pytest
 
 import _models
 import _train_script
-from jestimator.driver import train as _loops
-from jestimator.driver import hooks as hooks_lib
-from jestimator.pipeline import inputs
-from jestimator.driver.estimator import Estimator
-from jestimator.driver.run_config import RunConfig
+from jestimator.driver import train as train_lib
+from jestimator import hooks as hooks_lib
+from jestimator import inputs
+from jestimator.estimator import Estimator
+from jestimator.run_config import RunConfig
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_train_script.py')
 
@@ -70,9 +69,7 @@ def test_save_by_seconds(data, model_dir, monkeypatch):
     def after_step(self, ctx, values):
       clock[0] += 1.0
 
-  fake_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if k[0] != '_'})
-  fake_time.monotonic = lambda: clock[0]
-  monkeypatch.setattr(_loops, 'time', fake_time)
+  monkeypatch.setattr(train_lib, 'clock', lambda: clock[0])
   est = Estimator(_models.linear_model_fn(), model_dir,
                   config=RunConfig(save_checkpoints_secs=3, keep_checkpoint_max=None))
   est.train(_repeat(x, y), steps=7, hooks=[Tick()])

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import _models
-from jestimator.driver import hooks as hooks_lib
-from jestimator.pipeline import inputs
-from jestimator.driver.estimator import Estimator
-from jestimator.driver.run_config import RunConfig
+from jestimator import hooks as hooks_lib
+from jestimator import inputs
+from jestimator.estimator import Estimator
+from jestimator.run_config import RunConfig
 
 
 def _repeat(x, y, batch_size=16, seed=0):
@@ -224,7 +224,7 @@ def test_warm_start(data, tmp_path):
     np.testing.assert_array_equal(got[name], src[name])
 
   # WarmStartSettings with a regex: only the bias; the kernel keeps its own initialisation.
-  from jestimator.state.warm_start import WarmStartSettings
+  from jestimator.warm_start import WarmStartSettings
   part = Estimator(_models.linear_model_fn(lr=0.0), str(tmp_path / 'part'),
                    warm_start_from=WarmStartSettings(os.path.join(source.model_dir, '5'),
                                                      vars_to_warm_start='.*bias'))

@@ -10,10 +10,10 @@ import optax
 import pytest
 
 import _models
-from jestimator.pipeline import inputs
-from jestimator.driver.estimator import Estimator
-from jestimator.model.mode_keys import ModeKeys
-from jestimator.model.spec import EstimatorSpec
+from jestimator import inputs
+from jestimator.estimator import Estimator
+from jestimator.mode_keys import ModeKeys
+from jestimator.spec import EstimatorSpec
 
 
 @pytest.fixture(scope='module')

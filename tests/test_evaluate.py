@@ -10,10 +10,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import _models
-from jestimator.pipeline import inputs
-from jestimator.driver.estimator import Estimator
-from jestimator.model.mode_keys import ModeKeys
-from jestimator.driver.run_config import RunConfig
+from jestimator import inputs
+from jestimator.estimator import Estimator
+from jestimator.mode_keys import ModeKeys
+from jestimator.run_config import RunConfig
 
 
 def _train_input(x, y):

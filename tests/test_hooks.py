@@ -10,12 +10,11 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import _models
-from jestimator.driver import early_stopping
-from jestimator.driver import summaries
-from jestimator.driver import hooks as hooks_lib
-from jestimator.pipeline import inputs
-from jestimator.driver.estimator import Estimator
-from jestimator.driver.run_config import RunConfig
+from jestimator import early_stopping, summaries
+from jestimator import hooks as hooks_lib
+from jestimator import inputs
+from jestimator.estimator import Estimator
+from jestimator.run_config import RunConfig
 
 
 def _repeat(x, y, batch_size=10):

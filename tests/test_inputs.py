@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jestimator.pipeline import inputs
-from jestimator.driver.run_config import RunConfig
+from jestimator import inputs
+from jestimator.run_config import RunConfig
 
 
 def _xy(n=100):

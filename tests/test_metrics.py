@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jestimator.model import metrics
-from jestimator.model import padding
+from jestimator import metrics, padding
 
 RNG = np.random.default_rng(1234)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from jestimator.driver.run_config import RunConfig
+from jestimator.run_config import RunConfig
 
 
 def test_defaults_match_tf():

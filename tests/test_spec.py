@@ -6,11 +6,11 @@ import numpy as np
 import optax
 import pytest
 
-from jestimator.model import metrics
-from jestimator.model.export_output import PredictOutput, RegressionOutput
-from jestimator.driver.hooks import Hook
-from jestimator.model.mode_keys import ModeKeys
-from jestimator.model.spec import EstimatorSpec
+from jestimator import metrics
+from jestimator.export_output import PredictOutput, RegressionOutput
+from jestimator.hooks import Hook
+from jestimator.mode_keys import ModeKeys
+from jestimator.spec import EstimatorSpec
 
 
 def test_mode_keys_are_tf_strings():

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jestimator.model import steps
-from jestimator.model.mode_keys import ModeKeys
-from jestimator.model.model_fn import ModelFn
-from jestimator.model.spec import EstimatorSpec
-from jestimator.state.train_state import TrainState
+from jestimator import steps
+from jestimator.mode_keys import ModeKeys
+from jestimator.model_fn import ModelFn
+from jestimator.spec import EstimatorSpec
+from jestimator.train_state import TrainState
 
 
 def _regression_model_fn(features, labels, mode):

@@ -12,8 +12,8 @@ import time
 from typing import Any, Sequence
 
 import jestimator as je
-from jestimator.state import checkpoints
-from jestimator.driver.hooks import CheckpointSaverListener
+from jestimator import checkpoints
+from jestimator.hooks import CheckpointSaverListener
 
 from benchmarks.workloads import _measure
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -28,6 +28,15 @@ class FeatureColumn(abc.ABC):
   @abc.abstractmethod
   def name(self) -> str:
     """The column's name; Flax parameter names and concatenation order follow it (as in TF)."""
+
+  def build_host_stage(self, feature_columns: Sequence[FeatureColumn]) -> Any:
+    """The host stage of `feature_columns` (this column among them): `columns.host_stage`.
+
+    The core's `Estimator(feature_columns=...)` builds its host stage through this method
+    (`jestimator.pipeline.host_stage.ColumnsProtocol`), so the driver never imports the columns.
+    """
+    from jestimator.columns import host  # deferred: host builds on this module
+    return host.host_stage(list(feature_columns))
 
   @property
   def parents(self) -> tuple[FeatureColumn, ...]:

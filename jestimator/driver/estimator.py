@@ -1,25 +1,30 @@
-"""The `Estimator`: one driver that trains, evaluates, predicts and exports any `model_fn`."""
+"""The `Estimator`: one driver that trains, evaluates, predicts and exports any `model_fn`.
+
+A thin facade over explicit parts, each usable on its own: the `CompiledModel` (model_fn,
+strategy, compiled programs, traced specs), the `StateStore` (checkpoints, newest in-memory state,
+restore) and the `InputPipeline` (validate -> host stage -> pad -> place). Each verb's loop
+(`driver.train`, `driver.evaluate`, `driver.predict`) is imported when the verb first runs, so a
+process that only serves exports never loads them.
+"""
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import tempfile
 from typing import Any, Callable, Iterable, Sequence
 
-import jax
 import numpy as np
 
-from jestimator.driver import evaluate as _inference
-from jestimator.driver import train as _loops
-from jestimator.state import checkpoints as ckpt_lib
-from jestimator.state import warm_start as warm_start_lib
-from jestimator.pipeline.batches import HostStage
+from jestimator.driver.compiled import CompiledModel
 from jestimator.driver.hooks import CheckpointSaverListener, Hook
-from jestimator.model.mode_keys import ModeKeys
-from jestimator.model.model_fn import ModelFn
 from jestimator.driver.run_config import RunConfig
 from jestimator.driver.strategy import SingleDevice
-from jestimator.state.train_state import TrainState
+from jestimator.model.model_fn import ModelFn
+from jestimator.pipeline import host_stage as host_stage_lib
+from jestimator.pipeline.source import InputPipeline
+from jestimator.state import warm_start as warm_start_lib
+from jestimator.state.store import StateStore
 
 logger = logging.getLogger('jestimator')
 
@@ -38,7 +43,8 @@ class Estimator:
       has no checkpoint yet.
     feature_columns: feature columns (`jestimator.columns`) whose host stage turns each raw batch
       (strings allowed) into numbers before the device; the model_fn then reads the transformed
-      features, e.g. with `columns.DenseFeatures(cols)(features)`.
+      features, e.g. with `columns.DenseFeatures(cols)(features)`. The columns build their host
+      stage themselves (`jestimator.pipeline.host_stage.ColumnsProtocol`).
     label_transform: a host-side function applied to every batch of labels before the device,
       e.g. `head.labels_to_ids` to map string labels through a `label_vocabulary`.
 
@@ -71,15 +77,16 @@ class Estimator:
       model_dir = tempfile.mkdtemp(prefix='jestimator_')
       logger.warning('Using temporary folder as model directory: %s', model_dir)
     self._config = config.replace(model_dir=model_dir)
-    self._model = ModelFn(model_fn, params, self._config)
-    self._strategy = self._config.strategy or SingleDevice()
-    self._warm_start = warm_start_lib.as_settings(warm_start_from)
+    model = ModelFn(model_fn, params, self._config)
     self._feature_columns = None if feature_columns is None else tuple(feature_columns)
-    self._host = HostStage(_columns_stage(self._feature_columns), label_transform)
-    self._state: TrainState | None = None   # the newest state, on device, if this object trained
-    self._compiled: dict[str, Callable] = {}
-    self._zero_states: dict[Any, Any] = {}
-    self._specs: dict[str, Any] = {}
+    preprocessor = host_stage_lib.Preprocessor(
+        host_stage_lib.from_feature_columns(self._feature_columns), label_transform)
+    strategy = self._config.strategy or SingleDevice()
+    self._compiled = CompiledModel(model, strategy, self._config.random_seed)
+    self._store = StateStore(model_dir, self._config.keep_checkpoint_max, self._compiled,
+                             warm_start_lib.as_settings(warm_start_from))
+    self._pipeline = InputPipeline(preprocessor, strategy, model.takes_labels, model.params,
+                                   self._config)
 
   # -- properties ---------------------------------------------------------------------------------
   @property
@@ -92,16 +99,31 @@ class Estimator:
 
   @property
   def params(self) -> Any:
-    import copy
-    return copy.deepcopy(self._model.params)
+    return copy.deepcopy(self._compiled.model.params)
 
   @property
   def model_fn(self) -> Callable:
-    return self._model.fn
+    return self._compiled.model.fn
 
   @property
   def feature_columns(self) -> tuple | None:
     return self._feature_columns
+
+  # -- the parts (for export, train_and_evaluate and hand-written drivers) -------------------------
+  @property
+  def compiled_model(self) -> CompiledModel:
+    """The model_fn with its strategy, compiled programs and traced specs."""
+    return self._compiled
+
+  @property
+  def state_store(self) -> StateStore:
+    """Checkpoints in model_dir and the newest in-memory train state."""
+    return self._store
+
+  @property
+  def input_pipeline(self) -> InputPipeline:
+    """input_fn -> validated, host-staged, padded, placed batches."""
+    return self._pipeline
 
   # -- the verbs ----------------------------------------------------------------------------------
   def train(self, input_fn: Callable, hooks: Sequence[Hook] | None = None,
@@ -117,8 +139,14 @@ class Estimator:
     for name, value in (('steps', steps), ('max_steps', max_steps)):
       if value is not None and (not isinstance(value, (int, np.integer)) or value <= 0):
         raise ValueError(f'Must specify {name} > 0, given: {value!r}')
-    _loops.train(self, input_fn, _check_hooks(hooks), steps, max_steps,
-                 list(saving_listeners or ()))
+    listeners = list(saving_listeners or ())
+    for listener in listeners:
+      if not isinstance(listener, CheckpointSaverListener):
+        raise TypeError('saving_listeners must be jestimator.hooks.CheckpointSaverListener '
+                        f'instances, got {type(listener).__name__}')
+    from jestimator.driver import train as train_lib  # see the module docstring
+    train_lib.train(self._compiled, self._store, self._pipeline, self._config, input_fn,
+                    _check_hooks(hooks), steps, max_steps, listeners)
     return self
 
   def evaluate(self, input_fn: Callable, steps: int | None = None,
@@ -131,7 +159,9 @@ class Estimator:
     """
     if steps is not None and steps <= 0:
       raise ValueError(f'Must specify steps > 0, given: {steps!r}')
-    return _inference.evaluate(self, input_fn, steps, _check_hooks(hooks), checkpoint_path, name)
+    from jestimator.driver import evaluate as evaluate_lib  # see the module docstring
+    return evaluate_lib.evaluate(self._compiled, self._store, self._pipeline, input_fn, steps,
+                                 _check_hooks(hooks), checkpoint_path, self.eval_dir(name))
 
   def predict(self, input_fn: Callable, predict_keys: Sequence[str] | None = None,
               hooks: Sequence[Hook] | None = None, checkpoint_path: str | None = None,
@@ -140,8 +170,10 @@ class Estimator:
 
     Independent generators can be interleaved freely.
     """
-    return _inference.predict(self, input_fn, predict_keys, _check_hooks(hooks), checkpoint_path,
-                          yield_single_examples)
+    from jestimator.driver import predict as predict_lib  # see the module docstring
+    return predict_lib.predict(self._compiled, self._store, self._pipeline, input_fn,
+                               predict_keys, _check_hooks(hooks), checkpoint_path,
+                               yield_single_examples)
 
   def export_saved_model(self, export_dir_base: str, serving_input_fn: Callable | None = None,
                          checkpoint_path: str | None = None,
@@ -162,73 +194,19 @@ class Estimator:
   # -- checkpoints --------------------------------------------------------------------------------
   def latest_checkpoint(self) -> str | None:
     """Path of the newest complete checkpoint in model_dir, or None."""
-    ckpt = ckpt_lib.Checkpointer(self.model_dir, read_only=True)
-    step = ckpt.latest_step()
-    return None if step is None else ckpt.path(step)
+    return self._store.latest_checkpoint()
 
   def get_variable_names(self) -> list[str]:
     """Names of the variables in the latest checkpoint (`params/...`, `global_step`, ...)."""
-    ckpt, step = self._latest_or_raise()
-    return sorted(list(ckpt.variable_metadata(step)) + ['global_step'])
+    return self._store.variable_names()
 
   def get_variable_value(self, name: str) -> np.ndarray:
     """The value of variable `name` in the latest checkpoint."""
-    ckpt, step = self._latest_or_raise()
-    if name == 'global_step':
-      return np.asarray(step, np.int64)
-    cached = getattr(self, '_raw_variables', None)
-    if cached is None or cached[0] != ckpt.path(step):
-      # Reading every variable one by one should not restore the checkpoint each time.
-      cached = self._raw_variables = (ckpt.path(step), ckpt.restore_raw_variables(step))
-    values = cached[1]
-    if name not in values:
-      raise ValueError(f'no variable {name!r} in {ckpt.path(step)}; names are '
-                       f'{sorted(values)[:20]}')
-    return values[name]
+    return self._store.variable_value(name)
 
   def eval_dir(self, name: str | None = None) -> str:
     """`model_dir/eval` or `model_dir/eval_<name>`."""
     return os.path.join(self.model_dir, 'eval' if not name else f'eval_{name}')
-
-  def _latest_or_raise(self):
-    ckpt = ckpt_lib.Checkpointer(self.model_dir, read_only=True)
-    step = ckpt.latest_step()
-    if step is None:
-      raise ValueError(f'model_dir {self.model_dir!r} has no checkpoint yet; train first')
-    return ckpt, step
-
-  # -- state --------------------------------------------------------------------------------------
-  def _init_variables(self, features, labels, mode: str):
-    rng = jax.random.PRNGKey(self._config.random_seed)
-    init_rng, _ = jax.random.split(rng)
-    key = ('init', mode)
-    if key not in self._compiled:
-      model = self._model
-      self._compiled[key] = jax.jit(lambda r, f, l: model.init(r, f, l, mode))
-    return self._compiled[key](init_rng, features, labels)
-
-  def _spec(self, mode: str, variables, features, labels):
-    """The static parts of the model_fn's spec in `mode` (optimizer, hooks, string outputs)."""
-    if mode not in self._specs:
-      self._specs[mode] = self._model.trace_spec(variables, features, labels, mode)
-    return self._specs[mode]
-
-  def _create_train_state(self, features, labels) -> TrainState:
-    variables = self._init_variables(features, labels, ModeKeys.TRAIN)
-    if self._warm_start is not None:
-      variables, names = warm_start_lib.warm_start(variables, self._warm_start)
-      logger.info('Warm-started %d variables from %s', len(names),
-                  self._warm_start.ckpt_to_initialize_from)
-    spec = self._spec(ModeKeys.TRAIN, variables, features, labels)
-    _, train_rng = jax.random.split(jax.random.PRNGKey(self._config.random_seed))
-    return TrainState.create(variables, spec.optimizer, train_rng)
-
-  def _abstract_train_state(self, features, labels) -> TrainState:
-    def create():
-      variables = self._model.init(jax.random.PRNGKey(0), features, labels, ModeKeys.TRAIN)
-      spec = self._spec(ModeKeys.TRAIN, variables, features, labels)
-      return TrainState.create(variables, spec.optimizer, jax.random.PRNGKey(0))
-    return jax.eval_shape(create)
 
 
 def _check_hooks(hooks) -> list[Hook]:
@@ -238,15 +216,3 @@ def _check_hooks(hooks) -> list[Hook]:
       raise TypeError(f'hooks must be jestimator.hooks.Hook instances, got {type(h).__name__}')
   return hooks
 
-
-def _columns_stage(feature_columns):
-  """The feature columns' host stage (the one place the core reaches the columns package).
-
-  An empty list keeps only numeric raw features (strings never reach the device).
-  """
-  if feature_columns is None:
-    return None
-  if not feature_columns:
-    return lambda raw: {}
-  from jestimator import columns  # deferred: columns build on the core, not the reverse
-  return columns.host_stage(list(feature_columns))

@@ -137,7 +137,3 @@ class SingleDevice(Strategy):
   def predict_step(self, model):
     return jax.jit(steps_lib.make_predict_step(model))
 
-
-def zeros_like_states(shapes: Any) -> Any:
-  """Zero metric states from `jax.eval_shape` output (ShapeDtypeStructs)."""
-  return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from jestimator.pipeline import batches as _batches
+from jestimator.pipeline import batches as batches_lib
 from jestimator.export import serving_input as si
 
 
@@ -42,7 +42,7 @@ def widening_levels(raw_spec: Mapping[str, Mapping[str, Any]]) -> list[frozenset
 def describe(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], n_a: int, n_b: int
              ) -> dict[str, dict[str, Any]]:
   """The input docs from host outputs `a` (batch `n_a`) and `b` (batch `n_b`, lists)."""
-  _batches.check_numeric(a, None)
+  batches_lib.check_numeric(a, None)
   symbols: dict[tuple[int, int], str] = {}
   out = {}
   for key in a:

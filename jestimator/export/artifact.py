@@ -28,7 +28,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jestimator.driver import evaluate as _inference
 from jestimator.state import checkpoints as ckpt_lib
 from jestimator.export import _device_inputs, _tensors, signatures
 from jestimator.export import serving_input as si
@@ -49,16 +48,18 @@ def export_estimator(est, export_dir_base: str, serving_input_fn: Callable | Non
     raise ValueError(f'export_dir_base must be a directory path, got {export_dir_base!r}')
   export_dir_base = os.path.abspath(os.fspath(export_dir_base))
   platforms = _check_platforms(platforms)
-  columns = est.feature_columns
-  raw_spec = _raw_spec(columns, serving_input_fn)
+  host_stage = est.input_pipeline.host_stage
+  raw_spec = _raw_spec(host_stage, serving_input_fn)
   checkpoint_path = _checkpoint(est, checkpoint_path)
-  columns_doc = _columns_json(columns) if columns else None
+  columns_doc = _columns_json(host_stage) if est.feature_columns else None
+  preprocess = est.input_pipeline.preprocessor.features
 
-  probe_a = est._host.features(si.example_batch(raw_spec, 2, 1))
-  variables, step, _ = _inference.variables_for(est, probe_a, None, ModeKeys.PREDICT,
-                                                checkpoint_path)
+  probe_a = preprocess(si.example_batch(raw_spec, 2, 1))
+  variables, step, _ = est.state_store.variables_for(probe_a, None, ModeKeys.PREDICT,
+                                                     checkpoint_path)
   variables = jax.device_get(variables)
-  spec = est._model.trace_spec(variables, probe_a, None, ModeKeys.PREDICT)
+  model = est.compiled_model.model
+  spec = est.compiled_model.traced(ModeKeys.PREDICT, variables, probe_a, None).spec
   outputs = dict(spec.export_outputs or {})
   if not outputs:
     raise ValueError('the model_fn returned no export_outputs in PREDICT mode: nothing to export')
@@ -72,7 +73,7 @@ def export_estimator(est, export_dir_base: str, serving_input_fn: Callable | Non
   for i, ragged in enumerate(levels):
     last = i == len(levels) - 1
     try:  # the host stage may refuse lists (numeric columns), or drop them (pass-through)
-      probe_b = est._host.features(si.example_batch(raw_spec, 3, 3, ragged))
+      probe_b = preprocess(si.example_batch(raw_spec, 3, 3, ragged))
       inputs_doc = _device_inputs.describe(probe_a, probe_b, 2, 3)
     except (TypeError, ValueError):
       if last:
@@ -80,7 +81,7 @@ def export_estimator(est, export_dir_base: str, serving_input_fn: Callable | Non
       continue
     try:
       exported, sig_docs, platforms_done = _export_signatures(
-          est._model, outputs, spec.string_outputs, names, treedef, weight_specs,
+          model, outputs, spec.string_outputs, names, treedef, weight_specs,
           _device_inputs.specs(inputs_doc), platforms)
       break
     except Exception as e:  # noqa: BLE001 - shape-polymorphism failures take many forms
@@ -96,7 +97,7 @@ def export_estimator(est, export_dir_base: str, serving_input_fn: Callable | Non
       'global_step': int(step), 'checkpoint_path': checkpoint_path,
       'inputs': raw_spec,
       'host_stage': {'columns': 'columns.json' if columns_doc else None,
-                     'output_keys': list(getattr(est._host.columns_stage, 'output_keys', ()))},
+                     'output_keys': list(host_stage.output_keys if host_stage else ())},
       'device_inputs': inputs_doc,
       'signatures': sig_docs,
   }
@@ -116,13 +117,11 @@ def _check_platforms(platforms) -> tuple[str, ...] | None:
   return platforms
 
 
-def _raw_spec(columns, serving_input_fn) -> dict[str, dict[str, Any]]:
-  """The raw input spec: the serving_input_fn's, else the feature columns'."""
+def _raw_spec(host_stage, serving_input_fn) -> dict[str, dict[str, Any]]:
+  """The raw input spec: the serving_input_fn's, else the feature columns' (the host stage's)."""
   col_spec = {}
-  if columns:
-    from jestimator import columns as columns_lib  # deferred: the core does not need columns
-    col_spec = si.canonical_specs(columns_lib.host_stage(list(columns)).raw_signature(),
-                                  'feature columns')
+  if host_stage is not None and host_stage.raw_signature():
+    col_spec = si.canonical_specs(host_stage.raw_signature(), 'feature columns')
   if serving_input_fn is None:
     if not col_spec:
       raise ValueError(
@@ -151,10 +150,9 @@ def _checkpoint(est, checkpoint_path: str | None) -> str:
   return checkpoint_path
 
 
-def _columns_json(columns) -> dict:
-  from jestimator import columns as columns_lib
+def _columns_json(host_stage) -> dict:
   try:
-    return json.loads(columns_lib.to_json(list(columns)))
+    return json.loads(host_stage.to_json())
   except (TypeError, ValueError) as e:
     raise ValueError(f'cannot export the feature columns: {e}') from e
 

@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from jestimator.pipeline.batches import _as_array
+from jestimator.pipeline.batches import as_array
 from jestimator.export.serving_input import STRING
 
 _STRING_KINDS = 'OSU'
@@ -42,7 +42,7 @@ def normalize(raw: Any, specs: Mapping[str, Mapping[str, Any]], host_parses: boo
 def _feature(key: str, value: Any, spec: Mapping[str, Any], host_parses: bool) -> np.ndarray:
   dtype, shape = spec['dtype'], tuple(spec['shape'])
   try:
-    arr = _as_array(value)
+    arr = as_array(value)
   except (TypeError, ValueError) as e:
     raise TypeError(f'feature {key!r}: cannot read the values as an array ({e})') from None
   if arr.ndim == 0:

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from jestimator.pipeline import batches as _batches
+from jestimator.pipeline import batches as batches_lib
+from jestimator.pipeline.host_stage import Preprocessor
 from jestimator.export import _device_inputs, _tensors, signatures
 from jestimator.export import raw_features as raw_lib
 from jestimator.export import serving_input as si
@@ -146,7 +147,7 @@ class ServedModel:
     device = self._device_features(features)
     size = _bucket(n)
     if size != n:
-      (device,), _ = _batches.pad_rows((device,), n, size)
+      (device,), _ = batches_lib.pad_rows((device,), n, size)
     out = self._calls[sig.name](self._weights, device)
     out = {k: np.asarray(v)[:n] for k, v in out.items()}
     return signatures.finish(out, sig.string_outputs)
@@ -172,10 +173,10 @@ class ServedModel:
     from jestimator import columns as columns_lib
     with open(os.path.join(self.path, host['columns'])) as f:
       cols_doc = _resolve_assets(json.load(f), self.path)
-    stage = _batches.HostStage(columns_lib.host_stage(columns_lib.from_json(json.dumps(cols_doc))))
+    stage = Preprocessor(columns_lib.host_stage(columns_lib.from_json(json.dumps(cols_doc))))
     # Output keys carry a digest of each column's JSON, which changes where a vocabulary file now
     # lives elsewhere; the stage's outputs come in the same order, so map them back by position.
-    new, old = list(stage.columns_stage.output_keys), list(host.get('output_keys', ()))
+    new, old = list(stage.host_stage.output_keys), list(host.get('output_keys', ()))
     if len(new) != len(old):
       raise ValueError(f'{self.path!r}: the feature columns make {len(new)} host outputs here but '
                        f'made {len(old)} at export time; the export is damaged')

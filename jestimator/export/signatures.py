@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from jestimator.model import export_output as eo
+from jestimator.model import predictions
 
 DEFAULT = 'serving_default'
 CLASSIFY_METHOD = 'tensorflow/serving/classify'
@@ -60,10 +61,9 @@ def string_outputs(output: eo.ExportOutput, spec_string_outputs: Mapping[str, tu
 def finish(outputs: dict[str, np.ndarray], strings: Mapping[str, Mapping[str, Any]]
            ) -> dict[str, np.ndarray]:
   """Adds the string outputs (object arrays of bytes) to a signature's numeric outputs."""
-  from jestimator.driver.evaluate import _finish_predictions
   with_vocab = {k: (s['ids_key'], s['vocabulary']) for k, s in strings.items()
                 if s['vocabulary'] is not None}
-  outputs = _finish_predictions(outputs, with_vocab, None)
+  outputs = predictions.finish(outputs, with_vocab, None)
   for key, s in strings.items():
     if s['vocabulary'] is None:
       ids = np.asarray(outputs[s['ids_key']])

@@ -8,6 +8,7 @@ inline (`nn.Dense(64)(x)`), as in a `@nn.compact` method, and returns an `Estima
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -29,6 +30,19 @@ class _ModelFnModule(nn.Module):
   @nn.compact
   def __call__(self, features, labels):
     return self.body(features, labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class TracedSpec:
+  """The result of tracing a model_fn in one mode.
+
+  Attributes:
+    spec: the `EstimatorSpec` (static parts only: optimizer, hooks, string and export outputs).
+    padding_aware: whether the model_fn read `jestimator.example_mask()` in this mode, i.e. its
+      loss honours the mask, so a short batch may be padded to the compiled size.
+  """
+  spec: EstimatorSpec
+  padding_aware: bool
 
 
 class ModelFn:
@@ -60,7 +74,6 @@ class ModelFn:
     self._names = names if not var_kw else _ALLOWED_ARGS
     self.params = copy.deepcopy(params)
     self.config = config
-    self.padding_aware = False
 
   def module(self, mode: str) -> _ModelFnModule:
     """The linen module running the model_fn in `mode`."""
@@ -90,35 +103,35 @@ class ModelFn:
     """Runs the model_fn; returns `(spec, updated_collections)` (the latter {} unless mutable).
 
     `mask` ([batch] float32 of real rows) is published to `jestimator.example_mask()` and the
-    metrics; when the model_fn asks for it in EVAL mode (the one whose loss padding could
-    dilute), `self.padding_aware` becomes True.
+    metrics (`trace` reports whether the model_fn asks for it).
     """
+    return self._run(variables, features, labels, mode, rng, mask, mutable)[0]
+
+  def _run(self, variables, features, labels, mode, rng, mask, mutable):
+    """`((spec, updated_collections), whether the model_fn read the example mask)`."""
     rngs = {'dropout': rng} if rng is not None else {}
     mutable = mutable or False
     with padding.mask_scope(mask) as scope:
       out = self.module(mode).apply(variables, features, labels, rngs=rngs, mutable=mutable)
-    if scope.used and mode == ModeKeys.EVAL:  # asking in TRAIN says nothing of the eval loss
-      self.padding_aware = True
-    if mutable:
-      return out
-    return out, {}
+    return (out if mutable else (out, {})), scope.used
 
-  def trace_spec(self, variables, features, labels, mode: str) -> EstimatorSpec:
-    """The spec's static parts (optimizer, hooks, string outputs) from an abstract trace.
+  def trace(self, variables, features, labels, mode: str) -> TracedSpec:
+    """What an abstract trace of the model_fn in `mode` finds out; runs no computation.
 
-    Arrays in the returned spec are tracers and must not be used; runs no computation.
+    Arrays in the returned spec are tracers and must not be used: only its static parts
+    (optimizer, hooks, string outputs, export outputs) are.
     """
     box = {}
 
     def capture(v, f, l):
-      spec, _ = self.apply(v, f, l, mode, rng=jax.random.key(0) if mode == ModeKeys.TRAIN
-                           else None, mutable=_mutable_collections(v) if mode == ModeKeys.TRAIN
-                           else False)
+      train = mode == ModeKeys.TRAIN
+      (spec, _), box['aware'] = self._run(v, f, l, mode, jax.random.key(0) if train else None,
+                                          None, _mutable_collections(v) if train else False)
       box['spec'] = spec
       return spec.loss if spec.loss is not None else 0.0
 
     jax.eval_shape(capture, variables, features, labels)
-    return box['spec']
+    return TracedSpec(box['spec'], box['aware'])
 
 
 def _mutable_collections(variables) -> list[str]:

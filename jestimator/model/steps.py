@@ -9,7 +9,7 @@ The Estimator compiles these; they are public so a hand-written `jax.pmap`, `sha
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -24,12 +24,19 @@ from jestimator.state.train_state import TrainState
 StepOutputs = dict[str, jax.Array]
 
 
+@runtime_checkable
+class HasCompiledModel(Protocol):
+  """An `Estimator`: its `compiled_model.model` is the `ModelFn`."""
+
+  @property
+  def compiled_model(self) -> Any: ...
+
+
 def _as_model_fn(model_fn_or_estimator) -> ModelFn:
   if isinstance(model_fn_or_estimator, ModelFn):
     return model_fn_or_estimator
-  inner = getattr(model_fn_or_estimator, '_model', None)  # an Estimator
-  if isinstance(inner, ModelFn):
-    return inner
+  if isinstance(model_fn_or_estimator, HasCompiledModel):
+    return model_fn_or_estimator.compiled_model.model
   return ModelFn(model_fn_or_estimator)
 
 

@@ -1,15 +1,13 @@
-"""Host side of the input pipeline: validate, transform, pad, stack and prefetch batches."""
+"""Host-side batch checks of the input pipeline: structure, numpy conversion, sizes, padding."""
 from __future__ import annotations
 
-import queue
-import threading
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Mapping
 
+import jax
 import numpy as np
 
 from jestimator.model.mode_keys import ModeKeys
-
-_STRING_KINDS = 'OSUT'
+from jestimator.pipeline.host_stage import STRING_KINDS, Preprocessor
 
 
 def split(item: Any, mode: str) -> tuple[Any, Any]:
@@ -26,15 +24,16 @@ def to_numpy(features: Any, labels: Any) -> tuple[dict[str, np.ndarray], Any]:
   if not isinstance(features, Mapping):
     raise TypeError('input_fn must yield features as a dict {feature_key: array}, got '
                     f'{type(features).__name__}')
-  features = {str(k): _as_array(v) for k, v in features.items()}
+  features = {str(k): as_array(v) for k, v in features.items()}
   if isinstance(labels, Mapping):
-    labels = {str(k): _as_array(v) for k, v in labels.items()}
+    labels = {str(k): as_array(v) for k, v in labels.items()}
   elif labels is not None:
-    labels = _as_array(labels)
+    labels = as_array(labels)
   return features, labels
 
 
-def _as_array(v):
+def as_array(v: Any) -> np.ndarray:
+  """`v` as a numpy array; pandas via `to_numpy`, ragged lists as an object array of rows."""
   if isinstance(v, np.ndarray):
     return v
   if hasattr(v, 'to_numpy'):  # pandas
@@ -70,52 +69,18 @@ def _leading(v) -> int:
 def check_numeric(features: Mapping[str, np.ndarray], labels: Any) -> None:
   """Strings cannot reach the device: say which feature holds them and what to do."""
   for k, v in features.items():
-    if v.dtype.kind in _STRING_KINDS:
+    if v.dtype.kind in STRING_KINDS:
       raise TypeError(
           f'feature {k!r} holds {v.dtype} values (strings or objects), which JAX cannot hold; '
           'declare feature columns (Estimator(..., feature_columns=[...])) to turn strings into '
           'ids on the host')
   for name, v in (labels.items() if isinstance(labels, Mapping) else [('labels', labels)]):
-    if v is not None and v.dtype.kind in _STRING_KINDS:
+    if v is not None and v.dtype.kind in STRING_KINDS:
       raise TypeError(f'{name} hold strings ({v.dtype}); pass label_transform (e.g. a head\'s '
                       'labels_to_ids with label_vocabulary) to map them to ids')
 
 
-class HostStage:
-  """Raw batch -> numeric batch: feature columns, pass-through numerics, label transform.
-
-  Args:
-    columns_stage: callable raw features -> transformed features (feature columns), or None.
-    label_transform: callable host labels -> numeric labels (e.g. a head's `labels_to_ids`, which
-      maps string labels through a vocabulary and checks class ids), or None.
-  """
-
-  def __init__(self, columns_stage: Callable | None = None,
-               label_transform: Callable | None = None):
-    self.columns_stage = columns_stage
-    self.label_transform = label_transform
-
-  def features(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    if self.columns_stage is None:
-      return dict(features)
-    out = self.columns_stage(features)
-    # Numeric features no column consumed (a weight column, an example id) pass through; unused
-    # strings stay on the host.
-    for k, v in features.items():
-      if k not in out and v.dtype.kind not in _STRING_KINDS:
-        out[k] = v
-    return out
-
-  def labels(self, labels):
-    if labels is None or self.label_transform is None:
-      return labels
-    return self.label_transform(labels)
-
-  def __call__(self, features, labels):
-    return self.features(features), self.labels(labels)
-
-
-def prepare(item: Any, mode: str, host_stage: HostStage, needs_labels: bool,
+def prepare(item: Any, mode: str, host_stage: Preprocessor, needs_labels: bool,
             takes_labels: bool = True) -> tuple[dict[str, np.ndarray], Any, int]:
   """One raw batch -> `(features, labels, batch_size)`, numeric and validated."""
   features, labels = split(item, mode)
@@ -136,7 +101,6 @@ def prepare(item: Any, mode: str, host_stage: HostStage, needs_labels: bool,
 
 def pad_rows(tree, n: int, size: int):
   """Pads every array of `tree` from `n` to `size` rows (repeating row 0) + a float mask."""
-  import jax
   mask = np.zeros(size, np.float32)
   mask[:n] = 1.0
   if n == size:
@@ -146,85 +110,8 @@ def pad_rows(tree, n: int, size: int):
   return jax.tree.map(pad, tree), mask
 
 
-class Prefetcher:
-  """Runs `produce(item)` for the items of an iterator in a background thread, `depth` ahead.
-
-  Yields `(produced, position)` where `position` is the iterator's `get_state()` right after the
-  item (None for iterators that cannot save their position). Exceptions of the iterator or of
-  `produce` are re-raised in the consumer, in order.
-  """
-
-  _END = object()
-
-  def __init__(self, iterator: Iterator, produce: Callable, depth: int = 2):
-    self._it = iterator
-    self._produce = produce
-    self._queue: queue.Queue = queue.Queue(maxsize=depth)
-    self._stop = threading.Event()
-    self._get_state = getattr(iterator, 'get_state', None)
-    self._thread = threading.Thread(target=self._run, daemon=True, name='jestimator-prefetch')
-    self._thread.start()
-
-  def _run(self):
-    try:
-      for item in self._it:
-        out = (self._produce(item), self._get_state() if self._get_state else None)
-        while not self._stop.is_set():
-          try:
-            self._queue.put(out, timeout=0.1)
-            break
-          except queue.Full:
-            continue
-        if self._stop.is_set():
-          return
-      self._put(self._END)
-    except BaseException as e:  # forwarded to the consumer
-      self._put(e)
-
-  def _put(self, item):
-    while not self._stop.is_set():
-      try:
-        self._queue.put(item, timeout=0.1)
-        return
-      except queue.Full:
-        continue
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    item = self._queue.get()
-    if item is self._END:
-      self._queue.put(item)  # stay exhausted
-      raise StopIteration
-    if isinstance(item, BaseException):
-      self._queue.put(self._END)
-      raise item
-    return item
-
-  def close(self):
-    self._stop.set()
-    self._thread.join(timeout=5)
 
 
-class Inline:
-  """`Prefetcher`'s interface without a thread, for sources cheaper than a thread hand-off.
-
-  Slicing in-memory arrays takes tens of microseconds per batch; handing each batch over from a
-  background thread costs more than that, and the thread competes with XLA for the cores.
-  """
-
-  def __init__(self, iterator: Iterator, produce: Callable):
-    self._it = iterator
-    self._produce = produce
-    self._get_state = getattr(iterator, 'get_state', None)
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    item = next(self._it)
-    return self._produce(item), self._get_state() if self._get_state else None
-
-  def close(self):
-    pass
+def round_up(n: int, multiple: int) -> int:
+  """`n` rounded up to a multiple of `multiple`."""
+  return -(-n // multiple) * multiple

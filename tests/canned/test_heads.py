@@ -9,14 +9,14 @@ import numpy as np
 import optax
 import pytest
 
-from jestimator.model import export_output
-from jestimator.model import metrics as metrics_lib
-from jestimator.model import padding
+from jestimator import export_output
+from jestimator import metrics as metrics_lib
+from jestimator import padding
 from jestimator.canned import heads as heads_lib
 from jestimator.canned.heads import (BinaryClassHead, LogisticRegressionHead, LossReduction,
                                      MultiClassHead, MultiHead, MultiLabelHead,
                                      PoissonRegressionHead, RegressionHead)
-from jestimator.model.mode_keys import ModeKeys
+from jestimator.mode_keys import ModeKeys
 
 LN2 = math.log(2.0)
 BINARY_METRICS = {'accuracy', 'accuracy_baseline', 'auc', 'auc_precision_recall', 'average_loss',

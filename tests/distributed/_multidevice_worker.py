@@ -23,7 +23,7 @@ import optax
 
 import jestimator as je
 from jestimator import distributed as jd
-from jestimator.driver.hooks import Hook
+from jestimator.hooks import Hook
 
 assert jax.device_count() == 8, jax.devices()
 RESULTS: dict = {}

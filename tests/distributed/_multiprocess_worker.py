@@ -21,7 +21,7 @@ from jestimator import distributed as jd  # noqa: E402
 assert jd.initialize(heartbeat_timeout_seconds=int(os.environ.get('HEARTBEAT', '10')))
 
 import jestimator as je  # noqa: E402
-from jestimator.driver.hooks import Hook  # noqa: E402
+from jestimator.hooks import Hook  # noqa: E402
 
 import _dist_models as m  # noqa: E402
 

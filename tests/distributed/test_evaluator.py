@@ -10,12 +10,12 @@ import pytest
 
 import _models
 import jestimator as je
-from jestimator.pipeline import inputs
-from jestimator.state.checkpoints import Checkpointer
+from jestimator import inputs
+from jestimator.checkpoints import Checkpointer
 from jestimator.distributed import EvalSpec, run_evaluator
 from jestimator.distributed.evaluator import STATE_FILE
 from jestimator.export import FinalExporter, build_raw_serving_input_fn
-from jestimator.driver.summaries import EVAL_RESULTS_FILE
+from jestimator.summaries import EVAL_RESULTS_FILE
 
 X, Y = _models.make_data(64, seed=2)
 SERVING = build_raw_serving_input_fn({'x': ('float32', [_models.N_FEATURES])})

@@ -6,17 +6,18 @@ import os
 
 import numpy as np
 import pytest
+from jax.experimental import multihost_utils
 
 import _models
 import jestimator as je
-from jestimator.driver import train as _loops
-from jestimator.pipeline import inputs
-from jestimator.state.checkpoints import Checkpointer
+from jestimator import inputs
+from jestimator.driver import agreement
+from jestimator.checkpoints import Checkpointer
 from jestimator.distributed import EvalSpec, TrainSpec, train_and_evaluate
 from jestimator.export import FinalExporter, LatestExporter, build_raw_serving_input_fn
-from jestimator.driver.hooks import Hook
-from jestimator.model.mode_keys import ModeKeys
-from jestimator.driver.summaries import EVAL_RESULTS_FILE
+from jestimator.hooks import Hook
+from jestimator.mode_keys import ModeKeys
+from jestimator.summaries import EVAL_RESULTS_FILE
 
 X, Y = _models.make_data(64, seed=1)
 SERVING = build_raw_serving_input_fn({'x': ('float32', [_models.N_FEATURES])})
@@ -147,7 +148,8 @@ def test_early_stopping_stops_train_and_evaluate(model_dir):
 def test_single_process_training_makes_no_cross_process_agreement(model_dir, monkeypatch):
   def fail(*a, **k):
     raise AssertionError('any_process called in a single-process run')
-  monkeypatch.setattr(_loops, 'any_process', fail)
+  # The collective any_process would run: a single process must never reach it.
+  monkeypatch.setattr(multihost_utils, 'process_allgather', fail)
   est = _estimator(model_dir, save_checkpoints_steps=2)
   train_and_evaluate(est, TrainSpec(_train_input(), max_steps=4),
                      EvalSpec(_eval_input(), steps=1, throttle_secs=0))
@@ -157,10 +159,10 @@ def test_single_process_training_makes_no_cross_process_agreement(model_dir, mon
 def test_any_process_ors_each_flag_over_processes():
   others = np.array([[0, 0, 1], [0, 1, 0]], np.int32)  # what processes 1 and 2 send
   gather = lambda local: np.concatenate([local[None], others])
-  assert _loops.any_process(False, False, False, gather=gather) == (False, True, True)
-  assert _loops.any_process(True, False, False, gather=gather) == (True, True, True)
+  assert agreement.any_process(False, False, False, gather=gather) == (False, True, True)
+  assert agreement.any_process(True, False, False, gather=gather) == (True, True, True)
   # Single process, the real collective: the flags come back as they went.
-  assert _loops.any_process(True, False) == (True, False)
+  assert agreement.any_process(True, False) == (True, False)
 
 
 class _NotAnExporter:

@@ -21,7 +21,7 @@ def custom(models):
 
 
 def _checkpoint_variables(est):
-  from jestimator.state.checkpoints import Checkpointer
+  from jestimator.checkpoints import Checkpointer
   ckpt = Checkpointer(est.model_dir, read_only=True)
   return ckpt.restore_raw_variables(ckpt.latest_step())
 

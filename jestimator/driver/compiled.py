@@ -1,0 +1,120 @@
+"""`CompiledModel`: a `ModelFn` with a strategy, its compiled programs and what tracing found.
+
+One per Estimator. Each program (variable initialiser per mode, train step, `steps_per_loop`
+loop, eval step, predict step) is built once and reused by every verb; specs are traced once per
+mode and report padding-awareness explicitly (`TracedSpec.padding_aware`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from jestimator.model import steps as steps_lib
+from jestimator.model.mode_keys import ModeKeys
+from jestimator.model.model_fn import ModelFn, TracedSpec
+from jestimator.state import warm_start as warm_start_lib
+from jestimator.state.train_state import TrainState
+
+logger = logging.getLogger('jestimator')
+
+
+class CompiledModel:
+  """The model_fn's pure functions, compiled for one strategy, with their caches.
+
+  Args:
+    model: the `ModelFn`.
+    strategy: the `Strategy` compiling the steps.
+    seed: `RunConfig.random_seed`; one root key split into init and train keys.
+  """
+
+  def __init__(self, model: ModelFn, strategy: Any, seed: int):
+    self.model = model
+    self.strategy = strategy
+    self.seed = seed
+    self._programs: dict[Any, Callable] = {}
+    self._traced: dict[str, TracedSpec] = {}
+    self._zero_states: dict[tuple, Any] = {}
+
+  @property
+  def takes_labels(self) -> bool:
+    return self.model.takes_labels
+
+  def _program(self, key: Any, build: Callable[[], Callable]) -> Callable:
+    if key not in self._programs:
+      self._programs[key] = build()
+    return self._programs[key]
+
+  # -- variables and train state -------------------------------------------------------------------
+  def _keys(self) -> tuple[jax.Array, jax.Array]:
+    """`(init key, train key)` from the seed."""
+    init_rng, train_rng = jax.random.split(jax.random.PRNGKey(self.seed))
+    return init_rng, train_rng
+
+  def init_variables(self, features, labels, mode: str) -> Any:
+    """Fresh variables for a batch, from the seed (one compiled program per mode)."""
+    model = self.model
+    init = self._program(('init', mode),
+                         lambda: jax.jit(lambda r, f, l: model.init(r, f, l, mode)))
+    return init(self._keys()[0], features, labels)
+
+  def abstract_variables(self, features, labels, mode: str) -> Any:
+    """The variables' shapes and dtypes (`ShapeDtypeStruct`s); computes nothing."""
+    return jax.eval_shape(lambda: self.model.init(jax.random.PRNGKey(0), features, labels, mode))
+
+  def traced(self, mode: str, variables, features, labels) -> TracedSpec:
+    """The model_fn's spec in `mode` and its padding-awareness, traced once per mode."""
+    if mode not in self._traced:
+      self._traced[mode] = self.model.trace(variables, features, labels, mode)
+    return self._traced[mode]
+
+  def create_train_state(self, features, labels, warm_start: Any = None) -> TrainState:
+    """A fresh train state (variables warm-started from `warm_start` settings if given)."""
+    variables = self.init_variables(features, labels, ModeKeys.TRAIN)
+    if warm_start is not None:
+      variables, names = warm_start_lib.warm_start(variables, warm_start)
+      logger.info('Warm-started %d variables from %s', len(names),
+                  warm_start.ckpt_to_initialize_from)
+    spec = self.traced(ModeKeys.TRAIN, variables, features, labels).spec
+    return TrainState.create(variables, spec.optimizer, self._keys()[1])
+
+  def abstract_train_state(self, features, labels) -> TrainState:
+    """The train state's shapes and dtypes, for restoring a checkpoint into."""
+    def create():
+      variables = self.model.init(jax.random.PRNGKey(0), features, labels, ModeKeys.TRAIN)
+      spec = self.traced(ModeKeys.TRAIN, variables, features, labels).spec
+      return TrainState.create(variables, spec.optimizer, jax.random.PRNGKey(0))
+    return jax.eval_shape(create)
+
+  # -- steps ----------------------------------------------------------------------------------------
+  def train_step(self) -> Callable:
+    """Compiled `(state, features, labels) -> (state, outputs)`."""
+    return self._program('train_step', lambda: self.strategy.train_step(self.model))
+
+  def train_loop(self) -> Callable:
+    """Compiled `(state, features[K], labels[K]) -> (state, outputs)` (`steps_per_loop`)."""
+    return self._program('train_loop', lambda: self.strategy.train_loop(self.model))
+
+  def eval_step(self) -> Callable:
+    """Compiled `(variables, acc, features, labels, mask) -> acc`."""
+    return self._program('eval_step', lambda: self.strategy.eval_step(self.model))
+
+  def predict_step(self) -> Callable:
+    """Compiled `(variables, features, mask) -> predictions`."""
+    return self._program('predict_step', lambda: self.strategy.predict_step(self.model))
+
+  def zero_metric_states(self, variables, features, labels, mask) -> Any:
+    """Zero metric states for the eval step's output on these placed inputs (cached by shape)."""
+    key = _signature((features, labels, mask))
+    if key not in self._zero_states:
+      step = self._program('eval_shape_step', lambda: steps_lib.make_eval_step(self.model))
+      shapes = jax.eval_shape(step, variables, features, labels, mask)
+      self._zero_states[key] = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+    return self._zero_states[key]
+
+
+def _signature(tree) -> tuple:
+  return tuple((str(p), a.shape, str(a.dtype)) for p, a in
+               jax.tree_util.tree_flatten_with_path(tree)[0])

@@ -1,0 +1,210 @@
+"""`InputPipeline`: input_fn -> validate -> host stage -> pad -> place, for every verb.
+
+The loops get batches only from here: `open()` calls the input_fn and yields validated numeric
+host batches (in a background thread for general input_fns, inline for in-memory ones), and
+`place()` / `place_padded()` / `place_stacked()` are the one place batches go to the device(s).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+
+import jax
+import numpy as np
+
+from jestimator.model.mode_keys import ModeKeys
+from jestimator.pipeline import batches as batches_lib
+from jestimator.pipeline import inputs as inputs_lib
+from jestimator.pipeline.host_stage import Preprocessor
+from jestimator.pipeline.prefetch import Inline, Prefetcher
+
+logger = logging.getLogger('jestimator')
+
+
+@runtime_checkable
+class Resumable(Protocol):
+  """An input iterator whose position can be saved in checkpoints and restored (as the built-in
+  `inputs.ResumableIterator`, whose `at_end()` is also honoured)."""
+
+  def get_state(self) -> dict: ...
+
+  def set_state(self, state: dict) -> None: ...
+
+
+@dataclasses.dataclass
+class HostBatch:
+  """One validated numeric batch on the host.
+
+  Attributes:
+    features: `{key: np.ndarray [size, ...]}` after the host stage.
+    labels: labels (array or dict), None in PREDICT or when the input yields none.
+    size: the number of real rows.
+    position: the input's `get_state()` after this batch (None when it cannot save one).
+  """
+  features: dict[str, np.ndarray]
+  labels: Any
+  size: int
+  position: dict | None = None
+
+
+class BatchSource:
+  """Iterator of `HostBatch`es of one input_fn call; `close()` stops its producer."""
+
+  def __init__(self, produced: Prefetcher | Inline):
+    self._produced = produced
+
+  def __iter__(self) -> Iterator[HostBatch]:
+    return self
+
+  def __next__(self) -> HostBatch:
+    (features, labels, size), position = next(self._produced)
+    return HostBatch(features, labels, size, position)
+
+  def first(self, what: str) -> HostBatch:
+    """The first batch, or a ValueError naming the verb when the input is empty."""
+    try:
+      return next(self)
+    except StopIteration:
+      raise ValueError(f'input_fn yielded no batches for {what}') from None
+
+  def close(self) -> None:
+    self._produced.close()
+
+
+class InputPipeline:
+  """Turns input_fns into batches placed for the compiled steps.
+
+  Args:
+    preprocessor: the host stage and label transform (`Preprocessor`).
+    strategy: places batches (`put_batch`, `put_unsharded`) and gives the `InputContext`.
+    takes_labels: whether the model_fn takes labels (an input yielding labels to a model_fn that
+      takes none is an error, as in TF).
+    params: the hyper-parameters passed to input_fns that name `params`.
+    config: the `RunConfig`, passed to input_fns that name `config`.
+  """
+
+  def __init__(self, preprocessor: Preprocessor, strategy: Any, takes_labels: bool,
+               params: Any = None, config: Any = None):
+    self.preprocessor = preprocessor
+    self.strategy = strategy
+    self.takes_labels = takes_labels
+    self.params = params
+    self.config = config
+    # One transformed copy of the latest in-memory input per mode.
+    self._in_memory: dict[str, tuple[Any, Any]] = {}
+
+  @property
+  def host_stage(self):
+    """The feature columns' `HostStage`, or None."""
+    return self.preprocessor.host_stage
+
+  @property
+  def batch_multiple(self) -> int:
+    """Every batch placed must be a multiple of this many rows (the local device count)."""
+    return self.strategy.batch_multiple
+
+  # -- host side ----------------------------------------------------------------------------------
+  def open(self, input_fn: Callable, mode: str, restore_position: dict | None = None
+           ) -> BatchSource:
+    """Calls `input_fn` and returns its validated numeric batches.
+
+    `restore_position` (from a checkpoint) resumes a resumable input where training stopped.
+    """
+    needs_labels = mode != ModeKeys.PREDICT and self.takes_labels
+    input_fn, in_memory = self._transformed(input_fn, mode, needs_labels)
+    result = inputs_lib.call_input_fn(input_fn, mode, self.params, self.config,
+                                      self.strategy.input_context())
+    iterator = inputs_lib.iterate(result)
+    if restore_position and isinstance(iterator, Resumable):
+      _resume(iterator, restore_position)
+
+    if in_memory and isinstance(iterator, inputs_lib.ResumableIterator):
+      # Whole arrays were transformed and validated once: batches are ready slices, and slicing
+      # costs less than a thread hand-off would.
+      def produce_slice(item):
+        features, labels = batches_lib.split(item, mode)
+        if mode == ModeKeys.PREDICT:
+          labels = None
+        size = len(next(iter(features.values()))) if features else len(labels)
+        return features, labels, size
+      return BatchSource(Inline(iterator, produce_slice))
+
+    def produce(item):
+      return batches_lib.prepare(item, mode, self.preprocessor, needs_labels, self.takes_labels)
+
+    return BatchSource(Prefetcher(iterator, produce))
+
+  def _transformed(self, input_fn, mode: str, needs_labels: bool):
+    """`(input_fn, whether its arrays are transformed and validated already)`.
+
+    For the built-in in-memory inputs the host stage and the checks run once over the whole
+    arrays, not once per batch. One transformed copy is kept per mode (the latest input_fn).
+    """
+    if not isinstance(input_fn, inputs_lib.NumpyInputFn):
+      return input_fn, False
+    cached = self._in_memory.get(mode)
+    if cached is None or cached[0] is not input_fn:
+      if input_fn.num_examples == 0:
+        return input_fn, False
+      labels = None if mode == ModeKeys.PREDICT else input_fn.y
+      features, labels, _ = batches_lib.prepare((input_fn.x, labels), mode, self.preprocessor,
+                                                needs_labels, self.takes_labels)
+      self._in_memory.pop(mode, None)  # free the previous copy before making the next
+      cached = self._in_memory[mode] = (input_fn, input_fn.with_arrays(features, labels))
+    return cached[1], True
+
+  # -- placement: the one place batches go to the device -----------------------------------------
+  def place(self, tree: Any, stacked: bool = False) -> Any:
+    """Places a host pytree with a leading batch axis (`stacked`: `[K, batch, ...]`)."""
+    return self.strategy.put_batch(tree, stacked=stacked)
+
+  def place_stacked(self, group: list[HostBatch]) -> tuple[Any, Any]:
+    """K batches of one shape as one `[K, batch, ...]` stack (a `steps_per_loop` dispatch)."""
+    features = jax.tree.map(lambda *a: np.stack(a), *[b.features for b in group])
+    labels = jax.tree.map(lambda *a: np.stack(a), *[b.labels for b in group])
+    return self.place(features, stacked=True), self.place(labels, stacked=True)
+
+  def padded_size(self, n: int) -> int:
+    """`n` rounded up to the batch multiple: the size a first batch of `n` rows compiles for."""
+    return batches_lib.round_up(n, self.batch_multiple)
+
+  def pad_target(self, n: int, compiled_size: int, padding_aware: bool) -> int:
+    """The row count a batch of `n` real rows runs at.
+
+    A short batch of a padding-aware model_fn pads to the compiled size (no second compile);
+    otherwise only to the strategy's batch multiple.
+    """
+    if padding_aware and n < compiled_size:
+      return compiled_size
+    return self.padded_size(n)
+
+  def place_padded(self, batch: HostBatch, pad_to: int, padding_aware: bool = True
+                   ) -> tuple[Any, Any, Any]:
+    """`(features, labels, mask)` placed, padded from `batch.size` to `pad_to` rows.
+
+    The mask is 1.0 for real rows, 0.0 for padding. When padding would dilute the loss of a
+    model_fn that ignores the mask, the batch runs whole on every device if the strategy can.
+    """
+    n = batch.size
+    if pad_to != n and not padding_aware:
+      whole = self.strategy.put_unsharded((batch.features, batch.labels, np.ones(n, np.float32)))
+      if whole is not None:
+        return whole
+    (features, labels), mask = batches_lib.pad_rows((batch.features, batch.labels), n, pad_to)
+    return self.place(features), self.place(labels), self.place(mask)
+
+
+def _resume(iterator: Resumable, position: dict) -> None:
+  try:
+    fresh = iterator.get_state()
+    iterator.set_state(position)
+    if isinstance(iterator, inputs_lib.ResumableIterator) and iterator.at_end():
+      # An earlier train() consumed this finite input to its end: this call makes a new pass
+      # (as TF re-ran input_fn on every call), so epoch-by-epoch train() loops keep working.
+      iterator.set_state(fresh)
+    else:
+      logger.info('Resuming input at epoch %s, offset %s', position.get('epoch'),
+                  position.get('offset'))
+  except ValueError:  # another input_fn than the checkpoint's: start it from its beginning
+    pass

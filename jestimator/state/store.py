@@ -1,0 +1,153 @@
+"""`StateStore`: where an Estimator's train state lives — checkpoints, the newest in-memory
+state, and restoring either for training, evaluation, prediction or export."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from jestimator.state import checkpoints as ckpt_lib
+from jestimator.state.train_state import TrainState
+
+logger = logging.getLogger('jestimator')
+
+
+class StateStore:
+  """Checkpoints in `model_dir` plus the newest state this process holds on the device.
+
+  Args:
+    model_dir: the checkpoint directory.
+    keep_checkpoint_max: checkpoints kept by a writer (None or 0: all).
+    compiled: the `CompiledModel` (fresh variables, abstract shapes, the strategy's placement).
+    warm_start: `WarmStartSettings` used when no checkpoint exists yet, or None.
+  """
+
+  def __init__(self, model_dir: str, keep_checkpoint_max: int | None, compiled: Any,
+               warm_start: Any = None):
+    self.model_dir = model_dir
+    self.keep_checkpoint_max = keep_checkpoint_max
+    self.compiled = compiled
+    self.warm_start = warm_start
+    self._newest: TrainState | None = None   # placed; set after train() and while listeners run
+    self._restored: dict[tuple[str, str], Any] = {}
+    self._raw: tuple[str, dict[str, np.ndarray]] | None = None
+
+  # -- the newest in-memory state ------------------------------------------------------------------
+  @property
+  def newest(self) -> TrainState | None:
+    """The newest placed train state this process holds (None when it holds none)."""
+    return self._newest
+
+  def remember(self, state: TrainState | None) -> None:
+    """Holds `state` (the one just checkpointed) so the next verb needs no reload; None drops it."""
+    self._newest = state
+
+  # -- checkpoints ----------------------------------------------------------------------------------
+  def reader(self) -> ckpt_lib.Checkpointer:
+    return ckpt_lib.Checkpointer(self.model_dir, read_only=True)
+
+  def writer(self) -> ckpt_lib.Checkpointer:
+    return ckpt_lib.Checkpointer(self.model_dir, self.keep_checkpoint_max)
+
+  def latest_checkpoint(self) -> str | None:
+    """Path of the newest complete checkpoint in model_dir, or None."""
+    ckpt = self.reader()
+    step = ckpt.latest_step()
+    return None if step is None else ckpt.path(step)
+
+  def save(self, ckpt: ckpt_lib.Checkpointer, state: TrainState, step: int,
+           position: dict | None) -> None:
+    """Starts saving `state` (at `step`, its step) with the input `position`; `ckpt.wait()`
+    finishes."""
+    host = self.compiled.strategy.host_state(state)
+    ckpt.save(step, host.variables, {'opt_state': host.opt_state, 'rng': host.rng},
+              {'input_state': position})
+    logger.info('Saving checkpoint for step %d into %s', step, ckpt.path(step))
+
+  def train_state(self, ckpt: ckpt_lib.Checkpointer, features, labels) -> TrainState:
+    """The placed state to continue training from: the newest held, the latest checkpoint, or a
+    fresh (possibly warm-started) one."""
+    latest = ckpt.latest_step()
+    strategy = self.compiled.strategy
+    newest = self._newest
+    if newest is not None and latest is not None and int(newest.step) == latest:
+      return newest  # this object wrote the latest checkpoint: no reload
+    if latest is None:
+      return strategy.put_state(self.compiled.create_train_state(features, labels,
+                                                                 self.warm_start))
+    abstract = self.compiled.abstract_train_state(features, labels)
+    variables, train, meta = ckpt.restore(latest, abstract.variables,
+                                          {'opt_state': abstract.opt_state, 'rng': abstract.rng})
+    variables = dict(variables)
+    params = variables.pop('params')
+    state = abstract.replace(step=np.int32(meta['global_step']), params=params,
+                             collections=variables, opt_state=train['opt_state'],
+                             rng=train['rng'])
+    logger.info('Restored checkpoint %s', ckpt.path(latest))
+    return strategy.put_state(state)
+
+  def variables_for(self, features, labels, mode: str, checkpoint_path: str | None = None
+                    ) -> tuple[Any, int, str | None]:
+    """`(placed variables, global_step, checkpoint path or None)` for evaluate / predict / export.
+
+    The latest checkpoint (or `checkpoint_path`); without any, fresh variables at step 0, as TF.
+    """
+    strategy = self.compiled.strategy
+    if checkpoint_path is not None:
+      ckpt = ckpt_lib.Checkpointer(os.path.dirname(os.path.abspath(checkpoint_path)),
+                                   read_only=True)
+      step = ckpt_lib.step_from_path(checkpoint_path)
+      if step not in ckpt.all_steps():
+        raise ValueError(f'checkpoint_path {checkpoint_path!r} is not a complete checkpoint')
+    else:
+      ckpt = self.reader()
+      step = ckpt.latest_step()
+    if step is None:
+      logger.info('Could not find trained model in model_dir: %s, running with fresh '
+                  'initialization.', self.model_dir)
+      if self.warm_start is not None:
+        state = self.compiled.create_train_state(features, labels, self.warm_start)
+        return strategy.put_state(state.variables), 0, None
+      return strategy.put_state(self.compiled.init_variables(features, labels, mode)), 0, None
+    newest = self._newest
+    if checkpoint_path is None and newest is not None and int(newest.step) == step:
+      return newest.variables, step, ckpt.path(step)
+    key = (ckpt.path(step), mode)
+    if key not in self._restored:
+      abstract = self.compiled.abstract_variables(features, labels, mode)
+      variables, _, _ = ckpt.restore(step, abstract)
+      # Keep only the newest checkpoint asked for, but per mode, so that alternating evaluate()
+      # and predict() calls do not reload it from disk every time.
+      for old in [k for k in self._restored if k[0] != key[0]]:
+        del self._restored[old]
+      self._restored[key] = strategy.put_state(variables)
+    return self._restored[key], step, ckpt.path(step)
+
+  # -- inspection -----------------------------------------------------------------------------------
+  def latest_or_raise(self) -> tuple[ckpt_lib.Checkpointer, int]:
+    ckpt = self.reader()
+    step = ckpt.latest_step()
+    if step is None:
+      raise ValueError(f'model_dir {self.model_dir!r} has no checkpoint yet; train first')
+    return ckpt, step
+
+  def variable_names(self) -> list[str]:
+    """Names of the variables in the latest checkpoint (`params/...`, `global_step`, ...)."""
+    ckpt, step = self.latest_or_raise()
+    return sorted(list(ckpt.variable_metadata(step)) + ['global_step'])
+
+  def variable_value(self, name: str) -> np.ndarray:
+    """The value of variable `name` in the latest checkpoint."""
+    ckpt, step = self.latest_or_raise()
+    if name == 'global_step':
+      return np.asarray(step, np.int64)
+    if self._raw is None or self._raw[0] != ckpt.path(step):
+      # Reading every variable one by one should not restore the checkpoint each time.
+      self._raw = (ckpt.path(step), ckpt.restore_raw_variables(step))
+    values = self._raw[1]
+    if name not in values:
+      raise ValueError(f'no variable {name!r} in {ckpt.path(step)}; names are '
+                       f'{sorted(values)[:20]}')
+    return values[name]

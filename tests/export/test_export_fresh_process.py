@@ -64,6 +64,10 @@ def test_fresh_process_never_imports_model_code(fresh_outputs):
   assert 'jestimator.export' in modules
   # The model_fns and column definitions live in _export_models: the export must not need them.
   assert not [m for m in modules if m.startswith(('conftest', '_models', '_export_models'))]
+  # Serving needs no training, evaluation or prediction loop.
+  assert not [m for m in modules if m.startswith(('jestimator.driver.train',
+                                                  'jestimator.driver.evaluate',
+                                                  'jestimator.driver.predict'))]
 
 
 @pytest.mark.parametrize('kind', KINDS)

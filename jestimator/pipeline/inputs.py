@@ -9,11 +9,21 @@ An `input_fn` in general is any callable returning an iterable of `(features, la
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
 _FORMAT = 1
+
+
+@runtime_checkable
+class Resumable(Protocol):
+  """An input iterator whose position is saved in checkpoints and restored on resume (as the
+  built-in `ResumableIterator`, whose `at_end()` is also honoured)."""
+
+  def get_state(self) -> dict: ...
+
+  def set_state(self, state: dict) -> None: ...
 
 
 class ResumableIterator:

@@ -5,6 +5,8 @@ import queue
 import threading
 from typing import Callable, Iterator
 
+from jestimator.pipeline.inputs import Resumable
+
 
 class Prefetcher:
   """Runs `produce(item)` for the items of an iterator in a background thread, `depth` ahead.
@@ -21,7 +23,7 @@ class Prefetcher:
     self._produce = produce
     self._queue: queue.Queue = queue.Queue(maxsize=depth)
     self._stop = threading.Event()
-    self._get_state = getattr(iterator, 'get_state', None)
+    self._get_state = iterator.get_state if isinstance(iterator, Resumable) else None
     self._thread = threading.Thread(target=self._run, daemon=True, name='jestimator-prefetch')
     self._thread.start()
 
@@ -77,7 +79,7 @@ class Inline:
   def __init__(self, iterator: Iterator, produce: Callable):
     self._it = iterator
     self._produce = produce
-    self._get_state = getattr(iterator, 'get_state', None)
+    self._get_state = iterator.get_state if isinstance(iterator, Resumable) else None
 
   def __iter__(self):
     return self

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -20,16 +20,6 @@ from jestimator.pipeline.host_stage import Preprocessor
 from jestimator.pipeline.prefetch import Inline, Prefetcher
 
 logger = logging.getLogger('jestimator')
-
-
-@runtime_checkable
-class Resumable(Protocol):
-  """An input iterator whose position can be saved in checkpoints and restored (as the built-in
-  `inputs.ResumableIterator`, whose `at_end()` is also honoured)."""
-
-  def get_state(self) -> dict: ...
-
-  def set_state(self, state: dict) -> None: ...
 
 
 @dataclasses.dataclass
@@ -116,7 +106,7 @@ class InputPipeline:
     result = inputs_lib.call_input_fn(input_fn, mode, self.params, self.config,
                                       self.strategy.input_context())
     iterator = inputs_lib.iterate(result)
-    if restore_position and isinstance(iterator, Resumable):
+    if restore_position and isinstance(iterator, inputs_lib.Resumable):
       _resume(iterator, restore_position)
 
     if in_memory and isinstance(iterator, inputs_lib.ResumableIterator):
@@ -195,7 +185,7 @@ class InputPipeline:
     return self.place(features), self.place(labels), self.place(mask)
 
 
-def _resume(iterator: Resumable, position: dict) -> None:
+def _resume(iterator: inputs_lib.Resumable, position: dict) -> None:
   try:
     fresh = iterator.get_state()
     iterator.set_state(position)

@@ -436,6 +436,10 @@ def test_labels_to_ids_range_checks():
   with pytest.raises(ValueError, match=r'\[0, 1\].*2\.0'):
     BinaryClassHead().labels_to_ids(np.array([0., 1., 2.]))
   np.testing.assert_array_equal(BinaryClassHead().labels_to_ids([0, 1]), [0, 1])
+  np.testing.assert_array_equal(BinaryClassHead().labels_to_ids(np.array([1., 0.])), [1, 0])
+  with pytest.raises(ValueError, match=r'0 or 1; got \[0.25, 0.5\].*LogisticRegressionHead'):
+    BinaryClassHead().labels_to_ids(np.array([[0.5], [1.], [0.25]]))
+  np.testing.assert_array_equal(LogisticRegressionHead().labels_to_ids([0.5]), [0.5])
   with pytest.raises(ValueError, match=r'\[0, 1\]'):
     LogisticRegressionHead().labels_to_ids(np.array([1.5]))
 

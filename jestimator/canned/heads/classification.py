@@ -59,8 +59,8 @@ class _ClassHead(SingleHead):
 class BinaryClassHead(_ClassHead):
   """Binary classification with sigmoid cross-entropy (TF's `tf.estimator.BinaryClassHead`).
 
-  Logits `[batch, 1]` (or `[batch]`); labels `[batch]` or `[batch, 1]` in [0, 1] (ids 0/1, or
-  strings of `label_vocabulary` mapped on the host with `labels_to_ids`).
+  Logits `[batch, 1]` (or `[batch]`); labels `[batch]` or `[batch, 1]`: class ids 0 or 1 (or
+  strings of `label_vocabulary`), checked and mapped on the host by `labels_to_ids`.
 
   Predictions: `logits`, `logistic` (sigmoid), `probabilities` `[batch, 2]`, `class_ids`
   `[batch, 1]` (1 where logit > 0), `all_class_ids` `[batch, 2]`; the host adds the strings
@@ -107,13 +107,23 @@ class BinaryClassHead(_ClassHead):
     return self._thresholds
 
   def labels_to_ids(self, labels) -> np.ndarray:
-    """Host: string labels → int32 ids through `label_vocabulary`; numeric ones checked in [0, 1].
+    """Host: string labels → int32 ids through `label_vocabulary`; numeric ones checked 0 or 1.
 
-    Raises ValueError naming unknown labels (and the vocabulary) or values outside [0, 1].
+    Raises ValueError naming unknown labels (and the vocabulary) or values other than 0 and 1.
+    TF's head accepted any value in [0, 1], so a label of 0.5 trained silently while accuracy,
+    precision, recall and AUC (which count labels as classes) were meaningless; probabilities
+    as labels belong to `LogisticRegressionHead`.
     """
     if self._label_vocabulary is not None:
       return _vocab.lookup(labels, self._label_vocabulary)
-    return _vocab.check_ids(labels, 2, integer=False)
+    arr = _vocab.check_ids(labels, 2, integer=False)
+    flat = np.asarray(arr).reshape(-1)
+    soft = flat[(flat != 0) & (flat != 1)]
+    if soft.size:
+      raise ValueError(f'labels of a binary classifier must be the class ids 0 or 1; got '
+                       f'{np.unique(soft)[:10].tolist()}. For probabilities as labels use '
+                       'LogisticRegressionHead (sigmoid cross-entropy on labels in [0, 1])')
+    return arr
 
   def _process_labels(self, labels, logits):
     return self._labels_matching(labels, logits, 1).astype(jnp.float32)

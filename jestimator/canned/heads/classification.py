@@ -10,8 +10,8 @@ import numpy as np
 from jestimator.model import export_output
 from jestimator.model import metrics as metrics_lib
 from jestimator.canned.heads import _vocab
-from jestimator.canned.heads.base import (AccuracyBaseline, SingleHead, check_loss_fn,
-                                          check_prediction_keys, check_thresholds)
+from jestimator.canned.heads.base import (AccuracyBaseline, SingleHead, check_auc_thresholds,
+                                          check_loss_fn, check_prediction_keys, check_thresholds)
 from jestimator.canned.heads.keys import (CLASSIFY_SERVING_KEY, DEFAULT_SERVING_KEY,
                                           PREDICT_SERVING_KEY, REGRESS_SERVING_KEY,
                                           LossReduction, MetricKeys, PredictionKeys)
@@ -79,6 +79,10 @@ class BinaryClassHead(_ClassHead):
     loss_fn: optional `loss_fn(labels, logits[, features][, loss_reduction])` returning the
       unreduced `[batch, 1]` loss.
     name: head name (metric key suffix; required inside `MultiHead`).
+    auc_thresholds: the thresholds of `auc` and `auc_precision_recall`: None for TF's 200
+      evenly spaced in [0, 1] (comparable with TF), 'logit' for `metrics.logit_thresholds()`
+      (right also when scores sit in a narrow range, as for rare-event / CTR models, where TF's
+      give 0.5), or explicit inner thresholds such as `metrics.quantile_thresholds(scores)`.
 
   Example (TF's): `BinaryClassHead().loss(np.array([[1], [1]]), np.array([[45.], [-41.]]))` is
   `(0 + 41) / 2 = 20.5`.
@@ -87,10 +91,12 @@ class BinaryClassHead(_ClassHead):
   def __init__(self, weight_column: Any = None, thresholds: Sequence[float] | None = None,
                label_vocabulary: Sequence[str] | None = None,
                loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE,
-               loss_fn: Callable[..., Any] | None = None, name: str | None = None):
+               loss_fn: Callable[..., Any] | None = None, name: str | None = None,
+               auc_thresholds: str | Sequence[float] | None = None):
     self._n_classes = 2
     self._label_vocabulary = _vocab.check_vocabulary(label_vocabulary, 2)
     self._thresholds = check_thresholds(thresholds)
+    self._auc_thresholds = check_auc_thresholds(auc_thresholds)
     self._loss_reduction = LossReduction.validate(loss_reduction)
     check_loss_fn(loss_fn)
     self._loss_fn = loss_fn
@@ -165,8 +171,9 @@ class BinaryClassHead(_ClassHead):
         key(_K.LABEL_MEAN): label_mean,
         key(_K.ACCURACY_BASELINE): AccuracyBaseline(total=label_mean.total,
                                                     count=label_mean.count),
-        key(_K.AUC): metrics_lib.auc(labels, logistic, weights),
-        key(_K.AUC_PR): metrics_lib.auc(labels, logistic, weights, curve='PR'),
+        key(_K.AUC): metrics_lib.auc(labels, logistic, weights, thresholds=self._auc_thresholds),
+        key(_K.AUC_PR): metrics_lib.auc(labels, logistic, weights, curve='PR',
+                                        thresholds=self._auc_thresholds),
     }
     states.update(threshold_metric_states(key, self._thresholds, labels, logistic, weights))
     return states

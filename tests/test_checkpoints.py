@@ -336,3 +336,52 @@ def test_the_lock_is_released_when_training_fails(data, model_dir):
     est.train(_repeat(x, y), steps=3, hooks=[Boom()])
   est.train(_repeat(x, y), steps=3)  # the same process can train again
   assert est.get_variable_value('global_step') == 3
+
+
+class _ReadOnly:
+  """Makes a folder read-only: chmod for a normal user; a read-only bind mount for root (who
+  writes through any mode bits), skipping the test where mounting is not allowed."""
+
+  def __init__(self, path):
+    self.path, self.mounted = path, False
+
+  def __enter__(self):
+    if os.geteuid() != 0:
+      os.chmod(self.path, 0o555)
+      return self
+    done = subprocess.run(f'mount --bind {self.path} {self.path} && '
+                          f'mount -o remount,bind,ro {self.path}', shell=True,
+                          capture_output=True)
+    if done.returncode != 0:
+      subprocess.run(['umount', self.path], capture_output=True)
+      pytest.skip(f'root cannot make a read-only folder here: {done.stderr.decode()[-200:]}')
+    self.mounted = True
+    return self
+
+  def __exit__(self, *exc):
+    if self.mounted:
+      subprocess.run(['umount', self.path], check=True)
+    else:
+      os.chmod(self.path, 0o755)
+
+
+class _CountSteps(hooks_lib.Hook):
+  def __init__(self):
+    self.steps = 0
+
+  def after_step(self, ctx, values):
+    self.steps += 1
+
+
+def test_a_read_only_model_dir_fails_before_the_first_step(data, tmp_path):
+  x, y = data
+  model_dir = str(tmp_path / 'ro' / 'model')
+  _fresh(model_dir).train(_repeat(x, y), steps=2)  # a checkpoint and the lock file exist
+  fresh_dir = str(tmp_path / 'ro' / 'not_yet')
+  with _ReadOnly(str(tmp_path / 'ro')):
+    for d in (model_dir, fresh_dir):
+      counter = _CountSteps()
+      with pytest.raises(PermissionError, match=f'model_dir {d!r} is not writable'):
+        _fresh(d).train(_repeat(x, y), steps=50, hooks=[counter])
+      assert counter.steps == 0
+  assert _steps(model_dir) == [2]

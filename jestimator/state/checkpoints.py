@@ -295,6 +295,10 @@ class ModelDirLock:
     host, pid = socket.gethostname(), os.getpid()
     try:
       os.makedirs(self.directory, exist_ok=True)
+      # A lock file left from earlier opens even in a read-only folder: probe a new name too.
+      probe = os.path.join(self.directory, f'.jestimator-write-probe-{pid}')
+      os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+      os.remove(probe)
       fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
       raise PermissionError(

@@ -51,3 +51,26 @@ def test_patterns_of_shared_variables_warm_start_them(tmp_path, data, source):
     np.testing.assert_array_equal(est.get_variable_value(name), source.get_variable_value(name))
   assert not np.array_equal(est.get_variable_value('params/extra/kernel'),
                             source.get_variable_value('params/Dense_0/kernel'))
+
+
+def test_predict_and_evaluate_warm_started_without_a_checkpoint(tmp_path, data, source):
+  """TF: with no checkpoint of its own, predict uses the warm-start variables; the model_fn is
+  called in PREDICT mode (no labels), not in TRAIN with labels=None."""
+  x, y = data
+  modes = []
+
+  def model_fn(features, labels, mode):
+    modes.append(mode)
+    if mode == 'train' and labels is None:
+      raise AssertionError('model_fn called in TRAIN without labels')
+    return _models.linear_model_fn()(features, labels, mode)
+
+  est = Estimator(model_fn, str(tmp_path / 'warm'), warm_start_from=source.model_dir)
+  fn = inputs.numpy_input_fn({'x': x}, batch_size=50, shuffle=False)
+  got = np.array([p['probs'] for p in est.predict(fn)])
+  want = np.array([p['probs'] for p in source.predict(fn)])
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert 'train' not in modes
+  ev = inputs.numpy_input_fn({'x': x}, y, batch_size=50, shuffle=False)
+  assert est.evaluate(ev)['loss'] == pytest.approx(source.evaluate(ev)['loss'], rel=1e-6)
+  assert est.latest_checkpoint() is None

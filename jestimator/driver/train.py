@@ -45,6 +45,11 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     return
   target = start + steps if steps is not None else max_steps
   source = pipeline.open(input_fn, ModeKeys.TRAIN, meta.get('input_state'))
+  if source.endless and target is None:
+    source.close()
+    raise ValueError('input_fn returned a single (features, labels) batch, which training '
+                     'repeats every step (as TF did with tensors): give steps or max_steps, or '
+                     'return an iterable of batches that ends')
   lock = None
   try:
     first = source.first('training')

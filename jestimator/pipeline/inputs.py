@@ -257,11 +257,16 @@ def call_input_fn(input_fn: Callable, mode: str, params: Any, config: Any,
       dict(mode=mode, params=params, config=config, input_context=input_context), required=())
 
 
+def is_single_batch(result: Any) -> bool:
+  """Whether an input_fn returned one batch (`(features dict, labels)` or a features dict) rather
+  than an iterable of batches."""
+  return (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Mapping)) or (
+      isinstance(result, Mapping))
+
+
 def iterate(result: Any) -> Iterator:
-  """An iterator over what an input_fn returned (an iterable, or a single batch)."""
-  if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Mapping):
-    return iter([result])
-  if isinstance(result, Mapping):
+  """An iterator over what an input_fn returned (an iterable, or a single batch once)."""
+  if is_single_batch(result):
     return iter([result])
   try:
     return iter(result)

@@ -172,3 +172,216 @@ def test_kill_9_during_training_then_resume(tmp_path):
   est.train(input_fn, steps=3)
   assert int(est.get_variable_value('global_step')) == latest + 3
   assert np.all(np.isfinite(est.get_variable_value('params/Dense_0/kernel')))
+
+
+# -- unreadable step folders ------------------------------------------------------------------
+def _trained_to_12(model_dir, x, y, keep=5):
+  est = Estimator(_models.linear_model_fn(), model_dir,
+                  config=RunConfig(save_checkpoints_steps=4, keep_checkpoint_max=keep))
+  est.train(_repeat(x, y), max_steps=12)
+  assert _steps(model_dir) == [4, 8, 12][-keep:]
+  return est
+
+
+def _fresh(model_dir, keep=5, every=4):
+  return Estimator(_models.linear_model_fn(), model_dir,
+                   config=RunConfig(save_checkpoints_steps=every, keep_checkpoint_max=keep))
+
+
+@pytest.mark.parametrize('damage', ['empty_step_folder', 'corrupt_meta', 'corrupt_variables',
+                                    'no_commit_record'])
+def test_an_unreadable_newest_step_is_skipped_with_a_warning(data, model_dir, caplog, damage):
+  x, y = data
+  kernel_at_12 = _trained_to_12(model_dir, x, y).get_variable_value('params/Dense_0/kernel')
+  if damage == 'empty_step_folder':  # what a crashed copy leaves
+    bad = os.path.join(model_dir, '999')
+    os.makedirs(bad)
+    expected_error, newest = '_CHECKPOINT_METADATA is missing', '12'
+  else:
+    bad = os.path.join(model_dir, '12')
+    file = {'corrupt_meta': 'meta/metadata', 'corrupt_variables': 'variables/_METADATA',
+            'no_commit_record': '_CHECKPOINT_METADATA'}[damage]
+    if damage == 'no_commit_record':
+      os.remove(os.path.join(bad, file))
+      expected_error = '_CHECKPOINT_METADATA is missing'
+    else:
+      with open(os.path.join(bad, file), 'w') as f:
+        f.write('{"truncated": ')
+      expected_error = f'{file} is unreadable (JSONDecodeError'
+    newest = '8'
+  est = _fresh(model_dir)
+  with caplog.at_level('WARNING', logger='jestimator'):
+    assert est.latest_checkpoint() == os.path.join(model_dir, newest)
+  warning = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+  assert any(bad in m and expected_error in m and f'{os.sep}{newest}' in m for m in warning), warning
+  # evaluate, predict and train all use the newest intact checkpoint.
+  assert est.evaluate(inputs.numpy_input_fn({'x': x}, y, batch_size=50, shuffle=False)
+                      )['global_step'] == int(newest)
+  assert len(list(est.predict(inputs.numpy_input_fn({'x': x}, batch_size=50, shuffle=False)))) == 100
+  est.train(_repeat(x, y), steps=2)
+  assert est.get_variable_value('global_step') == int(newest) + 2
+  if newest == '12':
+    np.testing.assert_array_equal(  # resumed from 12, trained 2 steps: moved on from it
+        _fresh(model_dir).get_variable_value('global_step'), 14)
+    assert not np.array_equal(est.get_variable_value('params/Dense_0/kernel'), kernel_at_12)
+  assert os.path.isdir(bad)  # never deleted
+
+
+def test_retention_counts_only_intact_steps(data, model_dir):
+  x, y = data
+  _trained_to_12(model_dir, x, y)
+  junk = [os.path.join(model_dir, str(s)) for s in range(995, 1000)]
+  for j in junk:
+    os.makedirs(j)
+  # keep 2: five unreadable folders above must neither count nor be deleted; with Orbax's own
+  # listing the intact checkpoints would all be removed as "older".
+  est = _fresh(model_dir, keep=2, every=1)
+  est.train(_repeat(x, y), steps=3)
+  assert _steps(model_dir) == [14, 15] + list(range(995, 1000))
+  assert est.latest_checkpoint() == os.path.join(model_dir, '15')
+
+
+def test_saving_onto_an_unreadable_folder_of_that_step_moves_it_aside(data, model_dir):
+  x, y = data
+  _trained_to_12(model_dir, x, y)
+  os.makedirs(os.path.join(model_dir, '14', 'variables'))
+  est = _fresh(model_dir, every=100)
+  est.train(_repeat(x, y), steps=2)
+  assert est.latest_checkpoint() == os.path.join(model_dir, '14')
+  assert [d for d in os.listdir(model_dir) if d.startswith('14.unreadable-')]
+
+
+def test_only_unreadable_step_folders_is_an_error_not_a_silent_restart(data, model_dir):
+  x, y = data
+  _trained_to_12(model_dir, x, y, keep=1)
+  with open(os.path.join(model_dir, '12', 'meta', 'metadata'), 'w') as f:
+    f.write('garbage')
+  est = _fresh(model_dir)
+  with pytest.raises(ValueError, match='no intact checkpoint.*12'):
+    est.train(_repeat(x, y), steps=1)
+  assert _steps(model_dir) == [12]
+
+
+# -- one trainer per model_dir ----------------------------------------------------------------
+def _wait_for_holder(lock_path, proc, log_path, timeout=90):
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    assert proc.poll() is None, open(log_path).read()[-3000:]
+    if os.path.exists(lock_path) and os.path.getsize(lock_path):
+      return json.load(open(lock_path))
+    time.sleep(0.05)
+  raise AssertionError('the child never took the lock')
+
+
+@pytest.mark.slow
+def test_a_second_trainer_fails_at_once_naming_the_holder_and_a_dead_ones_lock_is_taken(
+    data, tmp_path, caplog):
+  import socket
+  model_dir = str(tmp_path / 'shared')
+  args = dict(model='linear', model_dir=model_dir, max_steps=100000, sleep=0.01)
+  log_path = tmp_path / 'child.log'
+  log = open(log_path, 'wb')
+  proc = subprocess.Popen([sys.executable, SCRIPT, json.dumps(args)], stdout=log, stderr=log)
+  try:
+    lock_path = os.path.join(model_dir, '.jestimator-train.lock')
+    holder = _wait_for_holder(lock_path, proc, log_path)
+    assert holder['pid'] == proc.pid and holder['host'] == socket.gethostname()
+    est, input_fn = _train_script.build(args)
+    with pytest.raises(RuntimeError, match=f'in use by another trainer \\(pid {proc.pid} on host '
+                                           f'{socket.gethostname()}'):
+      est.train(input_fn, steps=1)
+    # Readers need no lock: evaluate while the other process trains (once it has a checkpoint).
+    x, y = data
+    while not _steps(model_dir):
+      assert proc.poll() is None
+      time.sleep(0.05)
+    assert est.evaluate(inputs.numpy_input_fn({'x': x}, y, batch_size=50, shuffle=False)
+                        )['global_step'] >= 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait(timeout=30)
+    log.close()
+  # The dead process's lock is taken over (the kernel released it), with a warning.
+  with caplog.at_level('WARNING', logger='jestimator'):
+    est.train(input_fn, steps=2)
+  assert any(f'from pid {proc.pid}' in r.getMessage() and 'no longer running' in r.getMessage()
+             for r in caplog.records)
+  assert os.path.getsize(lock_path) == 0  # released after train
+
+
+def test_a_lock_naming_another_host_is_an_error(data, model_dir):
+  from jestimator import checkpoints
+  x, y = data
+  os.makedirs(model_dir)
+  with open(os.path.join(model_dir, checkpoints.LOCK_FILE), 'w') as f:
+    json.dump({'pid': 4242, 'host': 'other-host.example', 'since': '2026-01-01T00:00:00Z'}, f)
+  est = _fresh(model_dir)
+  with pytest.raises(RuntimeError, match='pid 4242 on host other-host.example.*delete'):
+    est.train(_repeat(x, y), steps=1)
+  assert _steps(model_dir) == []
+
+
+def test_the_lock_is_released_when_training_fails(data, model_dir):
+  x, y = data
+  est = _fresh(model_dir)
+
+  class Boom(hooks_lib.Hook):
+    def after_step(self, ctx, values):
+      raise RuntimeError('boom')
+
+  with pytest.raises(RuntimeError, match='boom'):
+    est.train(_repeat(x, y), steps=3, hooks=[Boom()])
+  est.train(_repeat(x, y), steps=3)  # the same process can train again
+  assert est.get_variable_value('global_step') == 3
+
+
+class _ReadOnly:
+  """Makes a folder read-only: chmod for a normal user; a read-only bind mount for root (who
+  writes through any mode bits), skipping the test where mounting is not allowed."""
+
+  def __init__(self, path):
+    self.path, self.mounted = path, False
+
+  def __enter__(self):
+    if os.geteuid() != 0:
+      os.chmod(self.path, 0o555)
+      return self
+    done = subprocess.run(f'mount --bind {self.path} {self.path} && '
+                          f'mount -o remount,bind,ro {self.path}', shell=True,
+                          capture_output=True)
+    if done.returncode != 0:
+      subprocess.run(['umount', self.path], capture_output=True)
+      pytest.skip(f'root cannot make a read-only folder here: {done.stderr.decode()[-200:]}')
+    self.mounted = True
+    return self
+
+  def __exit__(self, *exc):
+    if self.mounted:
+      subprocess.run(['umount', self.path], check=True)
+    else:
+      os.chmod(self.path, 0o755)
+
+
+class _CountSteps(hooks_lib.Hook):
+  def __init__(self):
+    self.steps = 0
+
+  def after_step(self, ctx, values):
+    self.steps += 1
+
+
+def test_a_read_only_model_dir_fails_before_the_first_step(data, tmp_path):
+  x, y = data
+  model_dir = str(tmp_path / 'ro' / 'model')
+  _fresh(model_dir).train(_repeat(x, y), steps=2)  # a checkpoint and the lock file exist
+  fresh_dir = str(tmp_path / 'ro' / 'not_yet')
+  with _ReadOnly(str(tmp_path / 'ro')):
+    for d in (model_dir, fresh_dir):
+      counter = _CountSteps()
+      with pytest.raises(PermissionError, match=f'model_dir {d!r} is not writable'):
+        _fresh(d).train(_repeat(x, y), steps=50, hooks=[counter])
+      assert counter.steps == 0
+  assert _steps(model_dir) == [2]

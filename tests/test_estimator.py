@@ -51,8 +51,9 @@ def test_steps_and_max_steps(data, model_dir):
   assert _step(other) == 15
 
 
+# Non-int steps (1.5, True, '3') are TypeErrors: tests/test_estimator_errors.py.
 @pytest.mark.parametrize('kwargs', [dict(steps=2, max_steps=10), dict(steps=0), dict(steps=-1),
-                                    dict(max_steps=0), dict(max_steps=-5), dict(steps=1.5)])
+                                    dict(max_steps=0), dict(max_steps=-5)])
 def test_bad_steps_are_value_errors(data, model_dir, kwargs):
   x, y = data
   est = Estimator(_models.linear_model_fn(), model_dir)
@@ -244,3 +245,28 @@ def test_warm_start(data, tmp_path):
   assert _step(warm) == 2
   np.testing.assert_array_equal(warm.get_variable_value('params/Dense_0/kernel'),
                                 src['params/Dense_0/kernel'])
+
+
+def test_an_input_fn_returning_one_batch_repeats_it_every_step_like_tf(data, tmp_path):
+  """TF evaluated the tensors an input_fn returned on every step: 50 steps on the same batch."""
+  x, y = data
+  xb, yb = x[:8], y[:8]
+  est = Estimator(_models.linear_model_fn(lr=0.5), str(tmp_path / 'one'))
+  est.train(lambda: ({'x': xb}, yb), steps=50)
+  assert _step(est) == 50
+  est.train(lambda: ({'x': xb}, yb), max_steps=60)
+  assert _step(est) == 60
+  # The same as 60 steps over an input repeating that batch.
+  ref = Estimator(_models.linear_model_fn(lr=0.5), str(tmp_path / 'ref'))
+  ref.train(inputs.numpy_input_fn({'x': xb}, yb, batch_size=8, num_epochs=None, shuffle=False),
+            steps=60)
+  np.testing.assert_allclose(est.get_variable_value('params/Dense_0/kernel'),
+                             ref.get_variable_value('params/Dense_0/kernel'), rtol=1e-6)
+  # Without a step limit it would never end: an error before anything changes.
+  fresh = Estimator(_models.linear_model_fn(), str(tmp_path / 'fresh'))
+  with pytest.raises(ValueError, match='single .* batch.*repeats every step.*steps or max_steps'):
+    fresh.train(lambda: ({'x': xb}, yb))
+  assert not os.path.exists(fresh.model_dir)
+  # evaluate and predict read it once.
+  assert est.evaluate(lambda: ({'x': xb}, yb))['global_step'] == 60
+  assert len(list(est.predict(lambda: {'x': xb}))) == 8

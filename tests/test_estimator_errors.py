@@ -165,3 +165,76 @@ def test_prediction_without_batch_dimension(trained):
   fn = inputs.numpy_input_fn({'x': X}, batch_size=4, shuffle=False)
   _unchanged(trained, lambda: list(est.predict(fn)), ValueError,
              r"predictions\['total'\] has shape \(\).*batch dimension")
+
+
+@pytest.mark.parametrize('verb,kwargs,error,match', [
+    ('train', {'steps': True}, TypeError, 'steps must be a positive int or None, got bool'),
+    ('train', {'max_steps': 2.0}, TypeError, 'max_steps must be a positive int.*float'),
+    ('train', {'steps': '3'}, TypeError, "steps must be a positive int.*str '3'"),
+    ('train', {'steps': 0}, ValueError, 'Must specify steps > 0'),
+    ('evaluate', {'steps': 2.5}, TypeError, 'steps must be a positive int.*float 2.5'),
+    ('evaluate', {'steps': '3'}, TypeError, "steps must be a positive int.*str '3'"),
+    ('evaluate', {'steps': False}, TypeError, 'got bool'),
+    ('evaluate', {'steps': -1}, ValueError, 'Must specify steps > 0'),
+])
+def test_steps_must_be_positive_ints(trained, verb, kwargs, error, match):
+  est = Estimator(_models.linear_model_fn(), trained)
+  fn = inputs.numpy_input_fn({'x': X}, Y, batch_size=6, shuffle=False)
+  _unchanged(trained, lambda: getattr(est, verb)(fn, **kwargs), error, match)
+
+
+def test_numpy_integer_steps_are_accepted(tmp_path):
+  est = Estimator(_models.linear_model_fn(), str(tmp_path))
+  fn = inputs.numpy_input_fn({'x': X}, Y, batch_size=2, num_epochs=None, shuffle=False)
+  est.train(fn, steps=np.int64(2))
+  assert est.get_variable_value('global_step') == 2
+  assert est.evaluate(fn, steps=np.int32(1))['global_step'] == 2
+
+
+@pytest.mark.parametrize('verb', ['train', 'evaluate', 'predict'])
+def test_data_instead_of_an_input_fn_names_the_wrapper_without_printing_it(trained, verb):
+  pd = pytest.importorskip('pandas')
+  est = Estimator(_models.linear_model_fn(), trained)
+  df = pd.DataFrame({'x': np.arange(1000.0) + 0.123456, 'y': np.zeros(1000)})
+  with pytest.raises(TypeError, match=r'got a pandas.*DataFrame: wrap .*pandas_input_fn\(') as e:
+    run = getattr(est, verb)(df)
+    list(run) if verb == 'predict' else None
+  assert '0.123456' not in str(e.value) and len(str(e.value)) < 300
+  with pytest.raises(TypeError, match=r'numpy.ndarray: wrap .*numpy_input_fn\('):
+    run = getattr(est, verb)(X)
+    list(run) if verb == 'predict' else None
+
+
+def test_saving_listeners_need_checkpointing(tmp_path):
+  from jestimator.hooks import CheckpointSaverListener
+  from jestimator.run_config import RunConfig
+
+  class Passive(CheckpointSaverListener):
+    def __init__(self):
+      self.saved = []
+
+    def after_save(self, step):
+      self.saved.append(step)
+
+  class Asking(Passive):  # asks for its own saves: works without a checkpoint cadence
+    def wants_save(self, ctx):
+      return ctx.crossed(2)
+
+  off = RunConfig(save_checkpoints_steps=None, save_checkpoints_secs=None)
+  model_dir = str(tmp_path / 'off')
+  est = Estimator(_models.linear_model_fn(), model_dir, config=off)
+  fn = inputs.numpy_input_fn({'x': X}, Y, batch_size=1, num_epochs=None, shuffle=False)
+  with pytest.raises(ValueError, match=r"saving_listeners \['Passive'\] need periodic "
+                                       'checkpoints.*both None'):
+    est.train(fn, steps=4, saving_listeners=[Passive()])
+  assert not os.path.exists(model_dir)
+  asking = Asking()
+  est.train(fn, steps=4, saving_listeners=[asking])
+  assert asking.saved == [2, 4]
+  with pytest.raises(TypeError, match='CheckpointSaverListener'):
+    est.train(fn, steps=1, saving_listeners=[object()])
+  on = Estimator(_models.linear_model_fn(), str(tmp_path / 'on'),
+                 config=RunConfig(save_checkpoints_steps=3))
+  passive = Passive()
+  on.train(fn, steps=4, saving_listeners=[passive])
+  assert passive.saved == [3, 4]

@@ -86,6 +86,52 @@ def test_evaluate_without_checkpoint_uses_fresh_variables(data, model_dir):
   assert est.latest_checkpoint() is None
 
 
+_NO_CHECKPOINT_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import _models
+from jestimator import inputs
+from jestimator.estimator import Estimator
+x, y = _models.make_data(20)
+est = Estimator(_models.linear_model_fn(), {model_dir!r})
+est.evaluate(inputs.numpy_input_fn({{'x': x}}, y, batch_size=10, shuffle=False))
+list(est.predict(inputs.numpy_input_fn({{'x': x}}, batch_size=10, shuffle=False)))
+"""
+
+
+def test_no_checkpoint_is_a_warning_visible_by_default(tmp_path):
+  """A mistyped model_dir silently gave random weights in TF (an INFO line nobody sees)."""
+  import subprocess
+  import sys
+  typo = str(tmp_path / 'modle_dir')
+  script = _NO_CHECKPOINT_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)),
+                                        model_dir=typo)
+  out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                       timeout=120)  # no logging configured: Python's defaults
+  assert out.returncode == 0, out.stderr[-3000:]
+  lines = [l for l in out.stderr.splitlines() if f'No checkpoint in model_dir {typo!r}' in l]
+  assert len(lines) == 2, out.stderr[-3000:]
+  assert "mode 'eval'" in lines[0] and "mode 'infer'" in lines[1]
+  assert 'freshly initialized variables' in lines[0]
+
+
+def test_checkpoint_path_missing_or_unreadable_is_an_error(data, model_dir):
+  x, y = data
+  est = Estimator(_models.linear_model_fn(), model_dir, config=RunConfig(save_checkpoints_steps=2))
+  est.train(_train_input(x, y), steps=4)
+  for path, match in ((os.path.join(model_dir, '3'), 'does not exist'),
+                      (os.path.join(model_dir + '_typo', '4'), 'does not exist')):
+    with pytest.raises(ValueError, match=f'checkpoint_path {re.escape(repr(path))} {match}'):
+      est.evaluate(_eval_input(x, y), checkpoint_path=path)
+    with pytest.raises(ValueError, match=match):
+      list(est.predict(inputs.numpy_input_fn({'x': x}, batch_size=10, shuffle=False),
+                       checkpoint_path=path))
+  with open(os.path.join(model_dir, '2', 'meta', 'metadata'), 'w') as f:
+    f.write('{')
+  with pytest.raises(ValueError, match='not a complete checkpoint: meta/metadata is unreadable'):
+    est.evaluate(_eval_input(x, y), checkpoint_path=os.path.join(model_dir, '2'))
+
+
 def test_no_recompilation_on_repeated_evaluate_and_predict(data, model_dir, compile_counter):
   x, y = data
   calls = _models.Calls()

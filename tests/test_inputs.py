@@ -169,3 +169,17 @@ def test_call_input_fn_passes_only_named_arguments():
   assert seen == {'mode': 'eval', 'params': {'k': 1}}
   with pytest.raises(ValueError, match="'batch'"):
     inputs.call_input_fn(lambda batch: [], 'eval', None, None)
+
+
+def test_numpy_input_fn_takes_a_dataframe_as_a_dict_of_columns():
+  df = pd.DataFrame({'a': np.arange(6, dtype=np.float32), 'b': list('uvwxyz'), 3: np.ones(6)})
+  labels = pd.DataFrame({'p': np.arange(6) * 2, 'q': np.arange(6) * 3})
+  (f, l), (f2, _) = list(inputs.numpy_input_fn(df, labels, batch_size=3, shuffle=False)())
+  assert sorted(f) == ['3', 'a', 'b']  # one feature per column, not one feature 'x'
+  np.testing.assert_array_equal(f['a'], [0, 1, 2])
+  assert list(f2['b']) == ['x', 'y', 'z']
+  assert sorted(l) == ['p', 'q']
+  np.testing.assert_array_equal(l['q'], [0, 3, 6])
+  (_, series), = list(inputs.numpy_input_fn(df, pd.Series(np.arange(6.0)), batch_size=6,
+                                            shuffle=False)())
+  np.testing.assert_array_equal(series, np.arange(6.0))

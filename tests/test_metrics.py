@@ -318,3 +318,90 @@ def test_errors():
       metrics.mean(np.ones(3))
   with pytest.raises(TypeError, match=r"metrics\['x'\] must be a jestimator.metrics state"):
     metrics.compute({'x': 1.0})
+
+
+# ----------------------------------------------------------------------------------------------
+# AUC of scores in a narrow range (rare-event / CTR-like models).
+
+def _ctr_data(n=4000, seed=11):
+  """Scores in [0, 0.001] and labels whose rate grows with the score (exact AUC about 0.8)."""
+  rng = np.random.default_rng(seed)
+  scores = rng.uniform(0.0, 1e-3, n).astype(np.float32)
+  labels = (rng.uniform(size=n) < 900.0 * scores).astype(np.int32)
+  return labels, scores
+
+
+def np_average_precision(labels, scores):
+  order = np.argsort(-scores, kind='stable')
+  hits = labels[order] == 1
+  precision_at = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+  return float(precision_at[hits].sum() / hits.sum())
+
+
+def test_auc_of_narrow_scores_tf_thresholds_are_wrong_and_warn(caplog):
+  labels, scores = _ctr_data()
+  exact = np_rank_auc(labels, scores)
+  assert 0.75 < exact < 0.9
+  with caplog.at_level('WARNING', logger='jestimator'):
+    got = metrics.compute({'auc': metrics.auc(labels, scores)})['auc']
+  assert got == pytest.approx(0.5, abs=1e-6)  # all scores share TF's first interval
+  warning = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+  assert len(warning) == 1 and "'auc'" in warning[0] and '100%' in warning[0]
+  assert 'logit_thresholds' in warning[0] and "auc_thresholds='logit'" in warning[0]
+
+
+@pytest.mark.parametrize('make', ['logit', 'quantile'])
+def test_auc_with_thresholds_that_follow_the_data(caplog, make):
+  labels, scores = _ctr_data()
+  thresholds = (metrics.logit_thresholds() if make == 'logit' else
+                metrics.quantile_thresholds(_ctr_data(seed=12)[1]))  # another sample's scores
+  with caplog.at_level('WARNING', logger='jestimator'):
+    got = metrics.compute({
+        'roc': metrics.auc(labels, scores, thresholds=thresholds),
+        'pr': metrics.auc(labels, scores, thresholds=thresholds, curve='PR')})
+  assert not [r for r in caplog.records if r.levelname == 'WARNING']
+  assert got['roc'] == pytest.approx(np_rank_auc(labels, scores), abs=0.01)
+  assert got['pr'] == pytest.approx(np_average_precision(labels, scores), abs=0.02)
+
+
+def test_auc_explicit_thresholds_counts_and_formula_match_numpy():
+  labels, preds, weights = binary_data(300, seed=13)
+  inner = [0.7, 0.2, 0.45, 0.2]  # unsorted, with a duplicate: sorted and merged
+  state = metrics.auc(labels, preds, weights, thresholds=inner, curve='PR')
+  full = np.float32([-1e-7, 0.2, 0.45, 0.7, 1 + 1e-7])
+  assert state.num_thresholds == 5 and state.thresholds == pytest.approx((0.2, 0.45, 0.7))
+  np.testing.assert_array_equal(state.threshold_values(), full)
+  for got, want in zip((state.true_positives, state.false_positives, state.true_negatives,
+                        state.false_negatives), np_confusion(labels, preds, weights, full)):
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+  # With the evenly spaced thresholds written out explicitly, the same value as the default.
+  even = np_keras_thresholds(7)[1:-1]
+  np.testing.assert_allclose(metrics.auc(labels, preds, weights, thresholds=even).result(),
+                             np_keras_auc(labels, preds, weights, 7, 'ROC', 'interpolation'),
+                             rtol=1e-5)
+  # Thresholds are part of the state's configuration: states merge only with the same ones.
+  with pytest.raises(ValueError, match='different configurations'):
+    state.merge(metrics.auc(labels, preds, weights, thresholds=[0.1, 0.2, 0.3], curve='PR'))
+
+
+def test_threshold_helpers():
+  t = metrics.logit_thresholds(7, max_logit=2.0)
+  np.testing.assert_allclose(t, 1 / (1 + np.exp(-np.linspace(-2, 2, 5))), rtol=1e-6)
+  q = metrics.quantile_thresholds(np.array([0.0, 0.0, 0.1, 0.2, 0.4, np.nan, 2.0]), 5)
+  # Levels 0, 0.5, 1 of the 6 finite values: 0, (0.1 + 0.2) / 2, 2 clipped to 1.
+  np.testing.assert_allclose(q, [0.0, 0.15, 1.0], rtol=1e-6)
+  np.testing.assert_allclose(metrics.quantile_thresholds([0.3] * 4 + [0.5], 5), [0.3, 0.5])
+  assert metrics.logit_thresholds().shape == (198,)
+  with pytest.raises(ValueError, match='thresholds must lie in \\[0, 1\\].*1.5'):
+    metrics.auc(np.array([1]), np.array([0.5]), thresholds=[0.5, 1.5])
+  with pytest.raises(ValueError, match='num_thresholds \\(50\\) or thresholds, not both'):
+    metrics.auc(np.array([1]), np.array([0.5]), num_thresholds=50, thresholds=[0.5])
+  with pytest.raises(ValueError, match='no finite value'):
+    metrics.quantile_thresholds([np.nan])
+
+
+def test_no_coarseness_warning_for_spread_scores(caplog):
+  labels, preds, weights = binary_data(500, seed=14)
+  with caplog.at_level('WARNING', logger='jestimator'):
+    metrics.compute({'auc': metrics.auc(labels, preds, weights)})
+  assert not caplog.records

@@ -88,3 +88,17 @@ def test_hooks_become_tuples_and_replace_keeps_mode():
     spec._replace(mode=ModeKeys.TRAIN)
   with pytest.raises(Exception):  # frozen
     spec.loss = np.float32(2.0)
+
+
+@pytest.mark.parametrize('name,hint', [('train_op', 'optimizer='),
+                                       ('eval_metric_ops', 'eval_metrics='),
+                                       ('training_chief_hooks', 'training_hooks='),
+                                       ('scaffold', 'warm_start_from')])
+def test_tf_only_arguments_say_what_to_use_instead(name, hint):
+  with pytest.raises(TypeError, match=f'no {name}=.*{hint}'):
+    EstimatorSpec(ModeKeys.TRAIN, loss=jnp.float32(1.0), **{name: object()})
+  # The signature stays the dataclass's (introspection, dataclasses.replace).
+  import inspect
+  assert 'optimizer' in inspect.signature(EstimatorSpec).parameters
+  spec = EstimatorSpec(ModeKeys.EVAL, loss=jnp.float32(1.0))
+  assert spec._replace(loss=jnp.float32(2.0)).loss == 2.0

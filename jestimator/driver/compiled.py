@@ -70,13 +70,19 @@ class CompiledModel:
       self._traced[mode] = self.model.trace(variables, features, labels, mode)
     return self._traced[mode]
 
-  def create_train_state(self, features, labels, warm_start: Any = None) -> TrainState:
-    """A fresh train state (variables warm-started from `warm_start` settings if given)."""
-    variables = self.init_variables(features, labels, ModeKeys.TRAIN)
+  def fresh_variables(self, features, labels, mode: str, warm_start: Any = None) -> Any:
+    """Fresh variables initialised in `mode` (so PREDICT needs no labels), warm-started from
+    `warm_start` settings if given."""
+    variables = self.init_variables(features, labels, mode)
     if warm_start is not None:
       variables, names = warm_start_lib.warm_start(variables, warm_start)
       logger.info('Warm-started %d variables from %s', len(names),
                   warm_start.ckpt_to_initialize_from)
+    return variables
+
+  def create_train_state(self, features, labels, warm_start: Any = None) -> TrainState:
+    """A fresh train state (variables warm-started from `warm_start` settings if given)."""
+    variables = self.fresh_variables(features, labels, ModeKeys.TRAIN, warm_start)
     spec = self.traced(ModeKeys.TRAIN, variables, features, labels).spec
     return TrainState.create(variables, spec.optimizer, self._keys()[1])
 

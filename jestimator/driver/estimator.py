@@ -136,14 +136,22 @@ class Estimator:
     """
     if steps is not None and max_steps is not None:
       raise ValueError('Can not provide both steps and max_steps.')
-    for name, value in (('steps', steps), ('max_steps', max_steps)):
-      if value is not None and (not isinstance(value, (int, np.integer)) or value <= 0):
-        raise ValueError(f'Must specify {name} > 0, given: {value!r}')
+    steps, max_steps = _check_steps('steps', steps), _check_steps('max_steps', max_steps)
     listeners = list(saving_listeners or ())
     for listener in listeners:
       if not isinstance(listener, CheckpointSaverListener):
         raise TypeError('saving_listeners must be jestimator.hooks.CheckpointSaverListener '
                         f'instances, got {type(listener).__name__}')
+    config = self._config
+    if config.save_checkpoints_steps is None and config.save_checkpoints_secs is None:
+      # TF's rule: with checkpointing disabled they would hear of the final save only. A
+      # listener that asks for its own saves (overrides `wants_save`) still works.
+      passive = [type(x).__name__ for x in listeners
+                 if type(x).wants_save is CheckpointSaverListener.wants_save]
+      if passive:
+        raise ValueError(f'saving_listeners {passive} need periodic checkpoints, but RunConfig '
+                         'disables them (save_checkpoints_steps and save_checkpoints_secs are '
+                         'both None); set one of them')
     from jestimator.driver import train as train_lib  # see the module docstring
     train_lib.train(self._compiled, self._store, self._pipeline, self._config, input_fn,
                     _check_hooks(hooks), steps, max_steps, listeners)
@@ -157,8 +165,7 @@ class Estimator:
     Uses the latest checkpoint (or `checkpoint_path`); every example counts exactly once. The
     results are written as TensorBoard scalars to `eval_dir(name)` at the global step.
     """
-    if steps is not None and steps <= 0:
-      raise ValueError(f'Must specify steps > 0, given: {steps!r}')
+    steps = _check_steps('steps', steps)
     from jestimator.driver import evaluate as evaluate_lib  # see the module docstring
     return evaluate_lib.evaluate(self._compiled, self._store, self._pipeline, input_fn, steps,
                                  _check_hooks(hooks), checkpoint_path, self.eval_dir(name))
@@ -207,6 +214,18 @@ class Estimator:
   def eval_dir(self, name: str | None = None) -> str:
     """`model_dir/eval` or `model_dir/eval_<name>`."""
     return os.path.join(self.model_dir, 'eval' if not name else f'eval_{name}')
+
+
+def _check_steps(name: str, value: Any) -> int | None:
+  """None, or a positive int (bools, floats and strings are errors, not truncated or compared)."""
+  if value is None:
+    return None
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise TypeError(f'{name} must be a positive int or None, got {type(value).__name__} '
+                    f'{value!r}')
+  if value <= 0:
+    raise ValueError(f'Must specify {name} > 0, given: {value!r}')
+  return int(value)
 
 
 def _check_hooks(hooks) -> list[Hook]:

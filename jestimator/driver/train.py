@@ -12,6 +12,7 @@ from jestimator.driver import hooks as hooks_lib
 from jestimator.driver import summaries
 from jestimator.driver.agreement import any_process
 from jestimator.model.mode_keys import ModeKeys
+from jestimator.state import checkpoints
 
 logger = logging.getLogger('jestimator')
 
@@ -34,14 +35,26 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
   latest = ckpt.latest_step()
   meta = ckpt.meta(latest) if latest is not None else {}
   start = latest if latest is not None else 0
+  if latest is None and ckpt.unreadable_steps():
+    raise ValueError(
+        f'model_dir {config.model_dir!r} holds no intact checkpoint, only unreadable step folders '
+        f'{ckpt.unreadable_steps()}; training would silently start over: move them out of '
+        'model_dir to train from scratch')
   if max_steps is not None and start >= max_steps:
     logger.info('Skipping training since max_steps (%d) has already been reached.', max_steps)
     return
   target = start + steps if steps is not None else max_steps
   source = pipeline.open(input_fn, ModeKeys.TRAIN, meta.get('input_state'))
+  if source.endless and target is None:
+    source.close()
+    raise ValueError('input_fn returned a single (features, labels) batch, which training '
+                     'repeats every step (as TF did with tensors): give steps or max_steps, or '
+                     'return an iterable of batches that ends')
+  lock = None
   try:
     first = source.first('training')
     state = store.train_state(ckpt, first.features, first.labels)
+    lock = _lock(config.model_dir, ckpt, latest)
     ckpt = store.writer()
     writer = summaries.SummaryWriter(config.model_dir)
     try:
@@ -52,6 +65,31 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
   finally:
     source.close()
     ckpt.wait()
+    if lock is not None:
+      lock.release()
+
+
+def _lock(model_dir, ckpt, latest):
+  """One trainer per model_dir, taken once the input and model are validated (bad input leaves no
+  trace) but before any step: it also proves model_dir writable. Process 0 holds it for a
+  multi-process run, and all processes fail together when it cannot."""
+  lock = error = None
+  if jax.process_index() == 0:
+    try:
+      lock = checkpoints.ModelDirLock(model_dir).acquire()
+      if ckpt.latest_step() != latest:
+        lock.release()
+        raise RuntimeError(f'another trainer saved a checkpoint in {model_dir!r} while this one '
+                           'was starting; retry (it will resume from the newest checkpoint)')
+    except (RuntimeError, PermissionError) as e:
+      error = e
+  if jax.process_count() > 1:
+    (failed,) = any_process(error is not None)
+    if failed and error is None:
+      raise RuntimeError(f'process 0 could not lock model_dir {model_dir!r} (see its log)')
+  if error is not None:
+    raise error
+  return lock
 
 
 def _next_group(source, pending: list, k: int) -> list:

@@ -13,6 +13,7 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 CURVES = ('ROC', 'PR')
 SUMMATION_METHODS = ('interpolation', 'minoring', 'majoring')
@@ -124,13 +125,23 @@ class Recall(Metric):
     return _div_no_nan(self.true_positives, self.true_positives + self.false_negatives)
 
 
+def evenly_spaced_thresholds(num_thresholds: int) -> np.ndarray:
+  """The `[num_thresholds]` float32 thresholds of `tf.keras.metrics.AUC` (its default).
+
+  `[-1e-7] + [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)] + [1 + 1e-7]`.
+  """
+  inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+  return np.array([0.0 - THRESHOLD_EPSILON] + inner + [1.0 + THRESHOLD_EPSILON], np.float32)
+
+
 class AUC(Metric):
   """Area under the ROC or PR curve from confusion counts at `num_thresholds` thresholds.
 
   Matches `tf.keras.metrics.AUC.result()`. Attributes `true_positives`, `false_positives`,
   `true_negatives`, `false_negatives` are `[num_thresholds]` float32 weighted counts of
-  `prediction > threshold`; `num_thresholds`, `curve` ('ROC' | 'PR') and `summation_method`
-  ('interpolation' | 'minoring' | 'majoring') are static configuration.
+  `prediction > threshold`; `num_thresholds`, `curve` ('ROC' | 'PR'), `summation_method`
+  ('interpolation' | 'minoring' | 'majoring') and `thresholds` (the inner thresholds when given
+  explicitly, else `()` for TF's evenly spaced ones) are static configuration.
   """
   true_positives: jax.Array
   false_positives: jax.Array
@@ -139,6 +150,32 @@ class AUC(Metric):
   num_thresholds: int = flax.struct.field(pytree_node=False, default=200)
   curve: str = flax.struct.field(pytree_node=False, default='ROC')
   summation_method: str = flax.struct.field(pytree_node=False, default='interpolation')
+  thresholds: tuple[float, ...] = flax.struct.field(pytree_node=False, default=())
+
+  def threshold_values(self) -> np.ndarray:
+    """All `[num_thresholds]` thresholds, the outer two just outside [0, 1]."""
+    if not self.thresholds:
+      return evenly_spaced_thresholds(self.num_thresholds)
+    return np.array([0.0 - THRESHOLD_EPSILON, *self.thresholds, 1.0 + THRESHOLD_EPSILON],
+                    np.float32)
+
+  def densest_interval(self) -> tuple[float, float, float]:
+    """`(fraction, low, high)`: the largest share of the weight of predictions that fell in one
+    interval `(low, high]` between adjacent thresholds (host-side, on a computed state).
+
+    A share near 1 means the curve has hardly any points: the AUC is then coarse, and 0.5 when
+    all predictions share one interval.
+    """
+    tp, fp, tn, fn = (np.asarray(a, np.float64) for a in (
+        self.true_positives, self.false_positives, self.true_negatives, self.false_negatives))
+    above = tp + fp
+    total = float(above[0] + tn[0] + fn[0])
+    if total <= 0:
+      return 0.0, 0.0, 0.0
+    inside = above[:-1] - above[1:]
+    i = int(np.argmax(inside))
+    t = self.threshold_values()
+    return float(inside[i] / total), float(t[i]), float(t[i + 1])
 
   def result(self) -> jax.Array:
     tp, fp = self.true_positives, self.false_positives

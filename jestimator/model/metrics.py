@@ -29,6 +29,7 @@ count. Definitions and names follow `tf.keras.metrics`, which the TF v2 heads us
 """
 from __future__ import annotations
 
+import logging
 from typing import Mapping, Sequence
 
 import jax
@@ -36,13 +37,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from jestimator.model import padding
-from jestimator.model.metric_states import (THRESHOLD_EPSILON, AUC, CURVES, SUMMATION_METHODS, Mean, Metric,
-                                      Precision, Recall, RootMeanSquaredError, is_metric, merge)
+from jestimator.model.metric_states import (AUC, CURVES, SUMMATION_METHODS, Mean, Metric,
+                                            Precision, Recall, RootMeanSquaredError,
+                                            evenly_spaced_thresholds, is_metric, merge)
+
+logger = logging.getLogger('jestimator')
 
 __all__ = [
     'Metric', 'Mean', 'RootMeanSquaredError', 'Precision', 'Recall', 'AUC', 'mean', 'accuracy',
     'accuracy_at_threshold', 'precision', 'recall', 'precision_at_thresholds',
-    'recall_at_thresholds', 'auc', 'auc_thresholds', 'mean_squared_error', 'mean_absolute_error',
+    'recall_at_thresholds', 'auc', 'auc_thresholds', 'logit_thresholds', 'quantile_thresholds',
+    'mean_squared_error', 'mean_absolute_error',
     'root_mean_squared_error', 'compute', 'is_metric', 'merge',
 ]
 
@@ -221,22 +226,76 @@ def auc_thresholds(num_thresholds: int) -> np.ndarray:
 
   `[-1e-7] + [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)] + [1 + 1e-7]`.
   """
-  inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
-  return np.array([0.0 - THRESHOLD_EPSILON] + inner + [1.0 + THRESHOLD_EPSILON], np.float32)
+  return evenly_spaced_thresholds(num_thresholds)
+
+
+def logit_thresholds(num_thresholds: int = 200, max_logit: float = 16.0) -> np.ndarray:
+  """`num_thresholds - 2` inner thresholds evenly spaced in logit: `sigmoid(linspace(-m, m))`.
+
+  For `auc(..., thresholds=...)`: as fine near 1e-6 or 1 - 1e-6 as near 0.5 in relative terms, so
+  the AUC of a rare-event (CTR-like) model whose scores sit in [0, 0.001] is close to the exact
+  one, where TF's evenly spaced thresholds put all of them in one interval (AUC 0.5). The
+  default `max_logit=16` reaches probabilities of 1e-7.
+  """
+  if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, (int, np.integer)) or (
+      num_thresholds < 3):
+    raise ValueError(f'logit_thresholds: num_thresholds must be an integer >= 3, got '
+                     f'{num_thresholds!r}')
+  if not max_logit > 0:
+    raise ValueError(f'logit_thresholds: max_logit must be positive, got {max_logit!r}')
+  logits = np.linspace(-float(max_logit), float(max_logit), int(num_thresholds) - 2)
+  return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+
+def quantile_thresholds(scores, num_thresholds: int = 200) -> np.ndarray:
+  """Inner thresholds at the quantiles of `scores` (say predictions on a sample of the data).
+
+  numpy's linear-interpolation quantiles at `num_thresholds - 2` evenly spaced levels, clipped to
+  [0, 1], duplicates merged (as `jestimator.columns.analyze` makes bucket boundaries). With
+  thresholds that follow the data every interval holds about as many predictions, whatever
+  their range. For `auc(..., thresholds=...)`.
+  """
+  if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, (int, np.integer)) or (
+      num_thresholds < 3):
+    raise ValueError(f'quantile_thresholds: num_thresholds must be an integer >= 3, got '
+                     f'{num_thresholds!r}')
+  values = np.asarray(scores, np.float64).reshape(-1)
+  values = values[np.isfinite(values)]
+  if values.size == 0:
+    raise ValueError('quantile_thresholds: scores hold no finite value')
+  levels = np.linspace(0.0, 1.0, int(num_thresholds) - 2)
+  return np.unique(np.clip(np.quantile(values, levels), 0.0, 1.0).astype(np.float32))
+
+
+def check_inner_thresholds(thresholds, fn: str = 'auc') -> tuple[float, ...]:
+  """Explicit AUC thresholds as a sorted tuple of distinct floats in [0, 1] (ValueError else)."""
+  t = _static_thresholds(thresholds, fn)
+  bad = t[~((t >= 0.0) & (t <= 1.0))]
+  if bad.size:
+    raise ValueError(f'{fn}: thresholds must lie in [0, 1], got {bad[:10].tolist()}')
+  return tuple(float(v) for v in np.unique(t))
 
 
 def auc(labels, predictions, weights=None, num_thresholds: int = 200, curve: str = 'ROC',
-        summation_method: str = 'interpolation') -> AUC:
+        summation_method: str = 'interpolation', thresholds=None) -> AUC:
   """Approximate area under the ROC or precision-recall curve, as `tf.keras.metrics.AUC`.
+
+  The curve has a point per threshold, so the thresholds decide the accuracy: TF's default (200
+  evenly spaced in [0, 1], kept here for comparability) is badly wrong when most scores fall in
+  one interval, the normal case for rare-event models (scores in [0, 0.001]: AUC 0.5). `compute`
+  warns then. Thresholds that follow the data fix it: `logit_thresholds()` (no data needed) or
+  `quantile_thresholds(sample_of_scores)`.
 
   Args:
     labels: `[batch]` or `[batch, k]`, positive where non-zero; every element is one example.
     predictions: probabilities in [0, 1], same shape as `labels`.
     weights: None or broadcastable to the labels.
-    num_thresholds: number of thresholds (>= 2), see `auc_thresholds`.
+    num_thresholds: number of evenly spaced thresholds (>= 2), see `auc_thresholds`.
     curve: 'ROC' or 'PR'.
     summation_method: 'interpolation' (trapezoids for ROC; Davis & Goadrich for PR), 'minoring'
       (lower Riemann sum) or 'majoring' (upper Riemann sum).
+    thresholds: instead of `num_thresholds`, explicit inner thresholds in [0, 1] (as Keras'
+      `thresholds=`); `[-1e-7]` and `[1 + 1e-7]` are added around them.
 
   Returns:
     An `AUC` state with `[num_thresholds]` confusion counts.
@@ -251,10 +310,18 @@ def auc(labels, predictions, weights=None, num_thresholds: int = 200, curve: str
   if method not in SUMMATION_METHODS:
     raise ValueError(f'auc: unknown summation_method {summation_method!r}; expected one of '
                      f'{list(SUMMATION_METHODS)}')
-  tp, fp, tn, fn = _at_thresholds(labels, predictions, weights,
-                                  auc_thresholds(int(num_thresholds)), 'auc')
-  return AUC(true_positives=tp, false_positives=fp, true_negatives=tn, false_negatives=fn,
-             num_thresholds=int(num_thresholds), curve=curve_norm, summation_method=method)
+  inner = ()
+  if thresholds is not None:
+    if num_thresholds != 200:
+      raise ValueError(f'auc: give num_thresholds ({num_thresholds}) or thresholds, not both')
+    inner = check_inner_thresholds(thresholds)
+    num_thresholds = len(inner) + 2
+  state = AUC(true_positives=None, false_positives=None, true_negatives=None,
+              false_negatives=None, num_thresholds=int(num_thresholds), curve=curve_norm,
+              summation_method=method, thresholds=inner)
+  tp, fp, tn, fn = _at_thresholds(labels, predictions, weights, state.threshold_values(), 'auc')
+  return state.replace(true_positives=tp, false_positives=fp, true_negatives=tn,
+                       false_negatives=fn)
 
 
 def mean_squared_error(labels, predictions, weights=None) -> Mean:
@@ -276,12 +343,33 @@ def root_mean_squared_error(labels, predictions, weights=None) -> RootMeanSquare
 
 
 def compute(metrics: Mapping[str, Metric]) -> dict[str, float | np.ndarray]:
-  """Host values of merged states: a Python float for scalar results, numpy for vectors."""
+  """Host values of merged states: a Python float for scalar results, numpy for vectors.
+
+  Logs a warning for an `AUC` whose predictions mostly (over half their weight) fell between two
+  adjacent thresholds: its value is then far from the exact AUC.
+  """
   out: dict[str, float | np.ndarray] = {}
   for name, m in metrics.items():
     if not isinstance(m, Metric):
       raise TypeError(f'compute: metrics[{name!r}] must be a jestimator.metrics state, got '
                       f'{type(m).__name__}')
-    value = np.asarray(jax.device_get(m.result()))
+    m = jax.device_get(m)
+    value = np.asarray(m.result())
     out[name] = float(value) if value.ndim == 0 else value
+    if isinstance(m, AUC):
+      _warn_if_coarse(name, m)
   return out
+
+
+COARSE_AUC_FRACTION = 0.5
+
+
+def _warn_if_coarse(name: str, m: AUC) -> None:
+  fraction, low, high = m.densest_interval()
+  if fraction > COARSE_AUC_FRACTION:
+    logger.warning(
+        'metric %r: %.0f%% of the predictions fall between two adjacent thresholds (%.3g, %.3g], '
+        'so this AUC (%d thresholds) is far from the exact one (0.5 when all do). Use '
+        "thresholds that follow the data: metrics.auc(..., thresholds=metrics.logit_thresholds()) "
+        "or metrics.quantile_thresholds(scores); for a head, BinaryClassHead(auc_thresholds="
+        "'logit')", name, 100 * fraction, low, high, m.num_thresholds)

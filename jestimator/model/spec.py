@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping, Sequence
 
 import jax.numpy as jnp
@@ -104,6 +105,30 @@ class EstimatorSpec:
     if 'mode' in changes and changes['mode'] != self.mode:
       raise ValueError('EstimatorSpec._replace cannot change mode')
     return dataclasses.replace(self, **changes)
+
+
+# TF's EstimatorSpec arguments that have another form here: a bare "unexpected keyword" would not
+# say what to do instead.
+_TF_ONLY_ARGUMENTS = {
+    'train_op': 'pass optimizer=<an optax GradientTransformation, e.g. optax.adam(1e-3)>; the '
+                'Estimator differentiates loss and applies the optimizer itself',
+    'eval_metric_ops': 'pass eval_metrics={name: metric state from jestimator.metrics}',
+    'training_chief_hooks': 'pass training_hooks=',
+    'scaffold': 'there is no graph to scaffold: initialise in the model_fn, or warm start with '
+                'Estimator(warm_start_from=...)',
+}
+_dataclass_init = EstimatorSpec.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self, *args, **kwargs):
+  for name, hint in _TF_ONLY_ARGUMENTS.items():
+    if name in kwargs:
+      raise TypeError(f'EstimatorSpec has no {name}= (a tf.estimator argument): {hint}')
+  _dataclass_init(self, *args, **kwargs)
+
+
+EstimatorSpec.__init__ = _init
 
 
 def _scalar_loss(loss):

@@ -144,9 +144,11 @@ def numpy_input_fn(x, y=None, batch_size: int = 128, num_epochs: int | None = 1,
   """An input_fn that batches numpy arrays, as `tf.compat.v1.estimator.inputs.numpy_input_fn`.
 
   Args:
-    x: dict `{feature_key: array [n, ...]}`, or one array (given to the model as `features` itself
-      would be un-TF-like in JAX, so it becomes `{'x': array}`).
-    y: labels: an array `[n, ...]`, a dict of arrays, or None (predict).
+    x: dict `{feature_key: array [n, ...]}`, a pandas DataFrame (one feature per column), or one
+      array (given to the model as `features` itself would be un-TF-like in JAX, so it becomes
+      `{'x': array}`).
+    y: labels: an array `[n, ...]` (or Series), a dict of arrays (or DataFrame), or None
+      (predict).
     batch_size: examples per batch. With finite `num_epochs` the last batch may be short.
     num_epochs: passes over the data; None repeats forever (batches are then always full).
     shuffle: must be given explicitly (True/False), as in TF.
@@ -162,6 +164,10 @@ def numpy_input_fn(x, y=None, batch_size: int = 128, num_epochs: int | None = 1,
     estimator.train(input_fn, max_steps=1000)
   """
   del queue_capacity, num_threads
+  if _is_dataframe(x):
+    x = _columns(x)
+  if _is_dataframe(y):
+    y = _columns(y)
   if not isinstance(shuffle, bool):
     raise ValueError(f'shuffle must be given explicitly as True or False, got {shuffle!r}')
   if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
@@ -201,11 +207,19 @@ def pandas_input_fn(x, y=None, batch_size: int = 128, num_epochs: int | None = 1
       raise ValueError(f'target_column {target_column!r} is already a column of x; pick another')
     if not np.array_equal(np.asarray(x.index), np.asarray(y.index)):
       raise ValueError('index of x and y must be equal (pandas_input_fn aligns rows by index)')
-    y = ({k: y[k].to_numpy() for k in y.columns} if hasattr(y, 'columns') else y.to_numpy())
-  features = {str(k): x[k].to_numpy() for k in x.columns}
-  return numpy_input_fn(features, y, batch_size=batch_size, num_epochs=num_epochs,
+  return numpy_input_fn(x, y, batch_size=batch_size, num_epochs=num_epochs,
                         shuffle=shuffle, seed=seed, queue_capacity=queue_capacity,
                         num_threads=num_threads)
+
+
+def _is_dataframe(x: Any) -> bool:
+  """A pandas DataFrame (checked without importing pandas, an optional dependency)."""
+  return type(x).__module__.split('.')[0] == 'pandas' and hasattr(x, 'columns')
+
+
+def _columns(frame) -> dict[str, np.ndarray]:
+  """`{str(column): values}` of a DataFrame (object columns of strings stay strings)."""
+  return {str(k): frame[k].to_numpy() for k in frame.columns}
 
 
 def _check_lengths(x: Mapping[str, np.ndarray], y) -> None:
@@ -220,18 +234,39 @@ def _check_lengths(x: Mapping[str, np.ndarray], y) -> None:
 
 def call_input_fn(input_fn: Callable, mode: str, params: Any, config: Any,
                   input_context: Any = None) -> Any:
-  """Calls `input_fn` with whichever of mode/params/config/input_context it names."""
+  """Calls `input_fn` with whichever of mode/params/config/input_context it names.
+
+  Raises:
+    TypeError: `input_fn` is data rather than a function (named by type, never printed whole),
+      with the wrapper to use.
+  """
   from jestimator.model.fn_args import call_with_named_args
+  if not callable(input_fn):
+    kind = f'{type(input_fn).__module__}.{type(input_fn).__name__}'
+    if _is_dataframe(input_fn):
+      hint = ('wrap the DataFrame: jestimator.inputs.pandas_input_fn(df, y=labels, '
+              'shuffle=True or False)')
+    elif isinstance(input_fn, (np.ndarray, Mapping, list, tuple)):
+      hint = ('wrap the arrays: jestimator.inputs.numpy_input_fn({name: array}, y=labels, '
+              'shuffle=True or False)')
+    else:
+      hint = 'pass a function returning an iterable of (features, labels) batches'
+    raise TypeError(f'input_fn must be a callable, got a {kind}: {hint}')
   return call_with_named_args(
       input_fn, 'input_fn',
       dict(mode=mode, params=params, config=config, input_context=input_context), required=())
 
 
+def is_single_batch(result: Any) -> bool:
+  """Whether an input_fn returned one batch (`(features dict, labels)` or a features dict) rather
+  than an iterable of batches."""
+  return (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Mapping)) or (
+      isinstance(result, Mapping))
+
+
 def iterate(result: Any) -> Iterator:
-  """An iterator over what an input_fn returned (an iterable, or a single batch)."""
-  if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Mapping):
-    return iter([result])
-  if isinstance(result, Mapping):
+  """An iterator over what an input_fn returned (an iterable, or a single batch once)."""
+  if is_single_batch(result):
     return iter([result])
   try:
     return iter(result)

@@ -7,6 +7,7 @@ host batches (in a background thread for general input_fns, inline for in-memory
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from typing import Any, Callable, Iterator
 
@@ -39,10 +40,15 @@ class HostBatch:
 
 
 class BatchSource:
-  """Iterator of `HostBatch`es of one input_fn call; `close()` stops its producer."""
+  """Iterator of `HostBatch`es of one input_fn call; `close()` stops its producer.
 
-  def __init__(self, produced: Prefetcher | Inline):
+  `endless` is True when it repeats one batch forever (an input_fn that returned a single batch
+  in TRAIN mode, which TF re-evaluated every step): only a step limit ends it.
+  """
+
+  def __init__(self, produced: Prefetcher | Inline, endless: bool = False):
     self._produced = produced
+    self.endless = endless
 
   def __iter__(self) -> Iterator[HostBatch]:
     return self
@@ -105,6 +111,12 @@ class InputPipeline:
     input_fn, in_memory = self._transformed(input_fn, mode, needs_labels)
     result = inputs_lib.call_input_fn(input_fn, mode, self.params, self.config,
                                       self.strategy.input_context())
+    if mode == ModeKeys.TRAIN and inputs_lib.is_single_batch(result):
+      # TF's input_fn returned tensors that every step evaluated again: the same batch each
+      # step (until steps / max_steps). Validated and transformed once.
+      batch = batches_lib.prepare(result, mode, self.preprocessor, needs_labels,
+                                  self.takes_labels)
+      return BatchSource(Inline(itertools.repeat(batch), lambda b: b), endless=True)
     iterator = inputs_lib.iterate(result)
     if restore_position and isinstance(iterator, inputs_lib.Resumable):
       _resume(iterator, restore_position)

@@ -5,12 +5,21 @@ Layout: `model_dir/<step>/{variables,train,meta}` where `variables` holds the Fl
 JSON document (global step, input position, format version). Orbax writes each step to a
 temporary name and renames it when complete, so a process killed mid-save leaves only complete
 checkpoints visible; the next save of that step starts over.
+
+Only *intact* steps count (`step_error` finds none of: a missing or unreadable commit record,
+item folder or metadata document). A step folder left by something else, say an empty `999/` of a
+crashed copy or a `meta` damaged on disk, is skipped with a warning naming it and its error: the
+newest intact checkpoint is used, and Orbax's retention never sees (so never deletes, nor counts)
+the unreadable one.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
-from typing import Any
+import time
+from typing import Any, Iterator
 
 import jax
 import numpy as np
@@ -18,8 +27,66 @@ import orbax.checkpoint as ocp
 
 FORMAT_VERSION = 1
 _ITEMS = ('variables', 'train', 'meta')
+# Orbax writes `_CHECKPOINT_METADATA` (with the commit time) when it finalises a step, and a
+# `_METADATA` (array items) or `metadata` (JSON items) document in each item folder.
+_COMMIT_FILE = '_CHECKPOINT_METADATA'
+_ITEM_DOCUMENTS = {'variables': '_METADATA', 'train': '_METADATA', 'meta': 'metadata'}
 
+logger = logging.getLogger('jestimator')
 logging.getLogger('absl').setLevel(logging.ERROR)
+_warned: set[tuple[str, str]] = set()
+
+
+def step_error(path: str) -> str | None:
+  """Why the checkpoint folder `path` cannot be used, or None when it is intact.
+
+  Checks the commit record and every item's metadata document (small JSON files): enough to tell
+  a finished save from an empty, partial or damaged folder without reading the arrays.
+  """
+  def read_json(name):
+    file = os.path.join(path, name)
+    try:
+      with open(file, 'rb') as f:
+        return json.loads(f.read())
+    except FileNotFoundError:
+      raise ValueError(f'{name} is missing') from None
+    except (OSError, ValueError) as e:
+      raise ValueError(f'{name} is unreadable ({type(e).__name__}: {e})') from None
+
+  try:
+    commit = read_json(_COMMIT_FILE)
+    if not isinstance(commit, dict) or not commit.get('commit_timestamp_nsecs'):
+      raise ValueError(f'{_COMMIT_FILE} records no commit')
+    for item, document in _ITEM_DOCUMENTS.items():
+      content = read_json(os.path.join(item, document))
+      if item == 'meta' and not (isinstance(content, dict) and 'global_step' in content):
+        raise ValueError(f'meta/{document} holds no global_step')
+  except ValueError as e:
+    return str(e)
+  return None
+
+
+def _warn_once(path: str, error: str, action: str) -> None:
+  if (path, error) not in _warned:
+    _warned.add((path, error))
+    logger.warning('Checkpoint %s is unreadable (%s): %s', path, error, action)
+
+
+@dataclasses.dataclass(frozen=True)
+class _IntactSteps(ocp.path.step.NameFormat):
+  """Orbax's standard step naming, listing only intact steps (so retention counts only those)."""
+  standard: Any = dataclasses.field(default_factory=ocp.path.step.standard_name_format)
+
+  def build_name(self, step: int) -> str:
+    return self.standard.build_name(step)
+
+  def find_all(self, base_path) -> Iterator[Any]:
+    for m in self.standard.find_all(base_path):
+      if step_error(str(m.path)) is None:
+        yield m
+
+  def find_step(self, base_path, step: int) -> Any:
+    return self.standard.find_step(base_path, step)
 
 
 def _handlers():
@@ -42,7 +109,7 @@ class Checkpointer:
     self._read_only = read_only
     self._options = ocp.CheckpointManagerOptions(
         max_to_keep=keep_checkpoint_max or None, enable_async_checkpointing=not read_only,
-        create=not read_only, read_only=read_only)
+        create=not read_only, read_only=read_only, step_name_format=_IntactSteps())
     self._orbax = None
     if not read_only:
       self._manager  # noqa: B018  (creates model_dir now, as a writer should)
@@ -57,21 +124,42 @@ class Checkpointer:
     return self._orbax
 
   def latest_step(self) -> int | None:
-    """The newest complete checkpoint's step, or None."""
+    """The newest intact checkpoint's step, or None.
+
+    Newer step folders that are unreadable are skipped, each with a warning naming it and why.
+    """
     steps = self.all_steps()
-    return steps[-1] if steps else None
+    latest = steps[-1] if steps else None
+    for step, error in self.unreadable_steps().items():
+      if latest is None or step > latest:
+        _warn_once(self.path(step), error, 'skipping it; ' + (
+            f'using the newest intact checkpoint {self.path(latest)}' if latest is not None
+            else 'no intact checkpoint is left'))
+    return latest
 
   def all_steps(self) -> list[int]:
-    """Steps of the complete checkpoints, oldest first."""
+    """Steps of the intact checkpoints (see `step_error`), oldest first."""
     if self._orbax is None:
       # Orbax finalises a checkpoint by renaming `<step>.orbax-checkpoint-tmp-*` to `<step>`, so
-      # the complete ones are exactly the all-digit directories.
-      if not os.path.isdir(self.directory):
-        return []
-      return sorted(int(d) for d in os.listdir(self.directory)
-                    if d.isdigit() and os.path.isdir(os.path.join(self.directory, d)))
+      # the finished ones are among the all-digit directories.
+      return [s for s in self._step_folders() if step_error(self.path(s)) is None]
     self._orbax.reload()
     return sorted(self._orbax.all_steps())
+
+  def unreadable_steps(self) -> dict[int, str]:
+    """`{step: error}` of the all-digit folders that are not intact checkpoints."""
+    out = {}
+    for s in self._step_folders():
+      error = step_error(self.path(s))
+      if error is not None:
+        out[s] = error
+    return out
+
+  def _step_folders(self) -> list[int]:
+    if not os.path.isdir(self.directory):
+      return []
+    return sorted(int(d) for d in os.listdir(self.directory)
+                  if d.isdigit() and os.path.isdir(os.path.join(self.directory, d)))
 
   def path(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
@@ -79,6 +167,15 @@ class Checkpointer:
   def save(self, step: int, variables: Any, train: Any, meta: dict[str, Any]) -> None:
     """Starts saving (asynchronously); call `wait()` before relying on it."""
     meta = {**meta, 'format_version': FORMAT_VERSION, 'global_step': int(step)}
+    path = self.path(step)
+    if jax.process_index() == 0 and os.path.isdir(path):
+      error = step_error(path)
+      if error is not None:
+        # An unreadable folder of the same name would make Orbax's final rename fail: move it
+        # aside (never delete what may be someone's data).
+        aside = f'{path}.unreadable-{time.time_ns()}'
+        _warn_once(path, error, f'moving it to {aside} to save step {step}')
+        os.rename(path, aside)
     self._manager.save(int(step), force=True, args=ocp.args.Composite(
         variables=ocp.args.StandardSave(variables), train=ocp.args.StandardSave(train),
         meta=ocp.args.JsonSave(meta)))
@@ -167,3 +264,98 @@ def step_from_path(path: str) -> int:
   if not base.isdigit():
     raise ValueError(f'{path!r} is not a checkpoint path (expected model_dir/<step>)')
   return int(base)
+
+
+LOCK_FILE = '.jestimator-train.lock'
+
+
+class ModelDirLock:
+  """Exclusive right to train in a `model_dir`, held by one process (`fcntl.flock`).
+
+  The lock file `model_dir/.jestimator-train.lock` names its holder (pid, host, start time). The
+  kernel drops the lock when the holder dies, so a lock left by a dead process on this host is
+  taken over (with a warning). A holder on another host cannot be checked from here: if the file
+  names one, training fails naming it (remove the file once sure that process is gone).
+  Evaluation and prediction only read, and take no lock.
+
+  Raises (from `acquire`):
+    RuntimeError: another trainer holds the lock (the message names its pid and host).
+    PermissionError: model_dir cannot be written (say a read-only mount); raised before anything
+      trains, instead of at the first checkpoint save.
+  """
+
+  def __init__(self, directory: str):
+    self.directory = os.path.abspath(directory)
+    self.path = os.path.join(self.directory, LOCK_FILE)
+    self._fd: int | None = None
+
+  def acquire(self) -> 'ModelDirLock':
+    import fcntl
+    import socket
+    host, pid = socket.gethostname(), os.getpid()
+    try:
+      os.makedirs(self.directory, exist_ok=True)
+      # A lock file left from earlier opens even in a read-only folder: probe a new name too.
+      probe = os.path.join(self.directory, f'.jestimator-write-probe-{pid}')
+      os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+      os.remove(probe)
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+      raise PermissionError(
+          f'model_dir {self.directory!r} is not writable ({type(e).__name__}: {e}); training '
+          'writes checkpoints there: pass a writable model_dir') from None
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      holder = _read_holder(fd)
+      os.close(fd)
+      raise RuntimeError(
+          f'model_dir {self.directory!r} is in use by another trainer (pid '
+          f'{holder.get("pid", "?")} on host {holder.get("host", "?")}, since '
+          f'{holder.get("since", "?")}); two trainers on one model_dir would overwrite each '
+          "other's checkpoints. Use another model_dir, or stop that process") from None
+    previous = _read_holder(fd)
+    if previous.get('host') not in (None, host):
+      fcntl.flock(fd, fcntl.LOCK_UN)
+      os.close(fd)
+      raise RuntimeError(
+          f'model_dir {self.directory!r} is locked by pid {previous.get("pid")} on host '
+          f'{previous["host"]} (since {previous.get("since")}), which cannot be checked from '
+          f'{host}. If that process is gone, delete {self.path} and retry')
+    if previous:
+      logger.warning('Taking over the lock of model_dir %s from pid %s on this host, which is no '
+                     'longer running', self.directory, previous.get('pid'))
+    record = json.dumps({'pid': pid, 'host': host,
+                         'since': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, record, 0)
+    self._fd = fd
+    return self
+
+  def release(self) -> None:
+    """Gives the lock up (the file stays, emptied: deleting it would race a new holder)."""
+    if self._fd is None:
+      return
+    import fcntl
+    fd, self._fd = self._fd, None
+    try:
+      os.ftruncate(fd, 0)
+    finally:
+      fcntl.flock(fd, fcntl.LOCK_UN)
+      os.close(fd)
+
+  def __enter__(self) -> 'ModelDirLock':
+    return self.acquire()
+
+  def __exit__(self, *exc) -> None:
+    self.release()
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+  """The holder record in an open lock file; {} when empty (released) or unreadable."""
+  try:
+    data = os.pread(fd, 4096, 0)
+    holder = json.loads(data) if data.strip() else {}
+  except (OSError, ValueError):
+    return {}
+  return holder if isinstance(holder, dict) else {}

@@ -99,18 +99,24 @@ class StateStore:
       ckpt = ckpt_lib.Checkpointer(os.path.dirname(os.path.abspath(checkpoint_path)),
                                    read_only=True)
       step = ckpt_lib.step_from_path(checkpoint_path)
-      if step not in ckpt.all_steps():
-        raise ValueError(f'checkpoint_path {checkpoint_path!r} is not a complete checkpoint')
+      if not os.path.isdir(checkpoint_path):
+        raise ValueError(f'checkpoint_path {checkpoint_path!r} does not exist')
+      error = ckpt_lib.step_error(ckpt.path(step))
+      if error is not None:
+        raise ValueError(f'checkpoint_path {checkpoint_path!r} is not a complete checkpoint: '
+                         f'{error}')
     else:
       ckpt = self.reader()
       step = ckpt.latest_step()
     if step is None:
-      logger.info('Could not find trained model in model_dir: %s, running with fresh '
-                  'initialization.', self.model_dir)
-      if self.warm_start is not None:
-        state = self.compiled.create_train_state(features, labels, self.warm_start)
-        return strategy.put_state(state.variables), 0, None
-      return strategy.put_state(self.compiled.init_variables(features, labels, mode)), 0, None
+      # TF only logged this at INFO, so a mistyped model_dir silently gave random predictions.
+      logger.warning(
+          'No checkpoint in model_dir %r (empty, or a mistyped path?): running mode %r with '
+          'freshly initialized variables%s, as tf.estimator did. Train first, or pass '
+          'checkpoint_path=', self.model_dir, mode, '' if self.warm_start is None else
+          f' warm-started from {self.warm_start.ckpt_to_initialize_from!r}')
+      variables = self.compiled.fresh_variables(features, labels, mode, self.warm_start)
+      return strategy.put_state(variables), 0, None
     newest = self._newest
     if checkpoint_path is None and newest is not None and int(newest.step) == step:
       return newest.variables, step, ckpt.path(step)

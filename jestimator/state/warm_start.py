@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from typing import Any, Sequence
 
@@ -9,6 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from jestimator.state.checkpoints import Checkpointer, flatten_with_names, step_from_path
+
+logger = logging.getLogger('jestimator')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +25,8 @@ class WarmStartSettings:
       `model_dir/<step>`.
     vars_to_warm_start: a regex (or list of regexes) over variable names such as
       `params/Dense_0/kernel` or `batch_stats/BatchNorm_0/mean`. A single string matches
-      trainable parameters only (TF's rule); a list may match any collection.
+      trainable parameters only (TF's rule); a list may match any collection. As in TF, a
+      selected variable that the checkpoint does not hold is a ValueError.
   """
   ckpt_to_initialize_from: str
   vars_to_warm_start: str | Sequence[str] = '.*'
@@ -56,18 +60,29 @@ def warm_start(variables: Any, settings: WarmStartSettings) -> tuple[Any, list[s
   trainable_only = isinstance(patterns, str)
   patterns = [patterns] if isinstance(patterns, str) else list(patterns)
   names = flatten_with_names(variables)
-  chosen = []
+  chosen, missing = [], []
   for name, value in names.items():
     if trainable_only and not name.startswith('params/'):
       continue
     if not any(re.fullmatch(p, name) or re.fullmatch(p, name.split('/', 1)[1]) for p in patterns):
       continue
     if name not in saved:
+      missing.append(name)
       continue
     if saved[name].shape != value.shape:
       raise ValueError(f'warm start: {name!r} is {saved[name].shape} in {path!r} but '
                        f'{value.shape} in the model')
     chosen.append(name)
+  if missing:
+    # TF raises too: starting these from random init without a word would be a silent surprise.
+    raise ValueError(
+        f'warm start: vars_to_warm_start {settings.vars_to_warm_start!r} selects {len(missing)} '
+        f'variable(s) that {ckpt.path(step)} does not hold: {missing[:10]}'
+        f'{" ..." if len(missing) > 10 else ""}; it holds {sorted(saved)[:10]}'
+        f'{" ..." if len(saved) > 10 else ""}. Narrow vars_to_warm_start to the shared ones')
+  if not chosen:
+    logger.warning('warm start: vars_to_warm_start %r matches no variable of the model; nothing '
+                   'was warm-started from %s', settings.vars_to_warm_start, ckpt.path(step))
   leaves, treedef = jax.tree_util.tree_flatten(variables)
   flat_names = list(names)
   leaves = [jnp.asarray(saved[n], dtype=l.dtype) if n in chosen else l

@@ -165,6 +165,17 @@ def test_bad_labels_name_the_problem(tmp_path):
   with pytest.raises(ValueError, match="'c'"):
     est.train(_input(features, np.array(['a', 'c'] * 20, dtype=object), epochs=None),
               max_steps=2)
+  # A soft label on a (binary) classifier: TF trained on it silently, with meaningless accuracy.
+  for kind in ('linear', 'dnn'):
+    binary = (canned.LinearClassifier([x], model_dir=str(tmp_path / f'soft_{kind}'),
+                                      config=_config()) if kind == 'linear' else
+              canned.DNNClassifier([4], [x], model_dir=str(tmp_path / f'soft_{kind}'),
+                                   config=_config()))
+    soft = labels.astype(np.float32)
+    soft[3] = 0.5
+    with pytest.raises(ValueError, match=r'class ids 0 or 1; got \[0.5\].*LogisticRegressionHead'):
+      binary.train(_input(features, soft, epochs=None), max_steps=2)
+    assert binary.latest_checkpoint() is None
   est = canned.LinearClassifier([x], model_dir=str(tmp_path / 'w'), weight_column='missing',
                                 config=_config())
   with pytest.raises((ValueError, KeyError), match='missing'):

@@ -436,6 +436,10 @@ def test_labels_to_ids_range_checks():
   with pytest.raises(ValueError, match=r'\[0, 1\].*2\.0'):
     BinaryClassHead().labels_to_ids(np.array([0., 1., 2.]))
   np.testing.assert_array_equal(BinaryClassHead().labels_to_ids([0, 1]), [0, 1])
+  np.testing.assert_array_equal(BinaryClassHead().labels_to_ids(np.array([1., 0.])), [1, 0])
+  with pytest.raises(ValueError, match=r'0 or 1; got \[0.25, 0.5\].*LogisticRegressionHead'):
+    BinaryClassHead().labels_to_ids(np.array([[0.5], [1.], [0.25]]))
+  np.testing.assert_array_equal(LogisticRegressionHead().labels_to_ids([0.5]), [0.5])
   with pytest.raises(ValueError, match=r'\[0, 1\]'):
     LogisticRegressionHead().labels_to_ids(np.array([1.5]))
 
@@ -548,3 +552,24 @@ def test_multi_head_export_outputs():
 def test_package_exports():
   for name in heads_lib.__all__:
     assert getattr(heads_lib, name) is not None
+
+
+def test_binary_head_auc_for_ctr_like_scores(caplog):
+  rng = np.random.default_rng(21)
+  logits = rng.normal(-9.0, 1.0, 3000).astype(np.float32)  # probabilities around 1e-4
+  p = _sigmoid(logits)
+  labels = (rng.uniform(size=3000) < np.minimum(1.0, 2000.0 * p)).astype(np.float32)
+  pos, neg = labels == 1, labels == 0
+  exact = float(((p[pos][:, None] > p[neg][None, :]).sum()) / (pos.sum() * neg.sum()))
+  assert 0.7 < exact < 0.95
+  _, tf_like = _eval(BinaryClassHead(), {}, logits[:, None], labels)
+  assert tf_like['auc'] == pytest.approx(0.5, abs=0.02)  # TF's thresholds: meaningless
+  _, logit = _eval(BinaryClassHead(auc_thresholds='logit'), {}, logits[:, None], labels)
+  assert logit['auc'] == pytest.approx(exact, abs=0.01)
+  _, multi = _eval(MultiLabelHead(2, auc_thresholds='logit'), {},
+                   np.stack([logits, logits], 1), np.stack([labels, labels], 1).astype(np.int32))
+  assert multi['auc'] == pytest.approx(exact, abs=0.01)
+  with pytest.raises(ValueError, match="auc_thresholds must be None, 'logit'"):
+    BinaryClassHead(auc_thresholds='quantile')
+  with pytest.raises(ValueError, match='auc_thresholds: thresholds must lie in'):
+    BinaryClassHead(auc_thresholds=[2.0])

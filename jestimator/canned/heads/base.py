@@ -59,6 +59,22 @@ def check_thresholds(thresholds: Sequence[float] | None) -> tuple[float, ...]:
   return out
 
 
+def check_auc_thresholds(auc_thresholds: Any) -> tuple[float, ...] | None:
+  """A head's `auc_thresholds`: None (TF's 200 evenly spaced), 'logit' or explicit thresholds.
+
+  'logit' is `metrics.logit_thresholds()`: right for rare-event (CTR-like) models whose scores
+  sit in a narrow range, where TF's thresholds make the AUC meaningless (0.5).
+  """
+  if auc_thresholds is None:
+    return None
+  if isinstance(auc_thresholds, str):
+    if auc_thresholds != 'logit':
+      raise ValueError(f"auc_thresholds must be None, 'logit' or a list of floats in [0, 1]; got "
+                       f'{auc_thresholds!r}')
+    return tuple(float(t) for t in metrics_lib.logit_thresholds())
+  return metrics_lib.check_inner_thresholds(auc_thresholds, 'auc_thresholds')
+
+
 def _column_key(weight_column: Any) -> str:
   # A string, or a numeric feature column (anything with a `key`).
   return weight_column if isinstance(weight_column, str) else getattr(weight_column, 'key',

@@ -10,8 +10,8 @@ import numpy as np
 from jestimator.model import export_output
 from jestimator.model import metrics as metrics_lib
 from jestimator.canned.heads import _vocab
-from jestimator.canned.heads.base import (AccuracyBaseline, SingleHead, check_loss_fn,
-                                          check_prediction_keys, check_thresholds)
+from jestimator.canned.heads.base import (AccuracyBaseline, SingleHead, check_auc_thresholds,
+                                          check_loss_fn, check_prediction_keys, check_thresholds)
 from jestimator.canned.heads.keys import (CLASSIFY_SERVING_KEY, DEFAULT_SERVING_KEY,
                                           PREDICT_SERVING_KEY, REGRESS_SERVING_KEY,
                                           LossReduction, MetricKeys, PredictionKeys)
@@ -59,8 +59,8 @@ class _ClassHead(SingleHead):
 class BinaryClassHead(_ClassHead):
   """Binary classification with sigmoid cross-entropy (TF's `tf.estimator.BinaryClassHead`).
 
-  Logits `[batch, 1]` (or `[batch]`); labels `[batch]` or `[batch, 1]` in [0, 1] (ids 0/1, or
-  strings of `label_vocabulary` mapped on the host with `labels_to_ids`).
+  Logits `[batch, 1]` (or `[batch]`); labels `[batch]` or `[batch, 1]`: class ids 0 or 1 (or
+  strings of `label_vocabulary`), checked and mapped on the host by `labels_to_ids`.
 
   Predictions: `logits`, `logistic` (sigmoid), `probabilities` `[batch, 2]`, `class_ids`
   `[batch, 1]` (1 where logit > 0), `all_class_ids` `[batch, 2]`; the host adds the strings
@@ -79,6 +79,10 @@ class BinaryClassHead(_ClassHead):
     loss_fn: optional `loss_fn(labels, logits[, features][, loss_reduction])` returning the
       unreduced `[batch, 1]` loss.
     name: head name (metric key suffix; required inside `MultiHead`).
+    auc_thresholds: the thresholds of `auc` and `auc_precision_recall`: None for TF's 200
+      evenly spaced in [0, 1] (comparable with TF), 'logit' for `metrics.logit_thresholds()`
+      (right also when scores sit in a narrow range, as for rare-event / CTR models, where TF's
+      give 0.5), or explicit inner thresholds such as `metrics.quantile_thresholds(scores)`.
 
   Example (TF's): `BinaryClassHead().loss(np.array([[1], [1]]), np.array([[45.], [-41.]]))` is
   `(0 + 41) / 2 = 20.5`.
@@ -87,10 +91,12 @@ class BinaryClassHead(_ClassHead):
   def __init__(self, weight_column: Any = None, thresholds: Sequence[float] | None = None,
                label_vocabulary: Sequence[str] | None = None,
                loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE,
-               loss_fn: Callable[..., Any] | None = None, name: str | None = None):
+               loss_fn: Callable[..., Any] | None = None, name: str | None = None,
+               auc_thresholds: str | Sequence[float] | None = None):
     self._n_classes = 2
     self._label_vocabulary = _vocab.check_vocabulary(label_vocabulary, 2)
     self._thresholds = check_thresholds(thresholds)
+    self._auc_thresholds = check_auc_thresholds(auc_thresholds)
     self._loss_reduction = LossReduction.validate(loss_reduction)
     check_loss_fn(loss_fn)
     self._loss_fn = loss_fn
@@ -107,13 +113,23 @@ class BinaryClassHead(_ClassHead):
     return self._thresholds
 
   def labels_to_ids(self, labels) -> np.ndarray:
-    """Host: string labels → int32 ids through `label_vocabulary`; numeric ones checked in [0, 1].
+    """Host: string labels → int32 ids through `label_vocabulary`; numeric ones checked 0 or 1.
 
-    Raises ValueError naming unknown labels (and the vocabulary) or values outside [0, 1].
+    Raises ValueError naming unknown labels (and the vocabulary) or values other than 0 and 1.
+    TF's head accepted any value in [0, 1], so a label of 0.5 trained silently while accuracy,
+    precision, recall and AUC (which count labels as classes) were meaningless; probabilities
+    as labels belong to `LogisticRegressionHead`.
     """
     if self._label_vocabulary is not None:
       return _vocab.lookup(labels, self._label_vocabulary)
-    return _vocab.check_ids(labels, 2, integer=False)
+    arr = _vocab.check_ids(labels, 2, integer=False)
+    flat = np.asarray(arr).reshape(-1)
+    soft = flat[(flat != 0) & (flat != 1)]
+    if soft.size:
+      raise ValueError(f'labels of a binary classifier must be the class ids 0 or 1; got '
+                       f'{np.unique(soft)[:10].tolist()}. For probabilities as labels use '
+                       'LogisticRegressionHead (sigmoid cross-entropy on labels in [0, 1])')
+    return arr
 
   def _process_labels(self, labels, logits):
     return self._labels_matching(labels, logits, 1).astype(jnp.float32)
@@ -155,8 +171,9 @@ class BinaryClassHead(_ClassHead):
         key(_K.LABEL_MEAN): label_mean,
         key(_K.ACCURACY_BASELINE): AccuracyBaseline(total=label_mean.total,
                                                     count=label_mean.count),
-        key(_K.AUC): metrics_lib.auc(labels, logistic, weights),
-        key(_K.AUC_PR): metrics_lib.auc(labels, logistic, weights, curve='PR'),
+        key(_K.AUC): metrics_lib.auc(labels, logistic, weights, thresholds=self._auc_thresholds),
+        key(_K.AUC_PR): metrics_lib.auc(labels, logistic, weights, curve='PR',
+                                        thresholds=self._auc_thresholds),
     }
     states.update(threshold_metric_states(key, self._thresholds, labels, logistic, weights))
     return states

@@ -1,6 +1,7 @@
 """`MultiLabelHead`: several independent binary labels per example, as TF v2."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
@@ -10,8 +11,8 @@ import numpy as np
 from jestimator.model import export_output
 from jestimator.model import metrics as metrics_lib
 from jestimator.canned.heads import _vocab
-from jestimator.canned.heads.base import (SingleHead, check_loss_fn, check_prediction_keys,
-                                          check_thresholds)
+from jestimator.canned.heads.base import (SingleHead, check_auc_thresholds, check_loss_fn,
+                                          check_prediction_keys, check_thresholds)
 from jestimator.canned.heads.keys import (CLASSIFY_SERVING_KEY, DEFAULT_SERVING_KEY,
                                           PREDICT_SERVING_KEY, LossReduction, MetricKeys,
                                           PredictionKeys)
@@ -47,6 +48,7 @@ class MultiLabelHead(SingleHead):
       unreduced `[batch, 1]` loss; labels are the multi-hot ids.
     classes_for_class_based_metrics: class ids, or names of `label_vocabulary`, that get
       per-class metrics.
+    auc_thresholds: thresholds of every AUC metric, as `BinaryClassHead`'s.
   """
 
   def __init__(self, n_classes: int, weight_column: Any = None,
@@ -55,13 +57,14 @@ class MultiLabelHead(SingleHead):
                loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE,
                loss_fn: Callable[..., Any] | None = None,
                classes_for_class_based_metrics: Sequence[int | str] | None = None,
-               name: str | None = None):
+               name: str | None = None, auc_thresholds: str | Sequence[float] | None = None):
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or (
         n_classes < 2):
       raise ValueError(f'n_classes must be an integer >= 2 for multi-label classification; got '
                        f'{n_classes!r}')
     self._n_classes = int(n_classes)
     self._thresholds = check_thresholds(thresholds)
+    self._auc_thresholds = check_auc_thresholds(auc_thresholds)
     self._label_vocabulary = _vocab.check_vocabulary(label_vocabulary, self._n_classes)
     self._loss_reduction = LossReduction.validate(loss_reduction)
     check_loss_fn(loss_fn)
@@ -171,10 +174,11 @@ class MultiLabelHead(SingleHead):
   def _batch_metric_states(self, labels, logits, unweighted_loss, weights) -> dict:
     key = self._summary_key
     probabilities = jax.nn.sigmoid(logits)
+    auc = functools.partial(metrics_lib.auc, thresholds=self._auc_thresholds)
     states = {
         key(_K.LOSS_MEAN): metrics_lib.mean(unweighted_loss, weights),
-        key(_K.AUC): metrics_lib.auc(labels, probabilities, weights),
-        key(_K.AUC_PR): metrics_lib.auc(labels, probabilities, weights, curve='PR'),
+        key(_K.AUC): auc(labels, probabilities, weights),
+        key(_K.AUC_PR): auc(labels, probabilities, weights, curve='PR'),
     }
     states.update(threshold_metric_states(key, self._thresholds, labels, probabilities, weights))
     for c in self._class_ids_for_metrics:
@@ -182,9 +186,9 @@ class MultiLabelHead(SingleHead):
       w = None if weights is None else weights[:, 0]
       states[self._class_key(_K.PROBABILITY_MEAN_AT_CLASS, _K.PROBABILITY_MEAN_AT_NAME, c)] = (
           metrics_lib.mean(p, w))
-      states[self._class_key(_K.AUC_AT_CLASS, _K.AUC_AT_NAME, c)] = metrics_lib.auc(y, p, w)
-      states[self._class_key(_K.AUC_PR_AT_CLASS, _K.AUC_PR_AT_NAME, c)] = metrics_lib.auc(
-          y, p, w, curve='PR')
+      states[self._class_key(_K.AUC_AT_CLASS, _K.AUC_AT_NAME, c)] = auc(y, p, w)
+      states[self._class_key(_K.AUC_PR_AT_CLASS, _K.AUC_PR_AT_NAME, c)] = auc(y, p, w,
+                                                                               curve='PR')
     return states
 
   def _predict_spec(self, logits) -> EstimatorSpec:

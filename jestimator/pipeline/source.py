@@ -39,10 +39,16 @@ class HostBatch:
 
 
 class BatchSource:
-  """Iterator of `HostBatch`es of one input_fn call; `close()` stops its producer."""
+  """Iterator of `HostBatch`es of one input_fn call; `close()` stops its producer.
 
-  def __init__(self, produced: Prefetcher | Inline):
+  Attributes:
+    batches_left: how many batches it yields, when known in advance (a finite in-memory input:
+      progress ETA, the last summary), else None.
+  """
+
+  def __init__(self, produced: Prefetcher | Inline, batches_left: int | None = None):
     self._produced = produced
+    self.batches_left = batches_left
 
   def __iter__(self) -> Iterator[HostBatch]:
     return self
@@ -118,7 +124,7 @@ class InputPipeline:
           labels = None
         size = len(next(iter(features.values()))) if features else len(labels)
         return features, labels, size
-      return BatchSource(Inline(iterator, produce_slice))
+      return BatchSource(Inline(iterator, produce_slice), iterator.batches_left())
 
     def produce(item):
       return batches_lib.prepare(item, mode, self.preprocessor, needs_labels, self.takes_labels)

@@ -12,6 +12,8 @@ from jestimator import columns as fc
 from jestimator.datasets import adult
 
 logging.basicConfig(level=logging.WARNING, format='%(message)s')
+# jestimator's progress (one redrawn line on a terminal, log lines otherwise) and checkpoint notes.
+je.logging.set_verbosity(logging.INFO)
 
 train, test = adult.load()
 train_labels, test_labels = train.pop('income_bracket'), test.pop('income_bracket')

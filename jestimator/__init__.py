@@ -5,17 +5,21 @@ pure train / eval / predict steps once, owns the train state and writes Orbax ch
 """
 import sys as _sys
 
-from jestimator.driver import (early_stopping, estimator, hooks, run_config, strategy,
+from jestimator import logging  # noqa: I001  (first: it notes the root handlers before imports)
+
+_root_handlers = logging.root_handlers()
+
+from jestimator.driver import (early_stopping, estimator, hooks, run_config, strategy,  # noqa: E402
                                summaries)
-from jestimator.model import (export_output, metric_states, metrics, mode_keys, model_fn,
-                              padding, spec, steps)
-from jestimator.pipeline import inputs
-from jestimator.state import checkpoints, train_state, warm_start
+from jestimator.model import (export_output, metric_states, metrics, mode_keys, model_fn,  # noqa: E402
+                              padding, spec, steps, summary)
+from jestimator.pipeline import inputs  # noqa: E402
+from jestimator.state import checkpoints, train_state, warm_start  # noqa: E402
 
 # The documented module paths (`jestimator.hooks`, `jestimator.run_config`, ...) name the modules
 # that now live in the sub-packages; registered before the layers above the core import them.
 for _module in (early_stopping, estimator, hooks, run_config, strategy, summaries, export_output,
-                metric_states, metrics, mode_keys, model_fn, padding, spec, steps, inputs,
+                metric_states, metrics, mode_keys, model_fn, padding, spec, steps, summary, inputs,
                 checkpoints, train_state, warm_start):
   _sys.modules[__name__ + '.' + _module.__name__.rsplit('.', 1)[1]] = _module
 del _module
@@ -51,7 +55,15 @@ from jestimator.distributed.training import EvalSpec, TrainSpec, train_and_evalu
 _sys.modules[__name__ + '.heads'] = heads
 _sys.modules[__name__ + '.optimizers'] = optimizers
 
+# absl (through orbax) ran `logging.basicConfig()` during the imports above; undo it so the
+# user's own `logging.basicConfig(level=...)` works (see jestimator.logging).
+logging.undo_import_basic_config(_root_handlers)
+del _root_handlers
+
 __version__ = '0.1.0'
+
+# `jestimator.logging` is public but left out of __all__: `from jestimator import *` must not
+# shadow the standard `logging` module.
 
 __all__ = [
     'BaselineClassifier', 'BaselineEstimator', 'BaselineRegressor', 'DNNClassifier',
@@ -60,7 +72,7 @@ __all__ = [
     'LinearRegressor', 'canned', 'columns', 'datasets', 'heads', 'optimizers',
     'ClassificationOutput', 'Estimator', 'EstimatorSpec', 'InputContext', 'ModeKeys', 'ModelFn',
     'PredictOutput', 'RegressionOutput', 'RunConfig', 'TrainState', 'WarmStartSettings',
-    'example_mask', 'hooks', 'inputs', 'make_early_stopping_hook', 'make_eval_step',
+    'example_mask', 'hooks', 'inputs', 'summary', 'make_early_stopping_hook', 'make_eval_step',
     'make_predict_step', 'make_train_step', 'metrics', 'stop_if_higher_hook',
     'stop_if_lower_hook', 'stop_if_no_decrease_hook', 'stop_if_no_increase_hook',
     'EvalSpec', 'TrainSpec', 'train_and_evaluate',

@@ -19,8 +19,13 @@ def test_custom_model_fn_example_learns():
 
 @pytest.mark.slow
 def test_census_demo_meets_its_targets():
-  out = subprocess.run([sys.executable, os.path.join(EXAMPLES, 'census_wide_and_deep.py')],
-                       capture_output=True, text=True, timeout=300, check=True).stdout
+  run = subprocess.run([sys.executable, os.path.join(EXAMPLES, 'census_wide_and_deep.py')],
+                       capture_output=True, text=True, timeout=300, check=True)
+  out = run.stdout
+  # Not a terminal: progress comes as log lines with the step of the known end and an ETA.
+  assert re.search(r'train: step = \d+/\d+, loss = \S+, examples/sec = \S+, ETA', run.stderr), (
+      run.stderr)
+  assert re.search(r'evaluate: step = \d+/\d+, examples/sec', run.stderr), run.stderr
   metrics = dict(re.findall(r'^\s+(\w+)\s+([0-9.]+)$', out, re.M))
   assert float(metrics['accuracy']) >= 0.855, out
   assert float(metrics['auc']) >= 0.905, out

@@ -6,6 +6,7 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 
 from jestimator import columns
+from jestimator.model import summary
 from jestimator.canned import _common
 from jestimator.canned import optimizers as optimizers_lib
 from jestimator.canned.heads import LossReduction
@@ -17,7 +18,9 @@ class DNN(nn.Module):
 
   Each hidden layer is Dense(glorot_uniform) + activation, then Dropout (TRAIN only; `dropout`
   is the drop probability), then BatchNorm(momentum=0.999) when `batch_norm`. Parameters are
-  named `hiddenlayer_<i>/{kernel,bias}` and `logits/{kernel,bias}`.
+  named `hiddenlayer_<i>/{kernel,bias}` and `logits/{kernel,bias}`. As TF, each hidden layer's
+  output and the logits write summaries `<name>/hiddenlayer_<i>/fraction_of_zero_values`
+  (scalar) and `<name>/hiddenlayer_<i>/activation` (histogram), `<name>/logits/...` likewise.
   """
   feature_columns: tuple
   hidden_units: tuple[int, ...]
@@ -38,8 +41,17 @@ class DNN(nn.Module):
       if self.batch_norm:
         net = nn.BatchNorm(use_running_average=not training, momentum=0.999,
                            name=f'batchnorm_{i}')(net)
-    return nn.Dense(self.logits_dimension, kernel_init=nn.initializers.glorot_uniform(),
-                    name='logits')(net)
+      _layer_summary(net, f'{self.name or "dnn"}/hiddenlayer_{i}')
+    logits = nn.Dense(self.logits_dimension, kernel_init=nn.initializers.glorot_uniform(),
+                      name='logits')(net)
+    _layer_summary(logits, f'{self.name or "dnn"}/logits')
+    return logits
+
+
+def _layer_summary(value, tag: str) -> None:
+  """TF's `_add_hidden_layer_summary` (computed only in the steps that write summaries)."""
+  summary.scalar(f'{tag}/fraction_of_zero_values', summary.zero_fraction(value))
+  summary.histogram(f'{tag}/activation', value)
 
 
 def check_hidden_units(hidden_units: Any, what: str = 'hidden_units') -> tuple[int, ...]:

@@ -126,22 +126,18 @@ class DataParallel(Strategy):
     return state  # replicated global arrays: Orbax saves them from every process collectively
 
   # -- compiled steps -----------------------------------------------------------------------------
-  def train_step(self, model) -> Callable:
+  def train_step(self, model, with_outputs: bool = False) -> Callable:
     rep = self._sharding(P())
-    return jax.jit(steps_lib.make_train_step(model), out_shardings=(rep, rep))
+    return jax.jit(steps_lib.make_train_step(model, with_outputs=with_outputs),
+                   out_shardings=(rep, rep))
 
-  def train_loop(self, model) -> Callable:
+  def train_loop(self, model, with_outputs: bool = False) -> Callable:
     rep = self._sharding(P())
-    return jax.jit(steps_lib.make_train_loop(steps_lib.make_train_step(model)),
+    return jax.jit(steps_lib.make_model_train_loop(model, with_outputs=with_outputs),
                    out_shardings=(rep, rep))
 
   def eval_step(self, model) -> Callable:
-    step = steps_lib.make_eval_step(model)
+    return jax.jit(steps_lib.make_accumulate_step(model), out_shardings=self._sharding(P()))
 
-    def accumulate(variables, acc, features, labels, mask):
-      return steps_lib.merge_states(acc, step(variables, features, labels, mask))
-
-    return jax.jit(accumulate, out_shardings=self._sharding(P()))
-
-  def predict_step(self, model) -> Callable:
-    return jax.jit(steps_lib.make_predict_step(model))
+  def predict_step(self, model, with_outputs: bool = False) -> Callable:
+    return jax.jit(steps_lib.make_predict_step(model, with_outputs))

@@ -111,33 +111,30 @@ class Pmap(Strategy):
     return jax.tree.map(
         lambda a: a.reshape(a.shape[:axis] + (n, a.shape[axis] // n) + a.shape[axis + 1:]), tree)
 
-  def train_step(self, model) -> Callable:
-    step = steps_lib.make_train_step(model, axis_name=self.axis_name)
+  def train_step(self, model, with_outputs: bool = False) -> Callable:
+    step = steps_lib.make_train_step(model, axis_name=self.axis_name, with_outputs=with_outputs)
     # State and outputs are identical on every device after the pmean: unmapped in and out.
     mapped = self._pmap(step, in_axes=(None, 0, 0), out_axes=None)
     return jax.jit(lambda state, features, labels: mapped(state, self._split(features),
                                                           self._split(labels)))
 
-  def train_loop(self, model) -> Callable:
-    loop = steps_lib.make_train_loop(steps_lib.make_train_step(model, axis_name=self.axis_name))
+  def train_loop(self, model, with_outputs: bool = False) -> Callable:
+    loop = steps_lib.make_model_train_loop(model, self.axis_name, with_outputs)
     # `[K, batch, ...]` stacks become `[K, n_devices, per_device, ...]`, mapped over axis 1.
     mapped = self._pmap(loop, in_axes=(None, 1, 1), out_axes=None)
     return jax.jit(lambda state, features, labels: mapped(state, self._split(features, 1),
                                                           self._split(labels, 1)))
 
   def eval_step(self, model) -> Callable:
-    step = steps_lib.make_eval_step(model, axis_name=self.axis_name)
-
-    def accumulate(variables, acc, features, labels, mask):
-      # The step psums the states over devices, so the merged accumulator is the same everywhere.
-      return steps_lib.merge_states(acc, step(variables, features, labels, mask))
-
+    # The step psums the states over devices, so the merged accumulator is the same everywhere.
+    accumulate = steps_lib.make_accumulate_step(model, axis_name=self.axis_name)
     mapped = self._pmap(accumulate, in_axes=(None, None, 0, 0, 0), out_axes=None)
     return jax.jit(lambda variables, acc, features, labels, mask: mapped(
         variables, acc, self._split(features), self._split(labels), self._split(mask)))
 
-  def predict_step(self, model) -> Callable:
-    mapped = self._pmap(steps_lib.make_predict_step(model), in_axes=(None, 0, 0), out_axes=0)
+  def predict_step(self, model, with_outputs: bool = False) -> Callable:
+    mapped = self._pmap(steps_lib.make_predict_step(model, with_outputs), in_axes=(None, 0, 0),
+                        out_axes=0)
 
     def predict(variables, features, mask):
       out = mapped(variables, self._split(features), self._split(mask))

@@ -95,21 +95,25 @@ class CompiledModel:
     return jax.eval_shape(create)
 
   # -- steps ----------------------------------------------------------------------------------------
-  def train_step(self) -> Callable:
-    """Compiled `(state, features, labels) -> (state, outputs)`."""
-    return self._program('train_step', lambda: self.strategy.train_step(self.model))
+  def train_step(self, with_outputs: bool = False) -> Callable:
+    """Compiled `(state, features, labels) -> (state, outputs)`; `with_outputs`: the variant
+    that also returns the summaries and hook tensors (see `steps.make_train_step`)."""
+    return self._program(('train_step', with_outputs),
+                         lambda: self.strategy.train_step(self.model, with_outputs=with_outputs))
 
-  def train_loop(self) -> Callable:
+  def train_loop(self, with_outputs: bool = False) -> Callable:
     """Compiled `(state, features[K], labels[K]) -> (state, outputs)` (`steps_per_loop`)."""
-    return self._program('train_loop', lambda: self.strategy.train_loop(self.model))
+    return self._program(('train_loop', with_outputs),
+                         lambda: self.strategy.train_loop(self.model, with_outputs=with_outputs))
 
   def eval_step(self) -> Callable:
-    """Compiled `(variables, acc, features, labels, mask) -> acc`."""
+    """Compiled `(variables, acc, features, labels, mask) -> (acc, outputs)`."""
     return self._program('eval_step', lambda: self.strategy.eval_step(self.model))
 
-  def predict_step(self) -> Callable:
-    """Compiled `(variables, features, mask) -> predictions`."""
-    return self._program('predict_step', lambda: self.strategy.predict_step(self.model))
+  def predict_step(self, with_outputs: bool = False) -> Callable:
+    """Compiled `(variables, features, mask) -> predictions`, or `(predictions, outputs)`."""
+    return self._program(('predict_step', with_outputs),
+                         lambda: self.strategy.predict_step(self.model, with_outputs=with_outputs))
 
   def zero_metric_states(self, variables, features, labels, mask) -> Any:
     """Zero metric states for the eval step's output on these placed inputs (cached by shape)."""
@@ -117,7 +121,9 @@ class CompiledModel:
     if key not in self._zero_states:
       step = self._program('eval_shape_step', lambda: steps_lib.make_eval_step(self.model))
       shapes = jax.eval_shape(step, variables, features, labels, mask)
-      self._zero_states[key] = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+      # Placed like the step's own output, so the second batch does not compile the step again.
+      self._zero_states[key] = self.strategy.put_state(
+          jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes))
     return self._zero_states[key]
 
 

@@ -20,6 +20,7 @@ from jestimator.driver.compiled import CompiledModel
 from jestimator.driver.hooks import CheckpointSaverListener, Hook
 from jestimator.driver.run_config import RunConfig
 from jestimator.driver.strategy import SingleDevice
+from jestimator.driver.summaries import Writers
 from jestimator.model.model_fn import ModelFn
 from jestimator.pipeline import host_stage as host_stage_lib
 from jestimator.pipeline.source import InputPipeline
@@ -87,6 +88,8 @@ class Estimator:
                              warm_start_lib.as_settings(warm_start_from))
     self._pipeline = InputPipeline(preprocessor, strategy, model.takes_labels, model.params,
                                    self._config)
+    # One event writer per directory, open across train / evaluate calls, flushed after each.
+    self._writers = Writers()
 
   # -- properties ---------------------------------------------------------------------------------
   @property
@@ -125,6 +128,11 @@ class Estimator:
     """input_fn -> validated, host-staged, padded, placed batches."""
     return self._pipeline
 
+  @property
+  def summary_writers(self) -> Writers:
+    """The open TensorBoard event writers, one per directory (flushed after every call)."""
+    return self._writers
+
   # -- the verbs ----------------------------------------------------------------------------------
   def train(self, input_fn: Callable, hooks: Sequence[Hook] | None = None,
             steps: int | None = None, max_steps: int | None = None,
@@ -154,7 +162,7 @@ class Estimator:
                          'both None); set one of them')
     from jestimator.driver import train as train_lib  # see the module docstring
     train_lib.train(self._compiled, self._store, self._pipeline, self._config, input_fn,
-                    _check_hooks(hooks), steps, max_steps, listeners)
+                    _check_hooks(hooks), steps, max_steps, listeners, self._writers)
     return self
 
   def evaluate(self, input_fn: Callable, steps: int | None = None,
@@ -168,7 +176,8 @@ class Estimator:
     steps = _check_steps('steps', steps)
     from jestimator.driver import evaluate as evaluate_lib  # see the module docstring
     return evaluate_lib.evaluate(self._compiled, self._store, self._pipeline, input_fn, steps,
-                                 _check_hooks(hooks), checkpoint_path, self.eval_dir(name))
+                                 _check_hooks(hooks), checkpoint_path, self.eval_dir(name),
+                                 self._writers, self._config.log_step_count_steps)
 
   def predict(self, input_fn: Callable, predict_keys: Sequence[str] | None = None,
               hooks: Sequence[Hook] | None = None, checkpoint_path: str | None = None,
@@ -180,7 +189,7 @@ class Estimator:
     from jestimator.driver import predict as predict_lib  # see the module docstring
     return predict_lib.predict(self._compiled, self._store, self._pipeline, input_fn,
                                predict_keys, _check_hooks(hooks), checkpoint_path,
-                               yield_single_examples)
+                               yield_single_examples, self._config.log_step_count_steps)
 
   def export_saved_model(self, export_dir_base: str, serving_input_fn: Callable | None = None,
                          checkpoint_path: str | None = None,

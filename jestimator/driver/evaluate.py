@@ -7,14 +7,16 @@ from typing import Any
 import jax
 
 from jestimator.driver import hooks as hooks_lib
-from jestimator.driver import summaries
+from jestimator.driver import progress, summaries
 from jestimator.model import metrics as metrics_lib
+from jestimator.model import summary as summary_lib
 from jestimator.model.mode_keys import ModeKeys
 
 logger = logging.getLogger('jestimator')
 
 
-def evaluate(compiled, store, pipeline, input_fn, steps, hooks, checkpoint_path, eval_dir
+def evaluate(compiled, store, pipeline, input_fn, steps, hooks, checkpoint_path, eval_dir,
+             writers: summaries.Writers | None = None, log_step_count_steps: int = 100
              ) -> dict[str, Any]:
   """Evaluates to the end of input (or `steps` batches); see `Estimator.evaluate`.
 
@@ -22,6 +24,8 @@ def evaluate(compiled, store, pipeline, input_fn, steps, hooks, checkpoint_path,
     compiled, store, pipeline: the Estimator's `CompiledModel`, `StateStore`, `InputPipeline`.
     input_fn, steps, hooks, checkpoint_path: as `Estimator.evaluate` (checked by it).
     eval_dir: where the results are written as summaries and appended as JSON records.
+    writers: the Estimator's open event writers; None opens and closes one for this call.
+    log_step_count_steps: the progress-line cadence (`RunConfig.log_step_count_steps`).
   """
   strategy = compiled.strategy
   source = pipeline.open(input_fn, ModeKeys.EVAL)
@@ -32,6 +36,10 @@ def evaluate(compiled, store, pipeline, input_fn, steps, hooks, checkpoint_path,
     traced = compiled.traced(ModeKeys.EVAL, variables, batch.features, batch.labels)
     eval_step = compiled.eval_step()
     all_hooks = list(hooks) + list(traced.spec.evaluation_hooks)
+    left = source.batches_left
+    total = min(x for x in (steps, left) if x is not None) if (steps or left) else None
+    # Fetches each shown batch's loss only to wait for it: one batch's loss is not the result.
+    all_hooks.append(progress.ProgressHook(ModeKeys.EVAL, log_step_count_steps, show_loss=False))
     for h in all_hooks:
       h.begin()
     for h in all_hooks:
@@ -45,33 +53,51 @@ def evaluate(compiled, store, pipeline, input_fn, steps, hooks, checkpoint_path,
       if acc is None:
         acc = compiled.zero_metric_states(variables, f, l, m)
       count += 1
-      ctx = hooks_lib.StepContext(ModeKeys.EVAL, count, 1, batch.size)
+      ctx = hooks_lib.StepContext(ModeKeys.EVAL, count, 1, batch.size, total)
+      wanted = set()
       for h in all_hooks:
-        h.before_step(ctx)
-      acc = eval_step(variables, acc, f, l, m)
+        wanted.update(h.before_step(ctx) or ())
+      acc, outputs = eval_step(variables, acc, f, l, m)
+      values = hooks_lib.fetch_values(outputs, wanted, strategy.to_host, what='eval step')
       if strategy.sync_every and count % strategy.sync_every == 0:
         jax.block_until_ready(acc)
       for h in all_hooks:
-        h.after_step(ctx, {})
+        h.after_step(ctx, values)
       if ctx.stop_requested or (steps is not None and count >= steps):
         break
       batch = next(source, None)
-    results = metrics_lib.compute(strategy.to_host(acc))
+    acc = strategy.to_host(acc)
+    summary_states = acc.pop(summary_lib.EVAL_KEY, {})
+    results = metrics_lib.compute(acc)
     results['global_step'] = int(global_step)
     for h in all_hooks:
       h.end(variables)
   finally:
     source.close()
-  _write(eval_dir, global_step, results, path)
+  own = writers is None
+  writers = summaries.Writers() if own else writers
+  try:
+    _write(writers.get(eval_dir), eval_dir, global_step, results, summary_states, path)
+  finally:
+    writers.close() if own else writers.flush()
   return results
 
 
-def _write(eval_dir: str, global_step: int, results: dict, path: str | None) -> None:
-  writer = summaries.SummaryWriter(eval_dir)
-  writer.scalars(global_step, {k: v for k, v in results.items() if k != 'global_step'})
+def _write(writer, eval_dir: str, global_step: int, results: dict, summary_states: dict,
+           path: str | None) -> None:
+  """Writes the metrics and the model_fn's summaries (scalars: mean over batches, histograms:
+  merged) at the global step, and appends the results to the eval dir's JSON records."""
+  scalars = {k: v for k, v in results.items() if k != 'global_step'}
+  histograms = {k: v for k, v in summary_states.items() if isinstance(v, summary_lib.Histogram)}
+  means = metrics_lib.compute({k: v for k, v in summary_states.items() if k not in histograms})
+  clash = sorted(set(means) & set(scalars))
+  if clash:
+    raise ValueError(f'summary.scalar name(s) {clash} are also eval_metrics names; both would '
+                     f'be written to the same TensorBoard tag in {eval_dir}')
+  writer.scalars(global_step, {**scalars, **means})
+  writer.histograms(global_step, histograms)
   if path:
     writer.text(global_step, 'checkpoint_path', path)
-  writer.close()
   summaries.append_eval_results(eval_dir, global_step, results, path)
   logger.info('Saving dict for global step %d: %s', global_step,
               ', '.join(f'{k} = {v:.6g}' if isinstance(v, float) else f'{k} = {v}'

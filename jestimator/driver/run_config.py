@@ -31,6 +31,9 @@ class RunConfig:
     steps_per_loop: train steps run in one device dispatch (`lax.scan`), as TPUEstimator's
       `iterations_per_loop`; hooks, summaries and checkpoints act at loop boundaries.
     strategy: a `jestimator.distributed` strategy; None is `SingleDevice()`.
+    check_nan_loss: check every step's loss on the device (read at the next sync, no extra
+      one) and raise `hooks.NanLossDuringTrainingError` naming the first non-finite step; no
+      checkpoint is written after it. False turns the check off (TF: no `NanTensorHook`).
   """
 
   model_dir: str | None = None
@@ -42,6 +45,7 @@ class RunConfig:
   log_step_count_steps: int = 100
   steps_per_loop: int = 1
   strategy: Any = None
+  check_nan_loss: bool = True
 
   def __post_init__(self):
     secs = self.save_checkpoints_secs
@@ -57,6 +61,8 @@ class RunConfig:
     if self.save_checkpoints_steps is not None and self.save_checkpoints_steps <= 0:
       raise ValueError('RunConfig.save_checkpoints_steps must be positive, got '
                        f'{self.save_checkpoints_steps}')
+    if not isinstance(self.check_nan_loss, bool):
+      raise TypeError(f'RunConfig.check_nan_loss must be a bool, got {self.check_nan_loss!r}')
     if self.model_dir == '':
       raise ValueError('RunConfig.model_dir must not be empty')
 

@@ -68,20 +68,23 @@ class Strategy(abc.ABC):
     """Places a host batch (`stacked`: a `[K, batch, ...]` stack of K batches)."""
 
   @abc.abstractmethod
-  def train_step(self, model) -> Callable:
-    """Compiled `(state, features, labels) -> (state, outputs)`."""
+  def train_step(self, model, with_outputs: bool = False) -> Callable:
+    """Compiled `(state, features, labels) -> (state, outputs)` (see `steps.make_train_step`)."""
 
   @abc.abstractmethod
-  def train_loop(self, model) -> Callable:
-    """Compiled `(state, features[K], labels[K]) -> (state, outputs)`."""
+  def train_loop(self, model, with_outputs: bool = False) -> Callable:
+    """Compiled `(state, features[K], labels[K]) -> (state, outputs)`; `with_outputs`: the last
+    step's summaries too (see `steps.make_train_loop`)."""
 
   @abc.abstractmethod
   def eval_step(self, model) -> Callable:
-    """Compiled `(variables, acc, features, labels, mask) -> acc` (metric states merged)."""
+    """Compiled `(variables, acc, features, labels, mask) -> (acc, outputs)` (metric states
+    merged; see `steps.make_accumulate_step`)."""
 
   @abc.abstractmethod
-  def predict_step(self, model) -> Callable:
-    """Compiled `(variables, features, mask) -> predictions`."""
+  def predict_step(self, model, with_outputs: bool = False) -> Callable:
+    """Compiled `(variables, features, mask) -> predictions`, or `(predictions, outputs)` with
+    `with_outputs`."""
 
   def put_unsharded(self, tree: Any) -> Any | None:
     """Places a batch whole on every device (not split), or None if the strategy cannot.
@@ -120,20 +123,15 @@ class SingleDevice(Strategy):
       return tree
     return jax.device_put(tree, self.device)
 
-  def train_step(self, model):
-    return jax.jit(steps_lib.make_train_step(model))
+  def train_step(self, model, with_outputs=False):
+    return jax.jit(steps_lib.make_train_step(model, with_outputs=with_outputs))
 
-  def train_loop(self, model):
-    return jax.jit(steps_lib.make_train_loop(steps_lib.make_train_step(model)))
+  def train_loop(self, model, with_outputs=False):
+    return jax.jit(steps_lib.make_model_train_loop(model, with_outputs=with_outputs))
 
   def eval_step(self, model):
-    step = steps_lib.make_eval_step(model)
+    return jax.jit(steps_lib.make_accumulate_step(model))
 
-    def accumulate(variables, acc, features, labels, mask):
-      return steps_lib.merge_states(acc, step(variables, features, labels, mask))
-
-    return jax.jit(accumulate)
-
-  def predict_step(self, model):
-    return jax.jit(steps_lib.make_predict_step(model))
+  def predict_step(self, model, with_outputs=False):
+    return jax.jit(steps_lib.make_predict_step(model, with_outputs))
 

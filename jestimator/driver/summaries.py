@@ -1,9 +1,12 @@
 """TensorBoard event files (tensorboardX; no TensorFlow needed) and JSON evaluation records."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from typing import Mapping
+import time
+import weakref
+from typing import Any, Mapping
 
 import jax
 import numpy as np
@@ -12,27 +15,57 @@ EVAL_RESULTS_FILE = 'eval_results.jsonl'
 
 
 class SummaryWriter:
-  """Writes scalars to `logdir`, created on first write; a no-op on processes other than 0."""
+  """Writes scalars and histograms to `logdir`, created on first write; a no-op off process 0.
+
+  The event file is opened on the first write and kept open until `close()`: an `Estimator` keeps
+  one writer per directory across its calls (`Writers`) and flushes it at the end of each call,
+  so several evaluations in the same second land in one file instead of overwriting each other.
+  Writes are synchronous (no writer thread); the file name carries the process id and a
+  counter, so two writers never share a file.
+  """
+
+  _opened = itertools.count()
 
   def __init__(self, logdir: str):
     self.logdir = logdir
     self._writer = None
 
+  def _write(self, step: int, summary) -> None:
+    from tensorboardX.proto import event_pb2
+    if self._writer is None:
+      from tensorboardX.event_file_writer import EventsWriter
+      os.makedirs(self.logdir, exist_ok=True)
+      self._writer = EventsWriter(os.path.join(self.logdir, 'events'),
+                                  filename_suffix=f'.{os.getpid()}.{next(self._opened)}')
+    self._writer.write_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                             summary=summary))
+
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
+    """Writes every numeric 0-d value of `values` as a scalar at `step` (others are skipped)."""
     if jax.process_index() != 0:
       return
-    if self._writer is None:
-      from tensorboardX import SummaryWriter as _TBWriter
-      os.makedirs(self.logdir, exist_ok=True)
-      self._writer = _TBWriter(self.logdir, flush_secs=10)
+    from tensorboardX import summary as tbx
     for name, value in values.items():
       arr = np.asarray(value)
       if arr.ndim == 0 and np.issubdtype(arr.dtype, np.number):
-        self._writer.add_scalar(name, float(arr), global_step=int(step))
+        self._write(step, tbx.scalar(name, float(arr)))
+
+  def histograms(self, step: int, values: Mapping[str, Any]) -> None:
+    """Writes `jestimator.summary.Histogram` states (device or host) as histograms at `step`."""
+    if jax.process_index() != 0 or not values:
+      return
+    from tensorboardX import summary as tbx
+    from jestimator.model import summary
+    for name, state in values.items():
+      h = summary.to_host_histogram(jax.device_get(state))
+      self._write(step, tbx.histogram_raw(
+          name, min=h.min, max=h.max, num=h.num, sum=h.sum, sum_squares=h.sum_squares,
+          bucket_limits=h.bucket_limits.tolist(), bucket_counts=h.bucket_counts.tolist()))
 
   def text(self, step: int, tag: str, text: str) -> None:
-    if jax.process_index() == 0 and self._writer is not None:
-      self._writer.add_text(tag, text, global_step=int(step))
+    if jax.process_index() == 0:
+      from tensorboardX import summary as tbx
+      self._write(step, tbx.text(tag, text))
 
   def flush(self) -> None:
     if self._writer is not None:
@@ -42,6 +75,37 @@ class SummaryWriter:
     if self._writer is not None:
       self._writer.close()
       self._writer = None
+
+
+class Writers:
+  """One open `SummaryWriter` per directory (an Estimator holds one `Writers`).
+
+  `flush()` at the end of every train / evaluate call makes the events readable; `close()`
+  closes the files (also run when the owner is garbage collected).
+  """
+
+  def __init__(self):
+    self._writers: dict[str, SummaryWriter] = {}
+    self._finalizer = weakref.finalize(self, Writers._close_all, self._writers)
+
+  def get(self, logdir: str) -> SummaryWriter:
+    key = os.path.abspath(logdir)
+    if key not in self._writers:
+      self._writers[key] = SummaryWriter(logdir)
+    return self._writers[key]
+
+  def flush(self) -> None:
+    for w in self._writers.values():
+      w.flush()
+
+  def close(self) -> None:
+    self._close_all(self._writers)
+
+  @staticmethod
+  def _close_all(writers: dict[str, SummaryWriter]) -> None:
+    for w in writers.values():
+      w.close()
+    writers.clear()
 
 
 def append_eval_results(eval_dir: str, step: int, results: Mapping[str, object],

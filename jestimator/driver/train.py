@@ -9,8 +9,10 @@ import jax
 import numpy as np
 
 from jestimator.driver import hooks as hooks_lib
+from jestimator.driver import progress
 from jestimator.driver import summaries
 from jestimator.driver.agreement import any_process
+from jestimator.driver.nan_check import NanCheck
 from jestimator.model.mode_keys import ModeKeys
 from jestimator.state import checkpoints
 
@@ -20,8 +22,8 @@ logger = logging.getLogger('jestimator')
 clock = time.monotonic
 
 
-def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, listeners
-          ) -> None:
+def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, listeners,
+          writers: summaries.Writers | None = None) -> None:
   """Trains until `steps` more steps, `max_steps` in total, a hook's stop, or end of input.
 
   Args:
@@ -30,6 +32,7 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     pipeline: the `InputPipeline`.
     config: the `RunConfig`.
     input_fn, hooks, steps, max_steps, listeners: as `Estimator.train` (checked by it).
+    writers: the Estimator's open event writers (flushed at the end); None opens and closes one.
   """
   ckpt = store.reader()
   latest = ckpt.latest_step()
@@ -56,12 +59,14 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     state = store.train_state(ckpt, first.features, first.labels)
     lock = _lock(config.model_dir, ckpt, latest)
     ckpt = store.writer()
-    writer = summaries.SummaryWriter(config.model_dir)
+    own = writers is None
+    writers = summaries.Writers() if own else writers
     try:
-      _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, state, source,
-           first, target)
+      _run(compiled, store, pipeline, config, ckpt, writers.get(config.model_dir), hooks,
+           listeners, state, source, first, target)
     finally:
-      writer.close()  # also after an exception (say a NaN loss): no event-writer thread left
+      # Also after an exception (say a NaN loss): every event written so far is kept.
+      writers.close() if own else writers.flush()
   finally:
     source.close()
     ckpt.wait()
@@ -109,22 +114,20 @@ def _next_group(source, pending: list, k: int) -> list:
   return group
 
 
-def _all_hooks(hooks, spec, config, writer) -> list:
-  all_hooks = list(hooks) + list(spec.training_hooks)
-  # A NanLossHook of the caller's (say fail_on_nan_loss=False) replaces the default one.
-  if not any(isinstance(h, hooks_lib.NanLossHook) for h in all_hooks):
-    all_hooks.append(hooks_lib.NanLossHook(config.log_step_count_steps))
-  return all_hooks + [
-      hooks_lib.LoggingHook(config.log_step_count_steps),
-      hooks_lib.StepCounterHook(writer, config.log_step_count_steps),
-      hooks_lib.SummarySaverHook(writer, config.save_summary_steps)]
+# Step outputs the lean (default) train step returns; asking for others runs the full variant.
+_LEAN_OUTPUTS = frozenset({'loss', 'losses', 'nonfinite'})
 
 
 def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, state, source, first,
          target):
   spec = compiled.traced(ModeKeys.TRAIN, state.variables, first.features, first.labels).spec
-  all_hooks = _all_hooks(hooks, spec, config, writer)
-  train_step, train_loop = compiled.train_step(), compiled.train_loop()
+  all_hooks = list(hooks) + list(spec.training_hooks)
+  # A NanLossHook(fail_on_nan_loss=False) of the caller's makes the built-in check stop instead.
+  nan_check = NanCheck(config.check_nan_loss, fail=not any(
+      isinstance(h, hooks_lib.NanLossHook) and not h.fail_on_nan_loss for h in all_hooks))
+  summary_hook = hooks_lib.SummarySaverHook(writer, config.save_summary_steps)
+  all_hooks += [progress.ProgressHook(ModeKeys.TRAIN, config.log_step_count_steps),
+                hooks_lib.StepCounterHook(writer, config.log_step_count_steps), summary_hook]
   for h in all_hooks:
     h.begin()
   for h in all_hooks:
@@ -132,11 +135,15 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
   for listener in listeners:
     listener.begin()
   step = int(state.step)
+  # The end, when known in advance, for the progress ETA and the last summary (not to stop at).
+  total = target if target is not None else (
+      step + source.batches_left if source.batches_left is not None else None)
   saved_step, saved_time = step, clock()
   position = None
   pending = [first]
   stop = False
   dispatches = 0
+  outputs = None
   multi_process = jax.process_count() > 1
   strategy = compiled.strategy
   while not stop and (target is None or step < target):
@@ -144,22 +151,29 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
     group = _next_group(source, pending, k)
     if not group:
       break
-    ctx = hooks_lib.StepContext(ModeKeys.TRAIN, step + len(group), len(group), group[0].size)
+    ctx = hooks_lib.StepContext(ModeKeys.TRAIN, step + len(group), len(group), group[0].size,
+                                total)
     wanted = set()
     for h in all_hooks:
       wanted.update(h.before_step(ctx) or ())
+    full = bool(wanted - _LEAN_OUTPUTS)
     position = group[-1].position
     if len(group) == 1 and config.steps_per_loop == 1:
       batch = group[0]
-      state, outputs = train_step(state, pipeline.place(batch.features),
-                                  pipeline.place(batch.labels))
+      state, outputs = compiled.train_step(full)(state, pipeline.place(batch.features),
+                                                 pipeline.place(batch.labels))
     else:
-      state, outputs = train_loop(state, *pipeline.place_stacked(group))
+      state, outputs = compiled.train_loop(full)(state, *pipeline.place_stacked(group))
+    nan_check.add(step + 1, outputs['nonfinite'])
     step += len(group)
     dispatches += 1
-    values = {k: np.asarray(strategy.to_host(outputs[k])) for k in wanted if k in outputs}
+    values = hooks_lib.fetch_values(outputs, wanted, strategy.to_host, what='train step')
+    synced = bool(values)
     if strategy.sync_every and dispatches % strategy.sync_every == 0 and not values:
       jax.block_until_ready(outputs['loss'])
+      synced = True
+    if (synced or nan_check.overdue) and not nan_check.check():
+      break  # a non-finite step and fail_on_nan_loss=False: stop, saving nothing
     for h in all_hooks:
       h.after_step(ctx, values)
     stop = ctx.stop_requested
@@ -172,16 +186,22 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
       # one process; all must take them at the same step, or the others wait in a collective.
       stop, due = any_process(stop, due)
     if due and step != saved_step:
+      if not nan_check.check():  # never checkpoint a state that came from a non-finite step
+        break
       stop |= _save(store, ckpt, state, step, position, listeners)
       saved_step, saved_time = step, clock()
       if multi_process and listeners:
         (stop,) = any_process(stop)
+  finite = nan_check.check()
+  if finite and outputs is not None and summary_hook.last_written != step:
+    # A train() shorter than save_summary_steps (or an input that ran out) still writes its end.
+    summary_hook.write(step, hooks_lib.fetch_values(outputs, ['loss'], strategy.to_host))
   if step == 0 and saved_step == 0 and ckpt.latest_step() is None:
     logger.info('Training with estimator made no steps.')
-  if step != saved_step or ckpt.latest_step() is None:
+  if finite and (step != saved_step or ckpt.latest_step() is None):
     _save(store, ckpt, state, step, position, listeners)
   ckpt.wait()
-  store.remember(state)
+  store.remember(state if finite else None)
   for listener in listeners:
     listener.end(step)
   for h in all_hooks:

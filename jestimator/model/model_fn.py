@@ -7,6 +7,7 @@ inline (`nn.Dense(64)(x)`), as in a `@nn.compact` method, and returns an `Estima
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -16,6 +17,7 @@ import flax.linen as nn
 import jax
 
 from jestimator.model import padding
+from jestimator.model import summary as summary_lib
 from jestimator.model.fn_args import arg_names
 from jestimator.model.mode_keys import ModeKeys, check_mode
 from jestimator.model.spec import EstimatorSpec
@@ -94,7 +96,7 @@ class ModelFn:
   def init(self, rng: jax.Array, features, labels, mode: str = ModeKeys.TRAIN):
     """Initial variables `{'params': ..., <collections>}` for a batch of features/labels."""
     params_rng, dropout_rng = jax.random.split(rng)
-    with padding.mask_scope(None):
+    with padding.mask_scope(None), _summary_scope():
       return self.module(mode).init({'params': params_rng, 'dropout': dropout_rng},
                                     features, labels)
 
@@ -111,7 +113,7 @@ class ModelFn:
     """`((spec, updated_collections), whether the model_fn read the example mask)`."""
     rngs = {'dropout': rng} if rng is not None else {}
     mutable = mutable or False
-    with padding.mask_scope(mask) as scope:
+    with padding.mask_scope(mask) as scope, _summary_scope():
       out = self.module(mode).apply(variables, features, labels, rngs=rngs, mutable=mutable)
     return (out if mutable else (out, {})), scope.used
 
@@ -132,6 +134,12 @@ class ModelFn:
 
     jax.eval_shape(capture, variables, features, labels)
     return TracedSpec(box['spec'], box['aware'])
+
+
+def _summary_scope():
+  """The steps collect summaries around `apply`; elsewhere (init, tracing the spec) a throwaway
+  collector numbers the model_fn's `LoggingTensorHook`s the same way."""
+  return contextlib.nullcontext() if summary_lib.active() else summary_lib.collecting()
 
 
 def _mutable_collections(variables) -> list[str]:

@@ -17,6 +17,7 @@ import optax
 from jax import lax
 
 from jestimator.model import metrics as metrics_lib
+from jestimator.model import summary as summary_lib
 from jestimator.model.mode_keys import ModeKeys
 from jestimator.model.model_fn import ModelFn
 from jestimator.state.train_state import TrainState
@@ -41,9 +42,15 @@ def _as_model_fn(model_fn_or_estimator) -> ModelFn:
 
 
 def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformation | None = None,
-                    axis_name: str | None = None
+                    axis_name: str | None = None, with_outputs: bool = False
                     ) -> Callable[[TrainState, Any, Any], tuple[TrainState, StepOutputs]]:
-  """`train_step(state, features, labels) -> (state, {'loss': loss})`, pure.
+  """`train_step(state, features, labels) -> (state, outputs)`, pure.
+
+  `outputs` holds `loss`, `losses` (`[1]`, as a `make_train_loop` dispatch's `[K]`) and
+  `nonfinite` (True when the loss is NaN or infinite; computed on the device, so checking it
+  costs no sync until it is fetched). With `with_outputs`, also
+  `summaries`: `{'scalars', 'histograms', 'tensors'}` of the model_fn's `jestimator.summary`
+  calls and `LoggingTensorHook` tensors (left out otherwise, so XLA drops their computation).
 
   Args:
     model_fn_or_estimator: a model_fn, a `ModelFn` or an `Estimator`.
@@ -51,6 +58,7 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
     axis_name: when the step runs under `jax.pmap`/`shard_map` over this axis: gradients, loss and
       mutable collections (BatchNorm statistics) are averaged over it, and each replica draws
       its own dropout key.
+    with_outputs: also return the summaries and hook tensors.
   """
   model = _as_model_fn(model_fn_or_estimator)
 
@@ -62,12 +70,14 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
     box = {}
 
     def loss_fn(params):
-      spec, updated = model.apply({'params': params, **state.collections}, features, labels,
-                                  ModeKeys.TRAIN, rng=rng, mutable=mutable)
+      with summary_lib.collecting() as collector:
+        spec, updated = model.apply({'params': params, **state.collections}, features, labels,
+                                    ModeKeys.TRAIN, rng=rng, mutable=mutable)
       box['optimizer'] = spec.optimizer
-      return spec.loss, updated
+      # Collected values leave the gradient trace as aux, never as closed-over tracers.
+      return spec.loss, (updated, collector.outputs() if with_outputs else None)
 
-    (loss, updated), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (updated, collected)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     if axis_name is not None:
       grads, loss, updated = lax.pmean((grads, loss, updated), axis_name)
     opt = optimizer if optimizer is not None else box['optimizer']
@@ -76,70 +86,150 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
     collections = {**state.collections, **updated}
     new_state = state.replace(step=state.step + 1, params=params, collections=collections,
                               opt_state=opt_state)
-    return new_state, {'loss': loss}
+    outputs = {'loss': loss, 'losses': jnp.reshape(loss, (1,)),
+               'nonfinite': jnp.logical_not(jnp.isfinite(loss))}
+    if with_outputs:
+      outputs['summaries'] = _reduce_outputs(collected, axis_name)
+    return new_state, outputs
 
   return train_step
 
 
-def make_train_loop(train_step: Callable) -> Callable:
+def _reduce_outputs(collected, axis_name: str | None):
+  """Collected outputs made identical on every replica: scalars averaged, histograms merged,
+  tensors with a batch axis gathered in replica order."""
+  if axis_name is None:
+    return collected
+  tensors = {k: lax.pmean(v, axis_name) if jnp.ndim(v) == 0 else
+             lax.all_gather(v, axis_name, tiled=True) for k, v in collected['tensors'].items()}
+  return {'scalars': lax.pmean(collected['scalars'], axis_name),
+          'histograms': {k: h.reduce_replicas(axis_name)
+                         for k, h in collected['histograms'].items()},
+          'tensors': tensors}
+
+
+def make_train_loop(train_step: Callable, last_step: Callable | None = None) -> Callable:
   """K steps in one dispatch: `loop(state, features[K, B...], labels[K, B...])` via `lax.scan`.
 
-  Returns `(state, {'loss': last step's loss, 'losses': [K]})`, like TPUEstimator's
-  `iterations_per_loop`.
+  Returns `(state, {'loss': last step's loss, 'losses': [K], 'nonfinite': [K] bool, ...})`, like
+  TPUEstimator's `iterations_per_loop`. With `last_step` (a `with_outputs` train step), the last
+  of the K steps runs it and its `summaries` are returned too.
   """
 
   def loop(state, features, labels):
     def body(s, batch):
       s, out = train_step(s, *batch)
-      return s, out['loss']
+      return s, (out['loss'], out['nonfinite'])
 
-    state, losses = lax.scan(body, state, (features, labels))
-    return state, {'loss': losses[-1], 'losses': losses}
+    if last_step is None:
+      state, (losses, nonfinite) = lax.scan(body, state, (features, labels))
+      return state, {'loss': losses[-1], 'losses': losses, 'nonfinite': nonfinite}
+    head = jax.tree.map(lambda a: a[:-1], (features, labels))
+    state, (losses, nonfinite) = lax.scan(body, state, head)
+    state, out = last_step(state, *jax.tree.map(lambda a: a[-1], (features, labels)))
+    out = dict(out, losses=jnp.append(losses, out['loss']),
+               nonfinite=jnp.append(nonfinite, out['nonfinite']))
+    return state, out
 
   return loop
 
 
-def make_eval_step(model_fn_or_estimator, axis_name: str | None = None) -> Callable:
+def make_model_train_loop(model_fn_or_estimator, axis_name: str | None = None,
+                          with_outputs: bool = False) -> Callable:
+  """`make_train_loop` of the model's train step; `with_outputs`: the last step's summaries too."""
+  last = (make_train_step(model_fn_or_estimator, axis_name=axis_name, with_outputs=True)
+          if with_outputs else None)
+  return make_train_loop(make_train_step(model_fn_or_estimator, axis_name=axis_name), last)
+
+
+def make_eval_step(model_fn_or_estimator, axis_name: str | None = None,
+                   with_outputs: bool = False) -> Callable:
   """`eval_step(variables, features, labels, mask) -> {name: metric state}`, pure.
 
   The states are one batch's: `loss` (a `metrics.Mean` holding the batch loss with count 1, so
-  merging gives TF's mean of per-batch losses) and the spec's `eval_metrics`. `mask` is the
-  `[batch]` float32 mask of real rows (see `jestimator.padding`). Under `axis_name` the states are
-  summed over replicas.
+  merging gives TF's mean of per-batch losses), the spec's `eval_metrics`, and, when the
+  model_fn writes summaries, under `summary.EVAL_KEY` a dict of their states (a `Mean` per
+  scalar, a `Histogram` per histogram; `merge_states` merges it too). `mask` is the `[batch]` float32 mask of real rows (see
+  `jestimator.padding`). Under `axis_name` the states are summed over replicas.
+
+  With `with_outputs` it returns `(states, outputs)`: the batch's `loss`, summary scalars and
+  `LoggingTensorHook` tensors (`{'loss', 'summaries': {...}}`) for hooks to fetch.
   """
   model = _as_model_fn(model_fn_or_estimator)
 
   def eval_step(variables, features, labels, mask):
-    spec, _ = model.apply(variables, features, labels, ModeKeys.EVAL, mask=mask)
+    with summary_lib.collecting() as collector:
+      spec, _ = model.apply(variables, features, labels, ModeKeys.EVAL, mask=mask)
+    metrics = dict(spec.eval_metrics or {})
+    if summary_lib.EVAL_KEY in metrics:
+      raise ValueError(f'eval_metrics may not use the name {summary_lib.EVAL_KEY!r}: it holds the '
+                       'jestimator.summary values of the evaluation')
+    collected = collector.outputs()
     loss = spec.loss
     count = jnp.ones((), jnp.float32)
     if axis_name is not None:
       # Each replica's loss covers its shard; weight by real rows so the global batch loss is exact.
-      real = jnp.sum(mask)
-      # A replica holding only padding may report 0/0 = NaN; it carries no weight, so drop it.
-      loss = jnp.where(real > 0, loss, 0.0)
-      loss = lax.psum(loss * real, axis_name) / jnp.maximum(lax.psum(real, axis_name), 1.0)
+      loss = _replica_mean(loss, mask, axis_name)
+      collected = dict(collected, scalars={k: _replica_mean(v, mask, axis_name)
+                                           for k, v in collected['scalars'].items()})
+      collected = _reduce_outputs(collected, axis_name)
     states = {'loss': metrics_lib.Mean(total=loss.astype(jnp.float32), count=count)}
-    states.update(spec.eval_metrics or {})
     if axis_name is not None:
-      metric_states = {k: v for k, v in states.items() if k != 'loss'}
-      states.update(lax.psum(metric_states, axis_name))
+      metrics = lax.psum(metrics, axis_name)
+    states.update(metrics)
+    summaries = summary_lib.eval_states(collected)
+    if summaries:  # only then: hand-written loops over summary-free model_fns see flat states
+      states[summary_lib.EVAL_KEY] = summaries
+    if with_outputs:
+      return states, {'loss': loss, 'summaries': collected}
     return states
 
   return eval_step
 
 
-def make_predict_step(model_fn_or_estimator) -> Callable:
-  """`predict_step(variables, features, mask) -> predictions` (a dict or an array), pure."""
+def _replica_mean(value, mask, axis_name: str):
+  """The mean over replicas of a per-replica batch value, weighted by each one's real rows."""
+  real = jnp.sum(mask)
+  # A replica holding only padding may report 0/0 = NaN; it carries no weight, so drop it.
+  value = jnp.where(real > 0, value, 0.0)
+  return lax.psum(value * real, axis_name) / jnp.maximum(lax.psum(real, axis_name), 1.0)
+
+
+def make_accumulate_step(model_fn_or_estimator, axis_name: str | None = None) -> Callable:
+  """`(variables, acc, features, labels, mask) -> (acc merged with the batch, outputs)`, pure.
+
+  What the strategies compile for evaluation; `outputs` as `make_eval_step(with_outputs=True)`.
+  """
+  step = make_eval_step(model_fn_or_estimator, axis_name, with_outputs=True)
+
+  def accumulate(variables, acc, features, labels, mask):
+    states, outputs = step(variables, features, labels, mask)
+    return merge_states(acc, states), outputs
+
+  return accumulate
+
+
+def make_predict_step(model_fn_or_estimator, with_outputs: bool = False) -> Callable:
+  """`predict_step(variables, features, mask) -> predictions` (a dict or an array), pure.
+
+  With `with_outputs` it returns `(predictions, {'summaries': {...}})` with the
+  `LoggingTensorHook` tensors of the model_fn, for hooks to fetch.
+  """
   model = _as_model_fn(model_fn_or_estimator)
 
   def predict_step(variables, features, mask):
-    spec, _ = model.apply(variables, features, None, ModeKeys.PREDICT, mask=mask)
+    with summary_lib.collecting() as collector:
+      spec, _ = model.apply(variables, features, None, ModeKeys.PREDICT, mask=mask)
+    if with_outputs:
+      # Histograms mean nothing per prediction batch: only scalars and hook tensors.
+      return spec.predictions, {'summaries': {'scalars': dict(collector.scalars), 'histograms': {},
+                                              'tensors': dict(collector.tensors)}}
     return spec.predictions
 
   return predict_step
 
 
 def merge_states(acc, batch):
-  """Merges two `{name: metric state}` dicts (the accumulator and one batch)."""
-  return {k: acc[k].merge(v) for k, v in batch.items()}
+  """Merges two `{name: metric state}` dicts (the accumulator and one batch); nested dicts of
+  states (the summaries) merge leaf by leaf."""
+  return jax.tree.map(metrics_lib.merge, acc, batch, is_leaf=metrics_lib.is_metric)

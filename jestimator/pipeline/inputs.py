@@ -64,6 +64,14 @@ class ResumableIterator:
     epoch = self._epoch + (1 if self._offset >= fn.num_examples else 0)
     return epoch >= fn.num_epochs
 
+  def batches_left(self) -> int | None:
+    """How many batches `next()` will still return (None when it repeats forever)."""
+    fn = self._fn
+    if fn.num_epochs is None:
+      return None if fn.num_examples else 0
+    rows = fn.num_examples * fn.num_epochs - (self._epoch * fn.num_examples + self._offset)
+    return max(-(-rows // fn.batch_size), 0)
+
   def __iter__(self) -> 'ResumableIterator':
     return self
 

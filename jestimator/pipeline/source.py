@@ -44,11 +44,17 @@ class BatchSource:
 
   `endless` is True when it repeats one batch forever (an input_fn that returned a single batch
   in TRAIN mode, which TF re-evaluated every step): only a step limit ends it.
+
+  Attributes:
+    batches_left: how many batches it yields, when known in advance (a finite in-memory input:
+      progress ETA, the last summary), else None.
   """
 
-  def __init__(self, produced: Prefetcher | Inline, endless: bool = False):
+  def __init__(self, produced: Prefetcher | Inline, endless: bool = False,
+               batches_left: int | None = None):
     self._produced = produced
     self.endless = endless
+    self.batches_left = batches_left
 
   def __iter__(self) -> Iterator[HostBatch]:
     return self
@@ -130,7 +136,7 @@ class InputPipeline:
           labels = None
         size = len(next(iter(features.values()))) if features else len(labels)
         return features, labels, size
-      return BatchSource(Inline(iterator, produce_slice))
+      return BatchSource(Inline(iterator, produce_slice), batches_left=iterator.batches_left())
 
     def produce(item):
       return batches_lib.prepare(item, mode, self.preprocessor, needs_labels, self.takes_labels)

@@ -269,6 +269,54 @@ def _example():
                         'metrics': {k: float(v) for k, v in out['metrics'].items()}}
 
 
+@check('summaries')
+def _summaries():
+  """model_fn summaries and hook fetches under every strategy (read back from the event files)."""
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+  class Fetch(Hook):  # a summary scalar and a LoggingTensorHook tensor, every step
+    def __init__(self):
+      self.means, self.x0 = [], []
+
+    def before_step(self, ctx):
+      return ['mean_x0', 'LoggingTensorHook_0/x0']
+
+    def after_step(self, ctx, values):
+      self.means.append(float(values['mean_x0']))
+      self.x0.append(np.asarray(values['LoggingTensorHook_0/x0']).tolist())
+
+  def summary_fn(features, labels, mode):
+    x = features['x']
+    pred = nn.Dense(1)(x)[:, 0]
+    mask = je.example_mask()
+    # Padding-aware (it asks for the mask), so its own scalars leave padded rows out too.
+    real = jnp.ones(x.shape[0]) if mask is None else mask
+    je.summary.scalar('mean_x0', jnp.sum(x[:, 0] * real) / jnp.sum(real))
+    je.summary.histogram('x', x)
+    hook = je.hooks.LoggingTensorHook({'x0': x[:, 0]}, every_n_iter=1000)
+    err = (pred - labels) ** 2
+    loss = jnp.sum(err * mask) / jnp.sum(mask) if mask is not None else jnp.mean(err)
+    return je.EstimatorSpec(mode, loss=loss, optimizer=optax.sgd(0.05), training_hooks=[hook])
+
+  out = RESULTS['summaries'] = {}
+  for name, (strategy, steps_per_loop) in strategies().items():
+    if name == 'pmap4':
+      continue
+    model_dir = os.path.join(ROOT, f'summaries_{name}')
+    est = je.Estimator(summary_fn, model_dir, config=je.RunConfig(
+        strategy=strategy, steps_per_loop=steps_per_loop, save_summary_steps=2))
+    fetch = Fetch()
+    est.train(train_input(shuffle=False), hooks=[fetch], max_steps=5)
+    est.evaluate(eval_input())
+    res = out[name] = {'fetched_means': fetch.means, 'fetched_x0': fetch.x0}
+    for where, logdir in (('train', model_dir), ('eval', est.eval_dir())):
+      acc = EventAccumulator(logdir, size_guidance={'scalars': 0, 'histograms': 0})
+      acc.Reload()
+      res[where] = {'mean_x0': [(e.step, e.value) for e in acc.Scalars('mean_x0')],
+                    'x': [(e.step, e.histogram_value.num, e.histogram_value.min,
+                           e.histogram_value.max) for e in acc.Histograms('x')]}
+
+
 shutil.rmtree(ROOT, ignore_errors=True)
 with open(sys.argv[1], 'w') as f:
   json.dump(RESULTS, f)

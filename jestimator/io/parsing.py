@@ -234,3 +234,20 @@ def to_sparse(ragged: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   values = np.concatenate(list(ragged)) if len(ragged) else np.zeros(0)
   return (np.stack([rows, cols], axis=1), values,
           np.array([len(ragged), int(lengths.max(initial=0))], np.int64))
+
+
+def merge_parse_specs(specs, what: str = 'make_parse_example_spec') -> dict[str, FixedLenFeature |
+                                                                            VarLenFeature]:
+  """Merges per-column parse specs into one dict sorted by key (TF's `make_parse_example_spec`).
+
+  `specs`: an iterable of `{key: FixedLenFeature | VarLenFeature}`. The same key with different
+  specs is a ValueError naming the key and both specs.
+  """
+  out: dict[str, FixedLenFeature | VarLenFeature] = {}
+  for spec in specs:
+    for key, feat in check_spec(spec, what).items():
+      if key in out and out[key] != feat:
+        raise ValueError(f"{what}: feature '{key}' is parsed as {out[key]} by one column and as "
+                         f'{feat} by another')
+      out[key] = feat
+  return dict(sorted(out.items()))

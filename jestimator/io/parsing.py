@@ -17,6 +17,7 @@ parsed with the protobuf library (`jestimator.io.example_pb`), which gives the s
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import math
 from typing import Any, Mapping, Sequence
@@ -251,3 +252,34 @@ def merge_parse_specs(specs, what: str = 'make_parse_example_spec') -> dict[str,
                          f'{feat} by another')
       out[key] = feat
   return dict(sorted(out.items()))
+
+
+def spec_to_json(spec: ParseSpec) -> dict:
+  """A JSON-ready description of a parse spec (string defaults as base64), for exports."""
+  out = {}
+  for key, feat in check_spec(spec, 'spec_to_json').items():
+    if isinstance(feat, VarLenFeature):
+      out[key] = {'kind': 'VarLenFeature', 'dtype': feat.dtype}
+      continue
+    default = feat.default_value
+    if default is not None and feat.dtype == 'string':
+      default = [base64.b64encode(v).decode('ascii') for v in default]
+    out[key] = {'kind': 'FixedLenFeature', 'dtype': feat.dtype, 'shape': list(feat.shape),
+                'default_value': None if default is None else list(default)}
+  return out
+
+
+def spec_from_json(doc: Mapping[str, Any]) -> dict[str, FixedLenFeature | VarLenFeature]:
+  """Inverse of `spec_to_json`."""
+  out = {}
+  for key, d in doc.items():
+    if d.get('kind') == 'VarLenFeature':
+      out[key] = VarLenFeature(d['dtype'])
+    elif d.get('kind') == 'FixedLenFeature':
+      default = d.get('default_value')
+      if default is not None and d['dtype'] == 'string':
+        default = [base64.b64decode(v) for v in default]
+      out[key] = FixedLenFeature(d['shape'], d['dtype'], default)
+    else:
+      raise ValueError(f'spec_from_json: feature {key!r} has an unknown kind {d.get("kind")!r}')
+  return out

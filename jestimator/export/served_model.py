@@ -169,6 +169,9 @@ class ServedModel:
       raw = raw[EXAMPLES]
     elif not isinstance(raw, (list, tuple, np.ndarray)):
       return None
+    if self.parse_spec is None and not (len(raw) and all(
+        isinstance(r, (bytes, bytearray)) for r in raw)):
+      return None  # not Examples either: the raw-feature checks say what is wrong
     if self.parse_spec is None:
       raise ValueError(f'{self.path!r} takes raw features ({sorted(self.inputs)}), not serialized '
                        'Examples; export with build_parsing_serving_input_fn to serve Examples')

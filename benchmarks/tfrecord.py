@@ -1,0 +1,146 @@
+"""TF-compatible data path throughput on one CPU core: hashing, TFRecord reading, Example parsing.
+
+- hashing: strings/s of `columns.fingerprint_strings` with TF's FarmHash (`hashing='tf'`, the
+  default) and the legacy vectorised hash, on the 1M strings of the census string columns (Adult
+  rows repeated), as numpy `str` arrays; and rows/s of a hash-bucket column's host stage over the
+  same values as `str` arrays and as pandas-style `object` arrays (deduplicated before hashing).
+- parsing: Examples/s of `io.parse_example` for the Adult schema (the census columns'
+  `classifier_parse_example_spec`: 6 numeric FixedLen float32, 8 string VarLen, an int64 label)
+  in batches of 1024 (the vectorised reader, and the protobuf-library path it falls back to), and
+  records/s of `io.tfrecord_iterator` (plain and GZIP) and of `tfrecord_input_fn` (read + parse).
+
+The process is pinned to one core; figures are the best of `--repeats` wall-clock runs. Results go
+to benchmarks/results/tfrecord_cpu.json. Run: `python benchmarks/tfrecord.py [--repeats N]`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+import numpy as np  # noqa: E402
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(_HERE))
+
+import jestimator.columns as fc  # noqa: E402
+from benchmarks import _machine  # noqa: E402
+from jestimator import io as jio  # noqa: E402
+from jestimator.canned import classifier_parse_example_spec  # noqa: E402
+from jestimator.datasets import adult  # noqa: E402
+from jestimator.io import parsing  # noqa: E402
+
+STRINGS = list(adult.CATEGORICAL_COLUMNS)
+NUMBERS = list(adult.NUMERIC_COLUMNS)
+
+
+def _best(fn, repeats: int) -> float:
+  fn()  # warm caches
+  best = float('inf')
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - t)
+  return best
+
+
+def hashing(train: dict, repeats: int) -> dict:
+  values = np.concatenate([train[k].astype(str) for k in STRINGS])
+  values = np.tile(values, -(-1_000_000 // len(values)))[:1_000_000]
+  out = {'strings': int(values.size), 'distinct': int(np.unique(values).size)}
+  for mode in ('tf', 'legacy'):
+    t = _best(lambda m=mode: fc.fingerprint_strings(values, m), repeats)
+    out[f'fingerprint_strings_{mode}_per_s'] = round(values.size / t)
+  for mode in ('tf', 'legacy'):
+    col = fc.categorical_column_with_hash_bucket('s', 1000, hashing=mode)
+    stage = fc.host_stage([col])
+    for kind, arr in (('str', values), ('object', values.astype(object))):
+      t = _best(lambda s=stage, a=arr: s({'s': a}), repeats)
+      out[f'hash_bucket_host_stage_{mode}_{kind}_rows_per_s'] = round(values.size / t)
+  out['tf_cost_vs_legacy_fingerprint'] = round(
+      out['fingerprint_strings_legacy_per_s'] / out['fingerprint_strings_tf_per_s'], 2)
+  return out
+
+
+def census_spec() -> dict:
+  cols = ([fc.numeric_column(k) for k in NUMBERS] +
+          [fc.categorical_column_with_hash_bucket(k, 1000) for k in STRINGS])
+  return classifier_parse_example_spec(cols, 'label')
+
+
+def parsing_figures(train: dict, repeats: int, batch: int) -> dict:
+  n = len(train['age'])
+  rows = {k: train[k].astype(np.float32)[:, None] for k in NUMBERS}
+  rows.update({k: train[k] for k in STRINGS})
+  rows['label'] = (train[adult.LABEL_COLUMN] == '>50K').astype(np.int64)[:, None]
+  records = jio.make_examples(rows)
+  spec = census_spec()
+  batches = [records[s:s + batch] for s in range(0, n - batch + 1, batch)]
+  m = len(batches) * batch
+
+  def fast():
+    for b in batches:
+      jio.parse_example(b, spec)
+
+  def proto():
+    for b in batches:
+      collected = parsing._collect_proto(b, list(spec))
+      {k: parsing._assemble(k, spec[k], *collected[k], len(b)) for k in spec}
+
+  out = {'examples': n, 'batch_size': batch, 'features': len(spec),
+         'mean_serialized_bytes': round(float(np.mean([len(r) for r in records])), 1)}
+  out['parse_example_per_s'] = round(m / _best(fast, repeats))
+  out['protobuf_path_per_s'] = round(m / _best(proto, max(1, repeats // 2)))
+  with tempfile.TemporaryDirectory() as d:
+    for comp in (None, 'GZIP'):
+      path = os.path.join(d, f'adult.tfrecord{".gz" if comp else ""}')
+      jio.write_tfrecord(path, records, comp)
+      t = _best(lambda p=path, c=comp: sum(1 for _ in jio.tfrecord_iterator(p, c)), repeats)
+      out[f'tfrecord_read_{comp or "plain"}_records_per_s'] = round(n / t)
+      fn = jio.tfrecord_input_fn(path, spec, label_key='label', batch_size=batch, shuffle=True,
+                                 compression=comp, seed=0)
+      t = _best(lambda f=fn: sum(1 for _ in f()), max(1, repeats // 2))
+      out[f'tfrecord_input_fn_{comp or "plain"}_examples_per_s'] = round(n / t)
+  return out
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--batch', type=int, default=1024)
+  parser.add_argument('--out', default=os.path.join(_HERE, 'results', 'tfrecord_cpu.json'))
+  args = parser.parse_args(argv)
+  if hasattr(os, 'sched_setaffinity'):
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+  train, _ = adult.load()
+  import farmhash
+  import google.protobuf
+  import google_crc32c
+  machine = _machine.machine_info()
+  machine['versions'].update({'protobuf': google.protobuf.__version__,
+                              'pyfarmhash': getattr(farmhash, '__version__', '0.5.1?'),
+                              'google-crc32c': getattr(google_crc32c, '__version__', '?')})
+  machine.update(cores_used=1, load_average_1min=round(os.getloadavg()[0], 2))
+  result = {
+      'benchmark': 'TF-compatible data path: hashing, TFRecord reading, tf.Example parsing',
+      'machine': machine,
+      'method': f'best of {args.repeats} wall-clock runs, process pinned to one core (other '
+                'work may share the machine: see load_average_1min)',
+      'targets': {'hashed_strings_per_s': 1_000_000, 'parse_examples_per_s': 100_000},
+      'hashing': hashing(train, args.repeats),
+      'parsing': parsing_figures(train, args.repeats, args.batch),
+  }
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out, 'w') as f:
+    json.dump(result, f, indent=2)
+  print(json.dumps(result, indent=2))
+  return result
+
+
+if __name__ == '__main__':
+  main()

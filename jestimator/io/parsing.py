@@ -168,8 +168,9 @@ def _assemble(key: str, feat, kinds: np.ndarray, lists, n: int) -> np.ndarray:
   counts, values = lists.get(want, (np.zeros(n, np.int64), []))
   values = _as_values(values, feat.dtype)
   if isinstance(feat, VarLenFeature):
+    ends = np.cumsum(counts).tolist()
     out = np.empty(n, object)
-    out[:] = np.split(values, np.cumsum(counts)[:-1]) if n else []
+    out[:] = [values[s:e] for s, e in zip([0] + ends[:-1], ends)]  # views, no copies
     return out
   size = math.prod(feat.shape)
   present = kinds == want
@@ -195,6 +196,8 @@ def _as_records(serialized) -> list[bytes]:
     raise TypeError('parse_example: serialized must be a batch (a list or 1-D array of bytes), '
                     'got a single value; wrap it in a list')
   records = serialized.tolist() if isinstance(serialized, np.ndarray) else list(serialized)
+  if set(map(type, records)) <= {bytes}:  # the common case, checked in C
+    return records
   for i, r in enumerate(records):
     if not isinstance(r, bytes):
       if isinstance(r, (bytearray, memoryview)):

@@ -106,6 +106,20 @@ class HostStage:
         out[k] = v
     return out
 
+  def checkpoint_record(self) -> dict[str, Any]:
+    """`{'host_stage': ...}` for a checkpoint's meta: what the columns stage needs to check on
+    restore (None without one). Every checkpoint has the key, so its absence marks one written
+    before it existed."""
+    record = getattr(self.columns_stage, 'checkpoint_record', None)
+    return {'host_stage': record() if record else None}
+
+  def check_checkpoint(self, meta: Mapping[str, Any], where: str) -> None:
+    """Raises ValueError when the columns stage cannot use the checkpoint with this `meta`."""
+    check = getattr(self.columns_stage, 'check_checkpoint_record', None)
+    if check is None or ('host_stage' in meta and meta['host_stage'] is None):
+      return
+    check(meta.get('host_stage'), where)
+
   def labels(self, labels):
     if labels is None or self.label_transform is None:
       return labels

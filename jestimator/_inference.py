@@ -46,7 +46,8 @@ def variables_for(est, features, labels, mode: str, checkpoint_path: str | None)
   if key not in cache:
     abstract = jax.eval_shape(lambda: est._model.init(jax.random.PRNGKey(0), features, labels,
                                                       mode))
-    variables, _, _ = ckpt.restore(step, abstract)
+    variables, _, meta = ckpt.restore(step, abstract)
+    est._host.check_checkpoint(meta, ckpt.path(step))
     # Keep only the newest checkpoint asked for, but per mode, so that alternating evaluate()
     # and predict() calls do not reload it from disk every time.
     for old in [k for k in cache if k[0] != key[0]]:

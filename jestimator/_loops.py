@@ -129,6 +129,7 @@ def _train_state(est, ckpt, latest, features, labels):
   abstract = est._abstract_train_state(features, labels)
   variables, train, meta = ckpt.restore(latest, abstract.variables,
                                         {'opt_state': abstract.opt_state, 'rng': abstract.rng})
+  est._host.check_checkpoint(meta, ckpt.path(latest))
   variables = dict(variables)
   params = variables.pop('params')
   state = abstract.replace(step=np.int32(meta['global_step']), params=params,
@@ -248,7 +249,7 @@ def _save(est, ckpt, state, step, position, listeners) -> bool:
     listener.before_save(step)
   host = est._strategy.host_state(state)
   ckpt.save(step, host.variables, {'opt_state': host.opt_state, 'rng': host.rng},
-            {'input_state': position})
+            {'input_state': position, **est._host.checkpoint_record()})
   logger.info('Saving checkpoint for step %d into %s', step, ckpt.path(step))
   stop = False
   if listeners:

@@ -358,6 +358,32 @@ class HostStage:
     """
     return {k: dict(v, shape=list(v['shape'])) for k, v in sorted(self._signature.items())}
 
+  def _hashing_columns(self) -> dict[str, str]:
+    """`{name: hashing}` of the columns whose ids depend on the string hash."""
+    return {c.name: c.hashing for c in base.walk(self.feature_columns)
+            if isinstance(c, (categorical.HashedCategoricalColumn, crossed.CrossedColumn)) or
+            (getattr(c, 'num_oov_buckets', 0) and hasattr(c, 'hashing'))}
+
+  def checkpoint_record(self) -> dict[str, Any]:
+    """What a checkpoint stores about this stage: the hash each hashing column uses (JSON)."""
+    return {'hashing': self._hashing_columns()}
+
+  def check_checkpoint_record(self, record: Mapping[str, Any] | None, where: str) -> None:
+    """Refuses to restore a checkpoint whose columns hashed otherwise (their buckets would move).
+
+    `record`: what `checkpoint_record` saved, or None for a checkpoint written before records
+    existed, whose hashing columns all used the legacy hash.
+    """
+    saved = {} if record is None else dict(record.get('hashing') or {})
+    for name, now in self._hashing_columns().items():
+      was = saved.get(name, 'legacy' if record is None else now)
+      if was != now:
+        why = (' (it was written before jestimator hashed like TF)' if record is None else '')
+        raise ValueError(
+            f"{where}: column '{name}' was trained with hashing={was!r}{why} but is now "
+            f"hashing={now!r}, which would move its hash buckets; create it with "
+            f"hashing={was!r} to use this checkpoint, or train in a new model_dir")
+
   def to_json(self) -> str:
     """The columns as JSON (`jestimator.columns.to_json`)."""
     return serialization.to_json(self.feature_columns)

@@ -5,6 +5,7 @@ import runpy
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), '..', 'examples')
@@ -15,6 +16,14 @@ def test_custom_model_fn_example_learns():
   results = module['main']()
   assert results['global_step'] == 1000
   assert results['accuracy'] > 0.8 and results['auc'] > 0.88
+
+
+@pytest.mark.slow
+def test_tfrecord_example_trains_from_files_it_writes_and_serves_examples():
+  results = runpy.run_path(os.path.join(EXAMPLES, 'tfrecord_census.py'))['main']()
+  assert results['global_step'] == 255  # 2 epochs of 32,561 rows in batches of 256
+  assert results['accuracy'] > 0.83 and results['auc'] > 0.87, results
+  np.testing.assert_allclose(results['served_scores'], results['predict_scores'], atol=1e-6)
 
 
 @pytest.mark.slow

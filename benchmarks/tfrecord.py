@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(_HERE))
 
 import jestimator.columns as fc  # noqa: E402
 from benchmarks import _machine  # noqa: E402
+from benchmarks.columns import _best  # noqa: E402  (best-of-N wall clock)
 from jestimator import io as jio  # noqa: E402
 from jestimator.canned import classifier_parse_example_spec  # noqa: E402
 from jestimator.datasets import adult  # noqa: E402
@@ -37,16 +38,6 @@ from jestimator.io import parsing  # noqa: E402
 
 STRINGS = list(adult.CATEGORICAL_COLUMNS)
 NUMBERS = list(adult.NUMERIC_COLUMNS)
-
-
-def _best(fn, repeats: int) -> float:
-  fn()  # warm caches
-  best = float('inf')
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    best = min(best, time.perf_counter() - t)
-  return best
 
 
 def hashing(train: dict, repeats: int) -> dict:

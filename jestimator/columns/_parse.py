@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover
   _pd = None
 
 _LISTS = (list, tuple, np.ndarray)
+ABSENT_INT = np.iinfo(np.int64).min  # value of a None / NaN integer (never a real id or -1)
 
 
 @dataclasses.dataclass
@@ -29,9 +30,10 @@ class Parsed:
   """A categorical-style feature padded to `[batch, width]`.
 
   `values`: uint64 fingerprints (strings), int64 (ints) or float32 (weights); `valid`: bool, False
-  for padding and missing values ('' / -1 / None / NaN). Padding and None / NaN hold 0 (strings)
-  or `ABSENT_INT` (ints), so `present()` can tell a missing-value marker ('' / -1) from no value; `lengths`: `[batch]` raw entries per row for ragged input, else
-  None. `width` is a power of two (so varying widths compile only a few shapes).
+  for padding and missing values ('' / -1 / None / NaN); `lengths`: `[batch]` raw entries per row
+  for ragged input, else None. `width` is a power of two (so varying widths compile only a few
+  shapes). None / NaN hold 0 (strings) or `ABSENT_INT` (ints) and padding 0, so `present()` can
+  tell the missing-value markers '' and -1 from no value at all.
   """
   values: np.ndarray
   valid: np.ndarray
@@ -134,9 +136,6 @@ def _factorize(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _type_error(key: str, what: str, expected: str, bad) -> TypeError:
   return TypeError(f"{what}: feature '{key}' must hold {expected}, got {type(bad).__name__} "
                    f'(e.g. {bad!r:.40})')
-
-
-ABSENT_INT = np.iinfo(np.int64).min  # value of a None / NaN integer (never a real id or -1)
 
 
 def _object_strings(key: str, flat: np.ndarray, what: str,

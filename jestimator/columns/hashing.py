@@ -3,8 +3,8 @@
 `hashing='tf'` (the default of every column): exactly TF 2.x. A string's fingerprint is FarmHash
 `Fingerprint64` of its UTF-8 bytes (what `tf.strings.to_hash_bucket_fast` and the hash-bucket and
 vocabulary-OOV lookups use; FarmHash comes from the `pyfarmhash` package), an integer hashes as its
-decimal string (TF's `as_string`), and a cross folds the inputs' fingerprints (strings) or raw values
-(integer ids) into `hash_key` with `FingerprintCat64`, as `tf.sparse.cross_hashed` does:
+decimal string (TF's `as_string`), and a cross folds the inputs' fingerprints (strings) or raw
+values (integer ids) into `hash_key` with `FingerprintCat64`, as `tf.sparse.cross_hashed` does:
 
   FingerprintCat64(a, b) = shift_mix(shift_mix(((a ^ K) ^ (shift_mix(b * K) * K)) * K) * K),
   K = 0xC6A4A7935BD1E995,  shift_mix(v) = v ^ (v >> 47)   (all mod 2**64)

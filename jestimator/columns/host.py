@@ -101,7 +101,7 @@ class _Ctx:
     return self.batch[1]
 
   def parsed(self, key: str, kind: str, col: base.FeatureColumn) -> _parse.Parsed:
-    """`kind`: 'string' / 'string_legacy' (fingerprints, see `string_kind`), 'int64' or 'float32'."""
+    """`kind`: 'string' / 'string_legacy' (fingerprints: `string_kind`), 'int64' or 'float32'."""
     fn = _PARSERS[kind]
     return self.memo(('parsed', key, kind), lambda: _parse.parse_multi(
         key, self.require(key, col), col.describe(), fn))
@@ -271,7 +271,8 @@ class HostStage:
     p = ctx.parsed(col.key, table.kind, col)
     return _parse.Parsed(table.lookup(p.values, p.valid), p.valid, p.lengths)
 
-  def _cross_input(self, ctx: _Ctx, k, col: crossed.CrossedColumn) -> tuple[np.ndarray, np.ndarray]:
+  def _cross_input(self, ctx: _Ctx, k,
+                   col: crossed.CrossedColumn) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(k, str):
       is_string = _raw_kind(ctx.require(k, col)) == 'string'
       p = ctx.parsed(k, string_kind(col.hashing) if is_string else 'int64', col)

@@ -8,8 +8,10 @@ Layout of one export (format version `FORMAT_VERSION`):
     functions/NN_<name>.jaxexport   one serialized `jax.export.Exported` per signature:
                                 `f(variables, device_features) -> {output: array}`, batch symbolic
     columns.json                the feature columns (host stage), when the model has them
-  signature.json's `parsing` (optional) holds the tf.Example parse spec of a parsing export
     assets/                     vocabulary files the columns read
+
+`signature.json`'s `parsing` holds the tf.Example parse spec of an export made with
+`build_parsing_serving_input_fn` (null otherwise).
 
 The directory is written under a temporary name in `export_dir_base` and renamed when complete, so
 a reader never sees a partial export; earlier exports are kept.

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 BYTES, FLOAT, INT64 = 1, 2, 3  # Feature.kind field numbers (0: no value)
-_PAD = 16  # zero bytes after the buffer, so a varint read never runs off the end
+_PAD = 16  # > the longest varint (10 bytes)
 
 
 class Unsupported(Exception):
@@ -205,7 +205,9 @@ def collect(serialized: list[bytes], keys: list[str]) -> dict[str, tuple[np.ndar
   """
   n, n_keys = len(serialized), len(keys)
   lens = np.fromiter(map(len, serialized), np.int64, count=n)
-  buf = np.frombuffer(b''.join(serialized) + bytes(_PAD), np.uint8)
+  # zero bytes after the data, so varint and key reads never run off the end
+  pad = _PAD + max(len(k.encode('utf-8')) for k in keys)
+  buf = np.frombuffer(b''.join(serialized) + bytes(pad), np.uint8)
   ends = np.cumsum(lens)
   ex = _walk(buf, ends - lens, ends)
   feats = ex.select(1, 2)          # Example.features (several occurrences merge, as protobuf)

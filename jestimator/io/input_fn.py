@@ -82,7 +82,8 @@ class _Window:
   """Up to `size` consecutive records of one file, in emission order."""
 
   def __init__(self, records: list[bytes], next_offset: int, next_index: int, eof: bool):
-    self.records, self.next_offset, self.next_index, self.eof = records, next_offset, next_index, eof
+    self.records, self.eof = records, eof
+    self.next_offset, self.next_index = next_offset, next_index
 
 
 class TFRecordIterator:

@@ -1,8 +1,8 @@
 """TFRecord files: reading (every record's masked CRC32C checked) and writing, plain or GZIP.
 
-A TFRecord file is a sequence of records, each
+A TFRecord file is a sequence of records, each (integers little endian)
 
-    uint64 length (little endian) | uint32 masked_crc32c(length bytes) | data | uint32 masked_crc32c(data)
+    uint64 length | uint32 masked_crc32c(length bytes) | data | uint32 masked_crc32c(data)
 
 with `masked_crc32c(x) = ((c >> 15) | (c << 17)) + 0xA282EAD8 (mod 2**32)`, `c = crc32c(x)`. A
 GZIP file is such a stream compressed with gzip (TF's `compression_type='GZIP'`). CRC32C comes from
@@ -50,7 +50,21 @@ def _open(path: str, mode: str, compression: str | None) -> BinaryIO:
   return open(path, mode)
 
 
-class TFRecordReader:
+class _File:
+  """A context manager closing `self._f`."""
+  _f: BinaryIO
+
+  def close(self) -> None:
+    self._f.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+class TFRecordReader(_File):
   """Reads the records of one file in order; `offset` is the position (in the uncompressed
   stream) of the next record, and `seek(offset)` returns there, so a reader can resume.
 
@@ -95,15 +109,6 @@ class TFRecordReader:
     self.index += 1
     return data
 
-  def close(self) -> None:
-    self._f.close()
-
-  def __enter__(self) -> TFRecordReader:
-    return self
-
-  def __exit__(self, *exc) -> None:
-    self.close()
-
 
 def tfrecord_iterator(path: str, compression: str | None = None) -> Iterator[bytes]:
   """Yields the records of a TFRecord file (as `tf.compat.v1.io.tf_record_iterator`).
@@ -117,7 +122,7 @@ def tfrecord_iterator(path: str, compression: str | None = None) -> Iterator[byt
       yield record
 
 
-class TFRecordWriter:
+class TFRecordWriter(_File):
   """Writes records to a TFRecord file (as `tf.io.TFRecordWriter`); a context manager.
 
   Example::
@@ -139,12 +144,3 @@ class TFRecordWriter:
     length = struct.pack('<Q', len(record))
     self._f.write(length + struct.pack('<I', masked_crc32c(length)) + record +
                   struct.pack('<I', masked_crc32c(record)))
-
-  def close(self) -> None:
-    self._f.close()
-
-  def __enter__(self) -> TFRecordWriter:
-    return self
-
-  def __exit__(self, *exc) -> None:
-    self.close()

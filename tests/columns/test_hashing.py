@@ -1,4 +1,4 @@
-"""The stable 64-bit fingerprints and crossing hashes (legacy formula here; TF's in test_tf_hashing)."""
+"""The legacy 64-bit fingerprint and crossing hash (TF's hashing: test_tf_hashing.py)."""
 from __future__ import annotations
 
 import json

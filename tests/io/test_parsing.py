@@ -215,3 +215,11 @@ def test_parse_errors_name_the_feature_and_record():
 def test_empty_batch():
   got = jio.parse_example([], SPEC)
   assert got['f'].shape == (0, 2) and got['v'].shape == (0,)
+
+
+def test_entry_without_value_at_the_end_of_the_batch():
+  key = 'k' * 40  # longer than the padding a varint read needs
+  record = field(1, 2, field(1, 2, field(1, 2, key.encode())))  # a map entry with a key only
+  got = jio.parse_example([record], {key: jio.VarLenFeature('int64'),
+                                     'x': jio.FixedLenFeature([], 'float32', 2.5)})
+  assert [v.tolist() for v in got[key]] == [[]] and got['x'].tolist() == [2.5]

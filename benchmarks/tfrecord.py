@@ -109,13 +109,10 @@ def main(argv=None) -> dict:
   if hasattr(os, 'sched_setaffinity'):
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
   train, _ = adult.load()
-  import farmhash
-  import google.protobuf
-  import google_crc32c
+  from importlib import metadata
   machine = _machine.machine_info()
-  machine['versions'].update({'protobuf': google.protobuf.__version__,
-                              'pyfarmhash': getattr(farmhash, '__version__', '0.5.1?'),
-                              'google-crc32c': getattr(google_crc32c, '__version__', '?')})
+  machine['versions'].update({p: metadata.version(p) for p in ('protobuf', 'pyfarmhash',
+                                                                'google-crc32c', 'pandas')})
   machine.update(cores_used=1, load_average_1min=round(os.getloadavg()[0], 2))
   result = {
       'benchmark': 'TF-compatible data path: hashing, TFRecord reading, tf.Example parsing',

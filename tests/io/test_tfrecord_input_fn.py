@@ -159,3 +159,19 @@ def test_errors(tmp_path):
   with pytest.raises(ValueError, match='hold no records'):
     next(iter(jio.tfrecord_input_fn(str(empty), SPEC, num_epochs=None)()))
   assert list(jio.tfrecord_input_fn(str(empty), SPEC)()) == []
+
+
+def test_records_are_parsed_off_the_training_thread(tmp_path, monkeypatch):
+  import threading
+  from jestimator.io import parsing
+  pattern = tr.write_files(str(tmp_path), 64, 1)
+  threads = []
+  real = parsing.parse_example
+
+  def spy(serialized, features):
+    threads.append(threading.current_thread().name)
+    return real(serialized, features)
+
+  monkeypatch.setattr(parsing, 'parse_example', spy)
+  tr.estimator(str(tmp_path / 'm')).train(tr.input_fn(pattern, num_epochs=1), max_steps=2)
+  assert threads and threading.main_thread().name not in threads, threads

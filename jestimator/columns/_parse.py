@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover
 
 _LISTS = (list, tuple, np.ndarray)
 ABSENT_INT = np.iinfo(np.int64).min  # value of a None / NaN integer (never a real id or -1)
+_DEDUP_MIN = 512  # str arrays at least this long are deduplicated before FarmHash
 
 
 @dataclasses.dataclass
@@ -162,6 +163,9 @@ def flat_strings(key: str, flat: np.ndarray, what: str,
   `hashing_fn`: 'tf' or 'legacy' (see `jestimator.columns.hashing`).
   """
   kind = flat.dtype.kind
+  if kind in 'US' and hashing_fn == 'tf' and _pd is not None and flat.size >= _DEDUP_MIN:
+    # FarmHash is one C call per value: hash only the distinct values (pandas' hash table)
+    return _object_strings(key, flat.astype(object), what, hashing_fn)
   if kind in 'US':
     fp = hashing.fingerprint_strings(flat, hashing_fn)
     # '' is the only string with this fingerprint (up to 2**-64), so no string compare is needed

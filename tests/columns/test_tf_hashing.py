@@ -108,3 +108,16 @@ def test_hashing_argument_is_checked():
        'dtype': 'string', 'hashing': 'md5'}]})
   with pytest.raises(ValueError, match='serialised HashedCategoricalColumn.*hashing'):
     fc.from_json(bad)
+
+
+@pytest.mark.parametrize('encode', [False, True])
+def test_long_str_and_bytes_arrays_hash_like_tf(encode):
+  # long arrays take the deduplicating path; str and UTF-8 bytes give TF's buckets alike
+  fx = tf_fixtures.load('hash_bucket.json')
+  strings = np.array(fx['strings'] * 10)
+  values = np.char.encode(strings, 'utf-8') if encode else strings
+  assert values.size >= 2000 and values.dtype.kind == ('S' if encode else 'U')
+  got = ids(fc.categorical_column_with_hash_bucket('s', 1000), {'s': values})[:, 0]
+  want = [b if k else -1 for b, k in zip(fx['buckets']['1000']['strings'],
+                                         fx['column_row_sums']['strings'])] * 10
+  assert got.tolist() == want

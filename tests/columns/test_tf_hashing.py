@@ -121,3 +121,9 @@ def test_long_str_and_bytes_arrays_hash_like_tf(encode):
   want = [b if k else -1 for b, k in zip(fx['buckets']['1000']['strings'],
                                          fx['column_row_sums']['strings'])] * 10
   assert got.tolist() == want
+
+
+def test_analyze_keeps_the_hashing_of_a_vocabulary_column():
+  col = fc.categorical_column_with_vocabulary_list('v', None, num_oov_buckets=3, hashing='legacy')
+  (done,) = fc.analyze([col], {'v': np.array(['a', 'b', 'a'])})
+  assert done.vocabulary_list == ('a', 'b') and done.hashing == 'legacy'

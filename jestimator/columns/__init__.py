@@ -32,6 +32,7 @@ from jestimator.columns.embedding import (
 from jestimator.columns import keys
 from jestimator.columns.hashing import fingerprint_ints, fingerprint_strings
 from jestimator.columns.host import HostStage, host_stage, transform_features
+from jestimator.columns.parse_spec import make_parse_example_spec
 from jestimator.columns.numeric import (
     BucketizedColumn, NumericColumn, bucketized_column, numeric_column)
 from jestimator.columns.sequence import (
@@ -53,7 +54,7 @@ __all__ = [
     # layers and functions
     'DenseFeatures', 'LinearModel', 'SequenceFeatures', 'input_layer', 'transform_features',
     'host_stage', 'HostStage', 'analyze', 'to_json', 'from_json', 'fingerprint_strings',
-    'fingerprint_ints', 'keys',
+    'fingerprint_ints', 'keys', 'make_parse_example_spec',
     # column classes
     'FeatureColumn', 'DenseColumn', 'CategoricalColumn', 'SequenceColumn', 'NumericColumn',
     'BucketizedColumn', 'VocabularyListCategoricalColumn', 'VocabularyFileCategoricalColumn',

@@ -22,6 +22,8 @@ except ImportError:  # pragma: no cover
   _pd = None
 
 _LISTS = (list, tuple, np.ndarray)
+ABSENT_INT = np.iinfo(np.int64).min  # value of a None / NaN integer (never a real id or -1)
+_DEDUP_MIN = 512  # str arrays at least this long are deduplicated before FarmHash
 
 
 @dataclasses.dataclass
@@ -29,12 +31,22 @@ class Parsed:
   """A categorical-style feature padded to `[batch, width]`.
 
   `values`: uint64 fingerprints (strings), int64 (ints) or float32 (weights); `valid`: bool, False
-  for padding and missing values; `lengths`: `[batch]` raw entries per row for ragged input, else
-  None. `width` is a power of two (so varying widths compile only a few shapes).
+  for padding and missing values ('' / -1 / None / NaN); `lengths`: `[batch]` raw entries per row
+  for ragged input, else None. `width` is a power of two (so varying widths compile only a few
+  shapes). None / NaN hold 0 (strings) or `ABSENT_INT` (ints) and padding 0, so `present()` can
+  tell the missing-value markers '' and -1 from no value at all.
   """
   values: np.ndarray
   valid: np.ndarray
   lengths: np.ndarray | None
+
+  def present(self, empty_fingerprint: int) -> np.ndarray:
+    """Like `valid`, but '' (fingerprint `empty_fingerprint`) and -1 count as values.
+
+    TF crosses raw features as they are, so for a crossed column '' is a value like any other.
+    """
+    marker = np.uint64(empty_fingerprint) if self.values.dtype == np.uint64 else -1
+    return self.valid | (self.values == marker)
 
   def row_lengths(self) -> np.ndarray:
     """Entries per row: the ragged lengths, else the position of the last valid entry + 1."""
@@ -127,7 +139,8 @@ def _type_error(key: str, what: str, expected: str, bad) -> TypeError:
                    f'(e.g. {bad!r:.40})')
 
 
-def _object_strings(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _object_strings(key: str, flat: np.ndarray, what: str,
+                    hashing_fn: str) -> tuple[np.ndarray, np.ndarray]:
   codes, uniques = _factorize(flat)
   used = uniques if _pd is not None else uniques[codes >= 0]
   types = set(map(type, used))
@@ -138,19 +151,27 @@ def _object_strings(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, 
     uniques = np.array([u.decode('utf-8') if isinstance(u, bytes) else u for u in uniques],
                        dtype=object)
   u = uniques.astype(str) if uniques.size else np.zeros(1, '<U1')
-  fp = hashing.fingerprint_strings(u)[np.maximum(codes, 0)]
-  return fp, (codes >= 0) & (fp != np.uint64(hashing.EMPTY_FINGERPRINT))
+  fp = np.where(codes >= 0, hashing.fingerprint_strings(u, hashing_fn)[np.maximum(codes, 0)],
+                np.uint64(0))
+  return fp, (codes >= 0) & (fp != np.uint64(hashing.empty_fingerprint(hashing_fn)))
 
 
-def flat_strings(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-  """(uint64 fingerprints, valid) of a 1-D array of strings; '' / None / NaN are missing."""
+def flat_strings(key: str, flat: np.ndarray, what: str,
+                 hashing_fn: str = 'tf') -> tuple[np.ndarray, np.ndarray]:
+  """(uint64 fingerprints, valid) of a 1-D array of strings; '' / None / NaN are missing.
+
+  `hashing_fn`: 'tf' or 'legacy' (see `jestimator.columns.hashing`).
+  """
   kind = flat.dtype.kind
+  if kind in 'US' and hashing_fn == 'tf' and _pd is not None and flat.size >= _DEDUP_MIN:
+    # FarmHash is one C call per value: hash only the distinct values (pandas' hash table)
+    return _object_strings(key, flat.astype(object), what, hashing_fn)
   if kind in 'US':
-    fp = hashing.fingerprint_strings(flat)
+    fp = hashing.fingerprint_strings(flat, hashing_fn)
     # '' is the only string with this fingerprint (up to 2**-64), so no string compare is needed
-    return fp, fp != np.uint64(hashing.EMPTY_FINGERPRINT)
+    return fp, fp != np.uint64(hashing.empty_fingerprint(hashing_fn))
   if kind == 'O':
-    return _object_strings(key, flat, what)
+    return _object_strings(key, flat, what, hashing_fn)
   if flat.size == 0:
     return np.zeros(0, np.uint64), np.zeros(0, bool)
   raise TypeError(f"{what}: feature '{key}' holds {flat.dtype} values but the column expects "
@@ -166,11 +187,11 @@ def flat_ints(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.nda
     return v, v != -1
   if kind == 'f':
     ok = ~np.isnan(flat)
-    v = np.where(ok, flat, -1)
+    v = np.where(ok, flat, 0)
     if np.any(v != np.floor(v)):
       bad = flat[np.flatnonzero(v != np.floor(v))[0]]
       raise TypeError(f"{what}: feature '{key}' must hold integers, got the non-integral {bad!r}")
-    v = v.astype(np.int64)
+    v = np.where(ok, v.astype(np.int64), ABSENT_INT)
     return v, ok & (v != -1)
   if kind == 'O':
     codes, uniques = _factorize(flat)
@@ -180,7 +201,7 @@ def flat_ints(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.nda
         raise _type_error(key, what, 'integers (this column has dtype int64)', u)
     # without pandas, missing entries were filled with '' (their code is -1): map them to 0
     u = np.array([0 if isinstance(x, str) else int(x) for x in uniques] or [0], dtype=np.int64)
-    v = u[np.maximum(codes, 0)]
+    v = np.where(codes >= 0, u[np.maximum(codes, 0)], ABSENT_INT)
     return v, (codes >= 0) & (v != -1)
   if flat.size == 0:
     return np.zeros(0, np.int64), np.zeros(0, bool)

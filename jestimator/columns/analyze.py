@@ -111,7 +111,7 @@ def _vocabulary(col, counts, top_k, min_frequency) -> categorical.VocabularyList
     raise ValueError(f'{what}: default_value {col.default_value} is outside the analysed '
                      f'vocabulary of size {len(vocab)}')
   return categorical.VocabularyListCategoricalColumn(col.key, vocab, dtype, col.default_value,
-                                                     col.num_oov_buckets)
+                                                     col.num_oov_buckets, col.hashing)
 
 
 class _Moments:

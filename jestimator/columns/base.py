@@ -50,6 +50,12 @@ class FeatureColumn(abc.ABC):
         out.extend(x for x in v if isinstance(x, FeatureColumn))
     return tuple(out)
 
+  @property
+  def parse_example_spec(self) -> dict:
+    """`{key: FixedLenFeature | VarLenFeature}` this column reads from a tf.Example (as TF)."""
+    from jestimator.columns.parse_spec import column_parse_spec  # parse_spec imports this module
+    return column_parse_spec(self)
+
   def describe(self) -> str:
     """`<constructor> '<name>'`, for error messages."""
     return f"{getattr(self, '_tf_name', type(self).__name__)} '{self.name}'"

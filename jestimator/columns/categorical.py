@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jestimator.columns import base
+from jestimator.columns import base, hashing as hashing_lib
 
 
 def _check_oov(default_value: int | None, num_oov_buckets: int, size: int | None, what: str):
@@ -32,7 +32,8 @@ class VocabularyListCategoricalColumn(base.CategoricalColumn):
   """Ids from an in-memory vocabulary: the i-th entry is id i.
 
   Out-of-vocabulary values get `default_value` (-1 drops them) or, with `num_oov_buckets > 0`, an
-  id in `[len(vocabulary), len(vocabulary) + num_oov_buckets)` chosen by the stable string hash.
+  id in `[len(vocabulary), len(vocabulary) + num_oov_buckets)` chosen by the string hash
+  (`hashing`: 'tf' is TF's bucket, 'legacy' jestimator's older hash; see `columns.hashing`).
   `vocabulary_list=None` means `analyze()` will fill it from data.
   """
   key: str
@@ -40,6 +41,7 @@ class VocabularyListCategoricalColumn(base.CategoricalColumn):
   dtype: str | None = None
   default_value: int = -1
   num_oov_buckets: int = 0
+  hashing: str = 'tf'
 
   _tf_name = 'categorical_column_with_vocabulary_list'
 
@@ -105,21 +107,26 @@ def _normalise_vocab(vocabulary_list: Sequence[Any], dtype: Any, what: str) -> t
 
 def categorical_column_with_vocabulary_list(
     key: str, vocabulary_list: Sequence[Any] | None, dtype: Any = None, default_value: int = -1,
-    num_oov_buckets: int = 0) -> VocabularyListCategoricalColumn:
+    num_oov_buckets: int = 0, hashing: str = 'tf') -> VocabularyListCategoricalColumn:
   """Maps values of feature `key` to their index in `vocabulary_list` (as TF).
+
+  `hashing` picks the OOV-bucket hash ('tf': TF's buckets; 'legacy': jestimator's older hash).
 
   Example: `categorical_column_with_vocabulary_list('gender', ['Female', 'Male'])`;
   `categorical_column_with_vocabulary_list('relationship', None)` is filled by `analyze()`.
   """
   base.check_key(key, 'categorical_column_with_vocabulary_list')
   what = f"categorical_column_with_vocabulary_list '{key}'"
+  hashing_lib.check_hashing(hashing, what)
   if vocabulary_list is None:
     d = None if dtype is None else base.categorical_dtype(dtype, f'{what}: dtype')
     _check_oov(default_value, num_oov_buckets, None, what)
-    return VocabularyListCategoricalColumn(key, None, d, int(default_value), int(num_oov_buckets))
+    return VocabularyListCategoricalColumn(key, None, d, int(default_value), int(num_oov_buckets),
+                                           hashing)
   vocab, d = _normalise_vocab(vocabulary_list, dtype, what)
   _check_oov(default_value, num_oov_buckets, len(vocab), what)
-  return VocabularyListCategoricalColumn(key, vocab, d, int(default_value), int(num_oov_buckets))
+  return VocabularyListCategoricalColumn(key, vocab, d, int(default_value), int(num_oov_buckets),
+                                         hashing)
 
 
 @functools.lru_cache(maxsize=64)
@@ -149,6 +156,7 @@ class VocabularyFileCategoricalColumn(base.CategoricalColumn):
   dtype: str = 'string'
   default_value: int | None = None
   num_oov_buckets: int = 0
+  hashing: str = 'tf'
 
   _tf_name = 'categorical_column_with_vocabulary_file'
 
@@ -179,7 +187,7 @@ class VocabularyFileCategoricalColumn(base.CategoricalColumn):
 
 def categorical_column_with_vocabulary_file(
     key: str, vocabulary_file: str, vocabulary_size: int | None = None, dtype: Any = str,
-    default_value: int | None = None, num_oov_buckets: int = 0
+    default_value: int | None = None, num_oov_buckets: int = 0, hashing: str = 'tf'
 ) -> VocabularyFileCategoricalColumn:
   """Like the list version, with the vocabulary in a text file (one entry per line; as TF).
 
@@ -188,6 +196,7 @@ def categorical_column_with_vocabulary_file(
   """
   base.check_key(key, 'categorical_column_with_vocabulary_file')
   what = f"categorical_column_with_vocabulary_file '{key}'"
+  hashing_lib.check_hashing(hashing, what)
   if not isinstance(vocabulary_file, (str, os.PathLike)) or not str(vocabulary_file):
     raise ValueError(f'{what}: vocabulary_file must be a path, got {vocabulary_file!r}')
   vocabulary_file = os.fspath(vocabulary_file)
@@ -202,7 +211,7 @@ def categorical_column_with_vocabulary_file(
   _check_oov(default_value, num_oov_buckets, vocabulary_size, what)
   col = VocabularyFileCategoricalColumn(key, vocabulary_file, vocabulary_size, d,
                                         None if default_value is None else int(default_value),
-                                        int(num_oov_buckets))
+                                        int(num_oov_buckets), hashing)
   vocab = col.vocabulary()
   if len(set(vocab)) != len(vocab):
     raise ValueError(f'{what}: {vocabulary_file!r} has duplicate entries')
@@ -246,10 +255,14 @@ def categorical_column_with_identity(key: str, num_buckets: int,
 
 @dataclasses.dataclass(frozen=True)
 class HashedCategoricalColumn(base.CategoricalColumn):
-  """Ids `fingerprint(value) % hash_bucket_size` (see `jestimator.columns.hashing`)."""
+  """Ids `fingerprint(value) % hash_bucket_size` (see `jestimator.columns.hashing`).
+
+  `hashing='tf'`: TF's `to_hash_bucket_fast` buckets exactly; `'legacy'`: jestimator's older hash.
+  """
   key: str
   hash_bucket_size: int
   dtype: str = 'string'
+  hashing: str = 'tf'
 
   _tf_name = 'categorical_column_with_hash_bucket'
 
@@ -262,9 +275,12 @@ class HashedCategoricalColumn(base.CategoricalColumn):
     return self.hash_bucket_size
 
 
-def categorical_column_with_hash_bucket(key: str, hash_bucket_size: int,
-                                        dtype: Any = str) -> HashedCategoricalColumn:
+def categorical_column_with_hash_bucket(key: str, hash_bucket_size: int, dtype: Any = str,
+                                        hashing: str = 'tf') -> HashedCategoricalColumn:
   """Hashes values of `key` into `hash_bucket_size` buckets (integers hash as decimal strings).
+
+  With the default `hashing='tf'` the buckets are TF's exactly ('' and -1 are missing values, as
+  in TF); `hashing='legacy'` keeps the buckets of models made before TF compatibility.
 
   Example: `categorical_column_with_hash_bucket('occupation', 1000)`.
   """
@@ -273,7 +289,8 @@ def categorical_column_with_hash_bucket(key: str, hash_bucket_size: int,
   size = base.check_positive_int(hash_bucket_size, f'{what}: hash_bucket_size')
   if size < 2:
     raise ValueError(f'{what}: hash_bucket_size must be > 1, got {size}')
-  return HashedCategoricalColumn(key, size, base.categorical_dtype(dtype, f'{what}: dtype'))
+  return HashedCategoricalColumn(key, size, base.categorical_dtype(dtype, f'{what}: dtype'),
+                                 hashing_lib.check_hashing(hashing, what))
 
 
 @dataclasses.dataclass(frozen=True)

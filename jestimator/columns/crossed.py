@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from jestimator.columns import base
+from jestimator.columns import base, hashing as hashing_lib
 from jestimator.columns.categorical import HashedCategoricalColumn, WeightedCategoricalColumn
 
 DEFAULT_HASH_KEY = 0xDECAFCAFFE  # TF's default
@@ -17,11 +17,14 @@ class CrossedColumn(base.CategoricalColumn):
   An input is a raw feature key (its strings are fingerprinted; integers enter as they are) or a
   categorical column (its ids enter as they are). Nested crosses are flattened into their inputs.
   The cross is computed on the host (it needs 64-bit integer arithmetic, which JAX disables by
-  default); see `jestimator.columns.hashing` for the exact hash.
+  default); see `jestimator.columns.hashing` for the exact hash (`hashing='tf'`: TF's ids and their
+  order, where '' and -1 in a raw key are values like any other, as in TF; `'legacy'`: jestimator's
+  older hash, where they are missing).
   """
   keys: tuple[str | base.CategoricalColumn, ...]
   hash_bucket_size: int
   hash_key: int | None = None
+  hashing: str = 'tf'
 
   _tf_name = 'crossed_column'
 
@@ -40,10 +43,11 @@ class CrossedColumn(base.CategoricalColumn):
 
 
 def crossed_column(keys: Sequence[str | base.CategoricalColumn], hash_bucket_size: int,
-                   hash_key: int | None = None) -> CrossedColumn:
+                   hash_key: int | None = None, hashing: str = 'tf') -> CrossedColumn:
   """Crosses raw string/int features and categorical columns (as `tf.feature_column.crossed_column`).
 
   Hashed categorical columns cannot be crossed (cross their key instead, as TF requires).
+  `hashing='legacy'` keeps the ids of models made before TF compatibility.
 
   Example: `crossed_column(['education', 'occupation'], hash_bucket_size=10_000)` or
   `crossed_column([age_buckets, 'education', 'occupation'], hash_bucket_size=1_000_000)`.
@@ -78,4 +82,4 @@ def crossed_column(keys: Sequence[str | base.CategoricalColumn], hash_bucket_siz
   if hash_key is not None and (isinstance(hash_key, bool) or not isinstance(hash_key, int)
                                or not 0 <= hash_key < 2 ** 64):
     raise ValueError(f'{what}: hash_key must be an int in [0, 2**64), got {hash_key!r}')
-  return CrossedColumn(tuple(flat), size, hash_key)
+  return CrossedColumn(tuple(flat), size, hash_key, hashing_lib.check_hashing(hashing, what))

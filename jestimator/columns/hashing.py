@@ -1,9 +1,18 @@
-"""A stable, vectorised 64-bit fingerprint of strings and integers, and the crossing hash.
+"""Stable 64-bit fingerprints of strings and integers, and the crossing hash, in two flavours.
 
-TF uses FarmHash `Fingerprint64` for hash buckets and `FingerprintCat64` for crosses. We do not
-reproduce FarmHash bit for bit; what matters (and what the tests check) is that the fingerprint is
-the same in every process, on every machine and under every `PYTHONHASHSEED` (Python's `hash` is
-never used), and that buckets are uniform. The definition, fixed forever:
+`hashing='tf'` (the default of every column): exactly TF 2.x. A string's fingerprint is FarmHash
+`Fingerprint64` of its UTF-8 bytes (what `tf.strings.to_hash_bucket_fast` and the hash-bucket and
+vocabulary-OOV lookups use; FarmHash comes from the `pyfarmhash` package), an integer hashes as its
+decimal string (TF's `as_string`), and a cross folds the inputs' fingerprints (strings) or raw
+values (integer ids) into `hash_key` with `FingerprintCat64`, as `tf.sparse.cross_hashed` does:
+
+  FingerprintCat64(a, b) = shift_mix(shift_mix(((a ^ K) ^ (shift_mix(b * K) * K)) * K) * K),
+  K = 0xC6A4A7935BD1E995,  shift_mix(v) = v ^ (v >> 47)   (all mod 2**64)
+
+`hashing='legacy'`: jestimator's own fingerprint before TF compatibility, kept so models trained and
+exported with it keep their buckets (a serialised column without a `hashing` field is legacy). Both
+are the same in every process and machine and under every `PYTHONHASHSEED` (Python's `hash` is
+never used). The legacy definition, fixed forever:
 
   string fingerprint(s):
     c_0 .. c_{n-1}  = the Unicode code points of s (UTF-32), plus one 0 if n is odd
@@ -19,14 +28,18 @@ never used), and that buckets are uniform. The definition, fixed forever:
   cross(hash_key, f_1, ..., f_k):  h = hash_key;  h = fmix64(h ^ (fmix64(f_i) + GOLDEN + (h << 6)
   + (h >> 2))) for each input in order;  bucket = h % hash_bucket_size.
 
-All arithmetic is numpy uint64 over a whole batch (chunked so temporaries stay in cache); there is
-no per-row Python loop.
+The legacy hash and both crosses are numpy uint64 arithmetic over a whole batch (chunked so
+temporaries stay in cache). FarmHash runs in C, one call per distinct string driven by `map` (no
+Python bytecode per value); callers deduplicate object columns first.
 """
 from __future__ import annotations
 
 import functools
 
+import farmhash
 import numpy as np
+
+HASHINGS = ('tf', 'legacy')
 
 GOLDEN = 0x9E3779B97F4A7C15
 SEED = 0x6A09E667F3BCC908  # first 64 bits of sqrt(2)'s fractional part
@@ -107,44 +120,92 @@ def _codepoints(values: np.ndarray) -> np.ndarray:
   return raw.astype(np.uint32)
 
 
-def fingerprint_strings(values: np.ndarray) -> np.ndarray:
+def _farmhash(flat: np.ndarray) -> np.ndarray:
+  """FarmHash Fingerprint64 of the UTF-8 bytes of each entry of a flat str/bytes array."""
+  # tolist() gives str (hashed as UTF-8 by pyfarmhash) or bytes; numpy strips trailing NULs, which
+  # a fixed-width array cannot tell from padding anyway
+  return np.fromiter(map(farmhash.fingerprint64, flat.tolist()), np.uint64, count=flat.shape[0])
+
+
+def check_hashing(hashing: str, what: str) -> str:
+  """`hashing` if it is one of `HASHINGS`, else a ValueError naming `what`."""
+  if hashing not in HASHINGS:
+    raise ValueError(f"{what}: hashing must be one of {HASHINGS} ('tf': TF's FarmHash buckets; "
+                     f"'legacy': jestimator's pre-TF-compatible hash), got {hashing!r}")
+  return hashing
+
+
+def fingerprint_strings(values: np.ndarray, hashing: str = 'tf') -> np.ndarray:
   """Stable 64-bit fingerprints of a str (`U`) or bytes (`S`) array of any shape (same shape out).
 
-  Example: `fingerprint_strings(np.array(['a', 'b']))` gives two uint64 values that every process
-  reproduces. The empty string maps to `EMPTY_FINGERPRINT`.
+  `hashing='tf'`: FarmHash `Fingerprint64` of the UTF-8 bytes, so
+  `fingerprint_strings(np.array(['hello'])) % 1000 == 296` exactly as
+  `tf.strings.to_hash_bucket_fast('hello', 1000)`; `'legacy'`: the formula in the module docstring.
+  The empty string maps to `empty_fingerprint(hashing)`.
   """
   values = np.asarray(values)
   if values.dtype.kind not in 'US':
     raise TypeError(f'fingerprint_strings takes a str or bytes array, got dtype {values.dtype}')
   flat = values.reshape(-1)
+  if check_hashing(hashing, 'fingerprint_strings') == 'tf':
+    return _farmhash(flat).reshape(values.shape)
   return _fingerprint_codepoints(_codepoints(flat)).reshape(values.shape)
 
 
-def fingerprint_ints(values: np.ndarray) -> np.ndarray:
+def fingerprint_ints(values: np.ndarray, hashing: str = 'tf') -> np.ndarray:
   """Fingerprints of integers, computed on their decimal strings (as TF's `as_string`)."""
   values = np.asarray(values)
   if values.dtype.kind not in 'iub':
     raise TypeError(f'fingerprint_ints takes an integer array, got dtype {values.dtype}')
-  return fingerprint_strings(values.astype(np.int64).astype(str))
+  return fingerprint_strings(values.astype(np.int64).astype(str), hashing)
 
 
-EMPTY_FINGERPRINT = int(fingerprint_strings(np.array([''], dtype='<U1'))[0])
+_EMPTY = {h: int(fingerprint_strings(np.array([''], dtype='<U1'), h)[0]) for h in HASHINGS}
 
 
-def cross_fingerprints(hash_key: int, inputs: list[np.ndarray]) -> np.ndarray:
+def empty_fingerprint(hashing: str = 'tf') -> int:
+  """The fingerprint of '' (a missing value for hash-bucket and vocabulary columns)."""
+  return _EMPTY[hashing]
+
+
+_K_MUL = _U64(0xC6A4A7935BD1E995)
+_S47 = _U64(47)
+
+
+def _shift_mix(v: np.ndarray) -> np.ndarray:
+  v ^= v >> _S47
+  return v
+
+
+def cross_fingerprints(hash_key: int, inputs: list[np.ndarray], hashing: str = 'tf') -> np.ndarray:
   """Combines per-input uint64 arrays (broadcast together) into one uint64 array, in input order.
 
   An input is a string fingerprint, or the raw value of an integer id (two's complement).
+  `'tf'` folds with FarmHash's `FingerprintCat64` (as `tf.sparse.cross_hashed`); `'legacy'` with
+  the formula in the module docstring.
   """
+  legacy = check_hashing(hashing, 'cross_fingerprints') == 'legacy'
   shape = np.broadcast_shapes(*(x.shape for x in inputs))
   h = np.full(shape, hash_key & 0xFFFFFFFFFFFFFFFF, np.uint64)
   for x in inputs:
-    f = fmix64(np.array(x, dtype=np.uint64, copy=True))
-    f += _GOLDEN
-    f = f + (h << _S6)
-    f += h >> _S2
-    h ^= f
-    fmix64(h)
+    f = np.array(x, dtype=np.uint64, copy=True)
+    if legacy:
+      fmix64(f)
+      f += _GOLDEN
+      f = f + (h << _S6)
+      f += h >> _S2
+      h ^= f
+      fmix64(h)
+      continue
+    f *= _K_MUL
+    _shift_mix(f)
+    f *= _K_MUL
+    h ^= _K_MUL
+    h = h ^ f  # broadcasts h up to the inputs' shape
+    h *= _K_MUL
+    _shift_mix(h)
+    h *= _K_MUL
+    _shift_mix(h)
   return h
 
 

@@ -25,9 +25,12 @@ class _VocabTable:
     self.size = len(vocab)
     self.default = -1 if col.default_value is None else col.default_value
     self.oov = col.num_oov_buckets
+    self.hashing = col.hashing
     self.is_string = dtype == 'string'
+    # string values are looked up by the fingerprint the OOV buckets need, so one parse serves both
+    self.kind = string_kind(col.hashing) if self.is_string else 'int64'
     if self.is_string:
-      k = hashing.fingerprint_strings(np.array(vocab, dtype=str))
+      k = hashing.fingerprint_strings(np.array(vocab, dtype=str), col.hashing)
     else:
       k = np.array(vocab, dtype=np.int64)
     order = np.argsort(k, kind='stable')
@@ -45,7 +48,7 @@ class _VocabTable:
     if self.oov:
       if miss.any():
         v = values[miss]
-        fp = v if self.is_string else hashing.fingerprint_ints(v)
+        fp = v if self.is_string else hashing.fingerprint_ints(v, self.hashing)
         ids[miss] = self.size + (fp % np.uint64(self.oov)).astype(np.int32)
     else:
       ids[miss] = self.default
@@ -98,9 +101,8 @@ class _Ctx:
     return self.batch[1]
 
   def parsed(self, key: str, kind: str, col: base.FeatureColumn) -> _parse.Parsed:
-    """`kind`: 'string' (fingerprints), 'int64' or 'float32'."""
-    fn = {'string': _parse.flat_strings, 'int64': _parse.flat_ints,
-          'float32': _parse.flat_floats}[kind]
+    """`kind`: 'string' / 'string_legacy' (fingerprints: `string_kind`), 'int64' or 'float32'."""
+    fn = _PARSERS[kind]
     return self.memo(('parsed', key, kind), lambda: _parse.parse_multi(
         key, self.require(key, col), col.describe(), fn))
 
@@ -117,6 +119,16 @@ class _Ctx:
   def ids(self, col: base.CategoricalColumn) -> _parse.Parsed:
     """Ids of a host-id column, with the raw feature's validity and lengths."""
     return self.memo(('ids', col), lambda: self.stage._compute_ids(self, col))
+
+
+_PARSERS = {'string': _parse.flat_strings,
+            'string_legacy': functools.partial(_parse.flat_strings, hashing_fn='legacy'),
+            'int64': _parse.flat_ints, 'float32': _parse.flat_floats}
+
+
+def string_kind(hashing_fn: str) -> str:
+  """The parse kind of string values fingerprinted with `hashing_fn` ('tf' or 'legacy')."""
+  return 'string' if hashing_fn == 'tf' else 'string_legacy'
 
 
 def _raw_kind(arr: np.ndarray) -> str:
@@ -249,21 +261,25 @@ class HostStage:
         ids = np.where(ok, np.where((v >= 0) & (v < n), v, col.default_value), -1)
       return _parse.Parsed(ids.astype(np.int32), ok, p.lengths)
     if isinstance(col, categorical.HashedCategoricalColumn):
-      p = ctx.parsed(col.key, col.dtype, col)
-      fp = p.values if col.dtype == 'string' else hashing.fingerprint_ints(p.values)
+      is_string = col.dtype == 'string'
+      p = ctx.parsed(col.key, string_kind(col.hashing) if is_string else col.dtype, col)
+      fp = p.values if is_string else hashing.fingerprint_ints(p.values, col.hashing)
       ids = (fp % np.uint64(col.hash_bucket_size)).astype(np.int32)
       ids[~p.valid] = -1
       return _parse.Parsed(ids, p.valid, p.lengths)
     table = self._tables[col]
-    p = ctx.parsed(col.key, 'string' if table.is_string else 'int64', col)
+    p = ctx.parsed(col.key, table.kind, col)
     return _parse.Parsed(table.lookup(p.values, p.valid), p.valid, p.lengths)
 
-  def _cross_input(self, ctx: _Ctx, k, col) -> tuple[np.ndarray, np.ndarray]:
+  def _cross_input(self, ctx: _Ctx, k,
+                   col: crossed.CrossedColumn) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(k, str):
-      kind = _raw_kind(ctx.require(k, col))
-      p = ctx.parsed(k, kind, col)
-      v = p.values if kind == 'string' else hashing.as_uint64(p.values)
-      return v, p.valid
+      is_string = _raw_kind(ctx.require(k, col)) == 'string'
+      p = ctx.parsed(k, string_kind(col.hashing) if is_string else 'int64', col)
+      v = p.values if is_string else hashing.as_uint64(p.values)
+      if col.hashing == 'legacy':
+        return v, p.valid
+      return v, p.present(hashing.empty_fingerprint('tf'))
     if isinstance(k, numeric.BucketizedColumn):
       x = np.asarray(k.source_column.normalize(ctx.numeric(k.source_column)), np.float32)
       b = np.searchsorted(k.boundaries_f32(), x.reshape(x.shape[0], k.source_column.output_dim),
@@ -281,7 +297,7 @@ class HostStage:
       shape = (b,) + (1,) * i + (v.shape[1],) + (1,) * (n - i - 1)
       vals.append(v.reshape(shape))
       valid = valid & ok.reshape(shape)
-    h = hashing.cross_fingerprints(col.effective_hash_key, vals)
+    h = hashing.cross_fingerprints(col.effective_hash_key, vals, col.hashing)
     width = int(np.prod(h.shape[1:]))
     ids = (h % np.uint64(col.hash_bucket_size)).astype(np.int32).reshape(b, width)
     valid = np.broadcast_to(valid, h.shape).reshape(b, width)
@@ -342,6 +358,32 @@ class HostStage:
     accept a list of values per example. A key named only in a crossed column defaults to 'string'.
     """
     return {k: dict(v, shape=list(v['shape'])) for k, v in sorted(self._signature.items())}
+
+  def _hashing_columns(self) -> dict[str, str]:
+    """`{name: hashing}` of the columns whose ids depend on the string hash."""
+    return {c.name: c.hashing for c in base.walk(self.feature_columns)
+            if isinstance(c, (categorical.HashedCategoricalColumn, crossed.CrossedColumn)) or
+            (getattr(c, 'num_oov_buckets', 0) and hasattr(c, 'hashing'))}
+
+  def checkpoint_record(self) -> dict[str, Any]:
+    """What a checkpoint stores about this stage: the hash each hashing column uses (JSON)."""
+    return {'hashing': self._hashing_columns()}
+
+  def check_checkpoint_record(self, record: Mapping[str, Any] | None, where: str) -> None:
+    """Refuses to restore a checkpoint whose columns hashed otherwise (their buckets would move).
+
+    `record`: what `checkpoint_record` saved, or None for a checkpoint written before records
+    existed, whose hashing columns all used the legacy hash.
+    """
+    saved = {} if record is None else dict(record.get('hashing') or {})
+    for name, now in self._hashing_columns().items():
+      was = saved.get(name, 'legacy' if record is None else now)
+      if was != now:
+        why = (' (it was written before jestimator hashed like TF)' if record is None else '')
+        raise ValueError(
+            f"{where}: column '{name}' was trained with hashing={was!r}{why} but is now "
+            f"hashing={now!r}, which would move its hash buckets; create it with "
+            f"hashing={was!r} to use this checkpoint, or train in a new model_dir")
 
   def to_json(self) -> str:
     """The columns as JSON (`jestimator.columns.to_json`)."""

@@ -4,6 +4,10 @@ Format: `{"format": "jestimator.feature_columns", "version": 1, "columns": [...]
 column is `{"column": "<ClassName>", <field>: <value>, ...}`; nested columns nest, tuples become
 lists. `from_json(to_json(cols)) == cols` exactly (floats round-trip through `repr`).
 Columns holding Python callables (`normalizer_fn`, `initializer`) cannot be serialised.
+
+The `hashing` field of hashing columns is written only when it is not 'legacy', and a column read
+without it is 'legacy': documents written before TF-compatible hashing existed keep their buckets
+(and their digests, so their host output keys), and no saved model silently changes buckets.
 """
 from __future__ import annotations
 
@@ -13,9 +17,10 @@ import json
 import os
 from typing import Any, Iterable
 
-from jestimator.columns import base, categorical, crossed, embedding, numeric, sequence
+from jestimator.columns import base, categorical, crossed, embedding, hashing, numeric, sequence
 
 FORMAT = 'jestimator.feature_columns'
+_HASHING, _LEGACY = 'hashing', 'legacy'
 VERSION = 1
 
 _CLASSES = {c.__name__: c for c in (
@@ -60,7 +65,10 @@ def column_to_dict(column: base.FeatureColumn, strict: bool = True) -> dict[str,
     raise TypeError(f'cannot serialise {type(column).__name__}: not a jestimator feature column')
   out: dict[str, Any] = {'column': type(column).__name__}
   for f in dataclasses.fields(column):
-    out[f.name] = _encode(getattr(column, f.name), column, f.name, strict)
+    value = getattr(column, f.name)
+    if f.name == _HASHING and value == _LEGACY:
+      continue  # absent means legacy (see the module docstring)
+    out[f.name] = _encode(value, column, f.name, strict)
   return out
 
 
@@ -81,7 +89,11 @@ def column_from_dict(spec: dict[str, Any]) -> base.FeatureColumn:
   unknown = set(spec) - names - {'column'}
   if unknown:
     raise ValueError(f"serialised {spec['column']} has unknown fields {sorted(unknown)}")
-  return cls(**{k: _decode(v) for k, v in spec.items() if k != 'column'})
+  fields = {k: _decode(v) for k, v in spec.items() if k != 'column'}
+  if _HASHING in names:
+    fields[_HASHING] = hashing.check_hashing(fields.get(_HASHING, _LEGACY),
+                                             f"serialised {spec['column']}")
+  return cls(**fields)
 
 
 def to_json(columns: Iterable[base.FeatureColumn] | base.FeatureColumn,

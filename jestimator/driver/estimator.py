@@ -85,7 +85,8 @@ class Estimator:
     strategy = self._config.strategy or SingleDevice()
     self._compiled = CompiledModel(model, strategy, self._config.random_seed)
     self._store = StateStore(model_dir, self._config.keep_checkpoint_max, self._compiled,
-                             warm_start_lib.as_settings(warm_start_from))
+                             warm_start_lib.as_settings(warm_start_from),
+                             preprocessor.host_stage)
     self._pipeline = InputPipeline(preprocessor, strategy, model.takes_labels, model.params,
                                    self._config)
     # One event writer per directory, open across train / evaluate calls, flushed after each.

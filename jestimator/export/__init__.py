@@ -5,6 +5,7 @@
 - `load(path) -> ServedModel`: `.signatures`, `.predict(raw_features, signature)`; needs no model
   code.
 - `build_raw_serving_input_fn(feature_spec)`: the raw inputs of a model without feature columns.
+- `build_parsing_serving_input_fn(parse_spec)`: exports that take serialized tf.Examples.
 - `LatestExporter`, `BestExporter`, `FinalExporter`: exports for `train_and_evaluate`.
 - `python -m jestimator.serve --export_dir DIR`: a TF Serving compatible REST server.
 """
@@ -15,10 +16,13 @@ from jestimator.export.exporters import (BestExporter, Exporter, FinalExporter, 
                                          loss_smaller)
 from jestimator.export.served_model import (ServedModel, Signature, is_export, latest_export,
                                             load)
-from jestimator.export.serving_input import RawServingInput, build_raw_serving_input_fn
+from jestimator.export.serving_input import (ParsingServingInput, RawServingInput,
+                                             build_parsing_serving_input_fn,
+                                             build_raw_serving_input_fn)
 
 __all__ = [
     'BestExporter', 'Exporter', 'FORMAT_VERSION', 'FinalExporter', 'LatestExporter',
-    'RawServingInput', 'ServedModel', 'Signature', 'build_raw_serving_input_fn',
+    'ParsingServingInput', 'RawServingInput', 'ServedModel', 'Signature',
+    'build_parsing_serving_input_fn', 'build_raw_serving_input_fn',
     'export_estimator', 'is_export', 'latest_export', 'load', 'loss_smaller',
 ]

@@ -10,6 +10,9 @@ Layout of one export (format version `FORMAT_VERSION`):
     columns.json                the feature columns (host stage), when the model has them
     assets/                     vocabulary files the columns read
 
+`signature.json`'s `parsing` holds the tf.Example parse spec of an export made with
+`build_parsing_serving_input_fn` (null otherwise).
+
 The directory is written under a temporary name in `export_dir_base` and renamed when complete, so
 a reader never sees a partial export; earlier exports are kept.
 """
@@ -96,6 +99,7 @@ def export_estimator(est, export_dir_base: str, serving_input_fn: Callable | Non
       'jax_version': jax.__version__, 'platforms': platforms_done,
       'global_step': int(step), 'checkpoint_path': checkpoint_path,
       'inputs': raw_spec,
+      'parsing': _parsing_doc(serving_input_fn),
       'host_stage': {'columns': 'columns.json' if columns_doc else None,
                      'output_keys': list(host_stage.output_keys if host_stage else ())},
       'device_inputs': inputs_doc,
@@ -134,6 +138,15 @@ def _raw_spec(host_stage, serving_input_fn) -> dict[str, dict[str, Any]]:
     raise ValueError(f'serving_input_fn does not provide feature(s) {missing} that the feature '
                      f'columns read; it declares {sorted(spec)}')
   return spec
+
+
+def _parsing_doc(serving_input_fn) -> dict | None:
+  """The parse spec of a parsing serving input (`build_parsing_serving_input_fn`) as JSON."""
+  spec = si.parse_spec_of(serving_input_fn)
+  if spec is None:
+    return None
+  from jestimator.io import parsing
+  return parsing.spec_to_json(spec)
 
 
 def _checkpoint(est, checkpoint_path: str | None) -> str:

@@ -3,7 +3,8 @@
 A `ServedModel` rebuilds the host stage from `columns.json`, deserializes one `jax.export.Exported`
 per signature and keeps the variables on the device. `predict` runs: raw features (strings allowed)
 -> checks -> host stage (numpy) -> batch padded to a power of two (so a few compiled shapes serve
-every batch size) -> compiled program -> string outputs (class names) on the host.
+every batch size) -> compiled program -> string outputs (class names) on the host. An export made
+with `build_parsing_serving_input_fn` also takes serialized `tf.train.Example`s, parsed first.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from jestimator.export import serving_input as si
 from jestimator.export.artifact import FORMAT, FORMAT_VERSION
 
 _MAX_BUCKET = 1024
+EXAMPLES = 'examples'  # the single string input of a parsing signature (as TF's parsing receiver)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +34,8 @@ class Signature:
   Attributes:
     name: e.g. 'serving_default', 'classification', 'regression', 'predict'.
     method_name: TF Serving's method ('tensorflow/serving/classify', '.../regress', '.../predict').
-    inputs: `{key: {'dtype', 'shape', 'multivalent'}}`: the raw features (per-example shapes).
+    inputs: `{key: {'dtype', 'shape', 'multivalent'}}`: what a predict request gives (per-example
+      shapes): the raw features, or `{'examples': string}` for a parsing export.
     outputs: `{key: {'dtype', 'shape'}}` with shape `[-1, ...]` (-1: the batch).
     string_outputs: `{key: {'ids_key', 'vocabulary'}}`: outputs made on the host from ids.
   """
@@ -86,6 +89,7 @@ class ServedModel:
     global_step: the training step of the checkpoint it was exported from.
     signatures: `{name: Signature}`.
     inputs: the raw input spec shared by all signatures.
+    parse_spec: the tf.Example parse spec of a parsing export, else None.
   """
 
   def __init__(self, path: str):
@@ -97,6 +101,12 @@ class ServedModel:
     self.platforms = tuple(doc.get('platforms', ()))
     _check_platform(path, self.platforms)
     self.inputs = {k: dict(v) for k, v in doc['inputs'].items()}
+    self.parse_spec = None
+    request_inputs = self.inputs
+    if doc.get('parsing'):
+      from jestimator.io import parsing  # deferred: only parsing exports need protobuf
+      self.parse_spec = parsing.spec_from_json(doc['parsing'])
+      request_inputs = {EXAMPLES: {'dtype': si.STRING, 'shape': [], 'multivalent': False}}
     self._host, self._rename = self._host_stage(doc)
     self._device_inputs = doc['device_inputs']
     weights = _tensors.read(os.path.join(path, 'variables.safetensors'))
@@ -107,7 +117,7 @@ class ServedModel:
       with open(os.path.join(path, s['function']), 'rb') as f:
         exp = jax.export.deserialize(bytearray(f.read()))
       self._calls[name] = jax.jit(exp.call)
-      self.signatures[name] = Signature(name, s['method_name'], self.inputs, s['outputs'],
+      self.signatures[name] = Signature(name, s['method_name'], request_inputs, s['outputs'],
                                         s['string_outputs'])
 
   def __repr__(self) -> str:
@@ -121,7 +131,8 @@ class ServedModel:
 
     Args:
       raw_features: `{key: values}` with a leading batch dimension (lists or numpy arrays;
-        strings for string features). Keys beyond the model's inputs are ignored.
+        strings for string features). Keys beyond the model's inputs are ignored. A parsing
+        export also takes a list of serialized Examples (or `{'examples': [bytes, ...]}`).
       signature: a name in `signatures`.
 
     Returns:
@@ -138,7 +149,35 @@ class ServedModel:
             ) -> tuple[dict[str, np.ndarray], int]:
     """The validated raw features of `predict` and their batch size (no model run)."""
     self.signature(signature)
+    serialized = self._serialized(raw_features)
+    if serialized is not None:
+      raw_features = self.parse(serialized)
     return raw_lib.normalize(raw_features, self.inputs, host_parses=self._host is not None)
+
+  def parse(self, serialized) -> dict[str, np.ndarray]:
+    """Raw features of a batch of serialized Examples, parsed with the export's parse spec."""
+    if self.parse_spec is None:
+      raise ValueError(f'{self.path!r} takes raw features, not serialized Examples: export with '
+                       'serving_input_fn=jestimator.export.build_parsing_serving_input_fn(spec) '
+                       'to serve Examples')
+    from jestimator.io import parsing
+    return parsing.parse_example(serialized, self.parse_spec)
+
+  def _serialized(self, raw: Any):
+    """The serialized Examples of a request, or None for raw features."""
+    if isinstance(raw, Mapping):
+      if set(raw) != {EXAMPLES} or EXAMPLES in self.inputs:
+        return None
+      raw = raw[EXAMPLES]
+    elif not isinstance(raw, (list, tuple, np.ndarray)):
+      return None
+    if self.parse_spec is None and not (len(raw) and all(
+        isinstance(r, (bytes, bytearray)) for r in raw)):
+      return None  # not Examples either: the raw-feature checks say what is wrong
+    if self.parse_spec is None:
+      raise ValueError(f'{self.path!r} takes raw features ({sorted(self.inputs)}), not serialized '
+                       'Examples; export with build_parsing_serving_input_fn to serve Examples')
+    return raw
 
   def run(self, features: dict[str, np.ndarray], n: int, signature: str = signatures.DEFAULT
           ) -> dict[str, np.ndarray]:

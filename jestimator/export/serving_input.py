@@ -5,6 +5,10 @@ A raw input spec is `{feature_key: {'dtype': str, 'shape': [int, ...], 'multival
 and `multivalent` marks features whose rows are variable-length lists (parsed by feature columns).
 Models with feature columns derive it from the columns (`HostStage.raw_signature()`); a custom
 `model_fn` without columns declares it with `build_raw_serving_input_fn`.
+
+`build_parsing_serving_input_fn(parse_spec)` makes an export that takes serialized
+`tf.train.Example`s (as TF's parsing receiver): the export keeps the parse spec, and the served
+model parses requests with `jestimator.io.parse_example` before the host stage.
 """
 from __future__ import annotations
 
@@ -47,6 +51,50 @@ def build_raw_serving_input_fn(feature_spec: Mapping[str, Any]) -> Callable[[], 
   """
   specs = canonical_specs(feature_spec, 'build_raw_serving_input_fn')
   return lambda: RawServingInput(specs)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsingServingInput(RawServingInput):
+  """A `RawServingInput` whose features come from parsing serialized Examples with `parse_spec`.
+
+  Attributes:
+    parse_spec: `{key: jestimator.io.FixedLenFeature | VarLenFeature}`.
+  """
+  parse_spec: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def build_parsing_serving_input_fn(feature_spec: Mapping[str, Any]
+                                   ) -> Callable[[], ParsingServingInput]:
+  """A serving input function whose exports take serialized `tf.train.Example`s (TF's
+  `build_parsing_serving_input_receiver_fn`).
+
+  Args:
+    feature_spec: a parse spec `{key: FixedLenFeature | VarLenFeature}`, e.g.
+      `jestimator.columns.make_parse_example_spec(feature_columns)` (without the label).
+
+  Returns:
+    A function of no arguments for `Estimator.export_saved_model(base, serving_input_fn=...)` and
+    the exporters. The loaded export's `predict` takes a list of serialized Examples (or
+    `{'examples': [...]}`), its REST predict signature a single string input `examples`
+    (`{"instances": [{"b64": "..."}]}`), and it still takes raw feature dicts.
+
+  Example:
+    fn = build_parsing_serving_input_fn(make_parse_example_spec(cols))
+    path = estimator.export_saved_model('/tmp/export', serving_input_fn=fn)
+    jestimator.export.load(path).predict([example.SerializeToString()])
+  """
+  from jestimator.io import parsing  # deferred: only parsing exports need protobuf
+  spec = parsing.check_spec(feature_spec, 'build_parsing_serving_input_fn')
+  raw = {k: {'dtype': f.dtype, 'shape': list(getattr(f, 'shape', ())),
+             'multivalent': isinstance(f, parsing.VarLenFeature)} for k, f in spec.items()}
+  specs = canonical_specs(raw, 'build_parsing_serving_input_fn')
+  return lambda: ParsingServingInput(specs, spec)
+
+
+def parse_spec_of(serving_input_fn: Callable | None) -> dict | None:
+  """The parse spec of a parsing serving input function, else None."""
+  out = serving_input_fn() if callable(serving_input_fn) else None
+  return dict(out.parse_spec) if isinstance(out, ParsingServingInput) else None
 
 
 def canonical_dtype(dtype: Any, what: str) -> str:

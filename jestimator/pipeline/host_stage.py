@@ -23,6 +23,9 @@ class HostStage(Protocol):
   dimension (strings allowed); the result holds numbers only, keyed by `output_keys`.
   `raw_signature()` describes the raw inputs `{key: {'dtype', 'shape', 'multivalent'}}` (an
   export's inputs); `to_json()` serialises the stage so a served model can rebuild it.
+  `checkpoint_record()` is JSON stored with every checkpoint, and
+  `check_checkpoint_record(record, where)` raises a ValueError naming `where` when the stage
+  cannot use a checkpoint that stored `record` (None: a checkpoint from before records existed).
   """
 
   def __call__(self, raw_features: Mapping[str, Any]) -> dict[str, np.ndarray]: ...
@@ -33,6 +36,10 @@ class HostStage(Protocol):
   def raw_signature(self) -> dict[str, dict[str, Any]]: ...
 
   def to_json(self) -> str: ...
+
+  def checkpoint_record(self) -> Any: ...
+
+  def check_checkpoint_record(self, record: Any, where: str) -> None: ...
 
 
 @runtime_checkable
@@ -57,6 +64,12 @@ class _NoColumns:
 
   def to_json(self):
     return '[]'
+
+  def checkpoint_record(self):
+    return None
+
+  def check_checkpoint_record(self, record, where):
+    pass  # no column, nothing a checkpoint could disagree with
 
 
 def from_feature_columns(feature_columns: Sequence[Any] | None) -> HostStage | None:

@@ -13,6 +13,8 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from jestimator.io.input_fn import tfrecord_input_fn  # noqa: F401  (re-exported: inputs API)
+
 _FORMAT = 1
 
 

@@ -22,11 +22,14 @@ class StateStore:
     keep_checkpoint_max: checkpoints kept by a writer (None or 0: all).
     compiled: the `CompiledModel` (fresh variables, abstract shapes, the strategy's placement).
     warm_start: `WarmStartSettings` used when no checkpoint exists yet, or None.
+    host_stage: the input pipeline's `HostStage` (or None): every checkpoint records what it needs
+      to check on restore (e.g. which hash a column used), and restoring checks it.
   """
 
   def __init__(self, model_dir: str, keep_checkpoint_max: int | None, compiled: Any,
-               warm_start: Any = None):
+               warm_start: Any = None, host_stage: Any = None):
     self.model_dir = model_dir
+    self.host_stage = host_stage
     self.keep_checkpoint_max = keep_checkpoint_max
     self.compiled = compiled
     self.warm_start = warm_start
@@ -63,7 +66,7 @@ class StateStore:
     finishes."""
     host = self.compiled.strategy.host_state(state)
     ckpt.save(step, host.variables, {'opt_state': host.opt_state, 'rng': host.rng},
-              {'input_state': position})
+              {'input_state': position, 'host_stage': self._host_record()})
     logger.info('Saving checkpoint for step %d into %s', step, ckpt.path(step))
 
   def train_state(self, ckpt: ckpt_lib.Checkpointer, features, labels) -> TrainState:
@@ -80,6 +83,7 @@ class StateStore:
     abstract = self.compiled.abstract_train_state(features, labels)
     variables, train, meta = ckpt.restore(latest, abstract.variables,
                                           {'opt_state': abstract.opt_state, 'rng': abstract.rng})
+    self._check_host_record(meta, ckpt.path(latest))
     variables = dict(variables)
     params = variables.pop('params')
     state = abstract.replace(step=np.int32(meta['global_step']), params=params,
@@ -123,13 +127,27 @@ class StateStore:
     key = (ckpt.path(step), mode)
     if key not in self._restored:
       abstract = self.compiled.abstract_variables(features, labels, mode)
-      variables, _, _ = ckpt.restore(step, abstract)
+      variables, _, meta = ckpt.restore(step, abstract)
+      self._check_host_record(meta, ckpt.path(step))
       # Keep only the newest checkpoint asked for, but per mode, so that alternating evaluate()
       # and predict() calls do not reload it from disk every time.
       for old in [k for k in self._restored if k[0] != key[0]]:
         del self._restored[old]
       self._restored[key] = strategy.put_state(variables)
     return self._restored[key], step, ckpt.path(step)
+
+  def _host_record(self) -> Any:
+    return None if self.host_stage is None else self.host_stage.checkpoint_record()
+
+  def _check_host_record(self, meta: dict, where: str) -> None:
+    """Raises ValueError when the host stage cannot use a checkpoint with this `meta`.
+
+    Every checkpoint has the 'host_stage' key; a checkpoint without it predates the records
+    (the stage then decides what that implies, e.g. the legacy string hash).
+    """
+    if self.host_stage is None or ('host_stage' in meta and meta['host_stage'] is None):
+      return
+    self.host_stage.check_checkpoint_record(meta.get('host_stage'), where)
 
   # -- inspection -----------------------------------------------------------------------------------
   def latest_or_raise(self) -> tuple[ckpt_lib.Checkpointer, int]:

@@ -40,3 +40,28 @@ def cross(hash_key: int, fingerprints: list[int]) -> int:
     g = (fmix64(f & M64) + GOLDEN + ((h << 6) & M64) + (h >> 2)) & M64
     h = fmix64(h ^ g)
   return h
+
+
+K_MUL = 0xC6A4A7935BD1E995
+
+
+def farmhash64(s: str | bytes | int) -> int:
+  """TF's string fingerprint: FarmHash Fingerprint64 of the UTF-8 bytes, one value at a time."""
+  import farmhash  # the scalar C function on bytes; the fixtures pin it to TF's own values
+  if isinstance(s, int):
+    s = str(s)
+  return farmhash.fingerprint64(s.encode('utf-8') if isinstance(s, str) else s)
+
+
+def tf_cross(hash_key: int, fingerprints: list[int]) -> int:
+  """TF's `FingerprintCat64` fold (tensorflow/core/lib/hash/hash.h), written from its C++."""
+  def shift_mix(v: int) -> int:
+    return v ^ (v >> 47)
+  h = hash_key & M64
+  for f in fingerprints:
+    r = h ^ K_MUL
+    r ^= (shift_mix(((f & M64) * K_MUL) & M64) * K_MUL) & M64
+    r = (r * K_MUL) & M64
+    r = (shift_mix(r) * K_MUL) & M64
+    h = shift_mix(r)
+  return h

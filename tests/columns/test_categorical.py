@@ -34,13 +34,15 @@ def test_vocabulary_list_oov_default_minus_one_drops_the_id():
 def test_vocabulary_default_value_and_oov_buckets():
   col = fc.categorical_column_with_vocabulary_list('g', ['a', 'b'], default_value=0)
   np.testing.assert_array_equal(ids(col, {'g': ['b', 'nope']})[:, 0], [1, 0])
-  oov = fc.categorical_column_with_vocabulary_list('g', ['a', 'b'], num_oov_buckets=3)
-  assert oov.num_buckets == 5
   words = [f'w{i}' for i in range(200)]
-  got = ids(oov, {'g': ['a', 'b'] + words})[:, 0]
-  assert got[:2].tolist() == [0, 1]
-  assert got[2:].tolist() == [2 + ref.fingerprint(w) % 3 for w in words]
-  assert set(got[2:].tolist()) == {2, 3, 4}
+  for hashing, fingerprint in (('tf', ref.farmhash64), ('legacy', ref.fingerprint)):
+    oov = fc.categorical_column_with_vocabulary_list('g', ['a', 'b'], num_oov_buckets=3,
+                                                     hashing=hashing)
+    assert oov.num_buckets == 5
+    got = ids(oov, {'g': ['a', 'b'] + words})[:, 0]
+    assert got[:2].tolist() == [0, 1]
+    assert got[2:].tolist() == [2 + fingerprint(w) % 3 for w in words]
+    assert set(got[2:].tolist()) == {2, 3, 4}
   with pytest.raises(ValueError, match='mutually exclusive'):
     fc.categorical_column_with_vocabulary_list('g', ['a'], default_value=0, num_oov_buckets=1)
 
@@ -89,7 +91,7 @@ def test_vocabulary_file(tmp_path):
   short = fc.categorical_column_with_vocabulary_file('c', str(path), vocabulary_size=2,
                                                      num_oov_buckets=2)
   got = ids(short, {'c': ['green', 'blue']})[:, 0]
-  assert got[0] == 1 and got[1] == 2 + ref.fingerprint('blue') % 2
+  assert got[0] == 1 and got[1] == 2 + ref.farmhash64('blue') % 2
   nums = tmp_path / 'nums.txt'
   nums.write_text('7\n3\n')
   icol = fc.categorical_column_with_vocabulary_file('n', str(nums), dtype=np.int64)
@@ -125,14 +127,16 @@ def test_identity_semantics():
     ids(col, {'d': [1.5]})
 
 
-def test_hash_bucket_ids_are_fingerprint_mod_size():
-  col = fc.categorical_column_with_hash_bucket('h', 97)
+@pytest.mark.parametrize('hashing,fingerprint', [('tf', ref.farmhash64),
+                                                  ('legacy', ref.fingerprint)])
+def test_hash_bucket_ids_are_fingerprint_mod_size(hashing, fingerprint):
+  col = fc.categorical_column_with_hash_bucket('h', 97, hashing=hashing)
   vals = ['Sales', 'Tech-support', 'x' * 50, '?']
   got = ids(col, {'h': vals + ['']})[:, 0]
-  assert got.tolist() == [ref.fingerprint(v) % 97 for v in vals] + [-1]
-  icol = fc.categorical_column_with_hash_bucket('h', 97, dtype=np.int64)
-  assert ids(icol, {'h': [42, 7]})[:, 0].tolist() == [ref.fingerprint('42') % 97,
-                                                      ref.fingerprint('7') % 97]
+  assert got.tolist() == [fingerprint(v) % 97 for v in vals] + [-1]
+  icol = fc.categorical_column_with_hash_bucket('h', 97, dtype=np.int64, hashing=hashing)
+  assert ids(icol, {'h': [42, 7, -1]})[:, 0].tolist() == [fingerprint('42') % 97,
+                                                          fingerprint('7') % 97, -1]
   with pytest.raises(TypeError, match='expects strings'):
     ids(col, {'h': np.array([1, 2])})
 

@@ -1,4 +1,4 @@
-"""The stable 64-bit fingerprint and the crossing hash."""
+"""The legacy 64-bit fingerprint and crossing hash (TF's hashing: test_tf_hashing.py)."""
 from __future__ import annotations
 
 import json
@@ -18,23 +18,23 @@ STRINGS = ['', 'a', 'ab', 'abc', 'Married-civ-spouse', 'Outlying-US(Guam-USVI-et
 
 
 def test_matches_reference_for_mixed_lengths():
-  got = fc.fingerprint_strings(np.array(STRINGS))
+  got = fc.fingerprint_strings(np.array(STRINGS), 'legacy')
   assert got.dtype == np.uint64
   assert [int(v) for v in got] == [ref.fingerprint(s) for s in STRINGS]
 
 
 def test_padding_width_does_not_change_a_fingerprint():
-  alone = fc.fingerprint_strings(np.array(['abc']))[0]       # dtype <U3
-  padded = fc.fingerprint_strings(np.array(['abc', 'x' * 40]))[0]  # dtype <U40
-  wide = fc.fingerprint_strings(np.array(['abc'], dtype='<U7'))[0]
+  alone = fc.fingerprint_strings(np.array(['abc']), 'legacy')[0]       # dtype <U3
+  padded = fc.fingerprint_strings(np.array(['abc', 'x' * 40]), 'legacy')[0]  # dtype <U40
+  wide = fc.fingerprint_strings(np.array(['abc'], dtype='<U7'), 'legacy')[0]
   assert alone == padded == wide == ref.fingerprint('abc')
 
 
 def test_bytes_object_and_2d_inputs_agree_with_str():
-  u = fc.fingerprint_strings(np.array(STRINGS))
-  b = fc.fingerprint_strings(np.array([s.encode('utf-8') for s in STRINGS]))
+  u = fc.fingerprint_strings(np.array(STRINGS), 'legacy')
+  b = fc.fingerprint_strings(np.array([s.encode('utf-8') for s in STRINGS]), 'legacy')
   np.testing.assert_array_equal(u, b)
-  two_d = fc.fingerprint_strings(np.array(STRINGS[:12]).reshape(3, 4))
+  two_d = fc.fingerprint_strings(np.array(STRINGS[:12]).reshape(3, 4), 'legacy')
   np.testing.assert_array_equal(two_d.reshape(-1), u[:12])
 
 
@@ -42,23 +42,23 @@ def test_long_batches_cross_chunk_boundaries():
   rng = np.random.default_rng(0)
   words = np.array([''.join(rng.choice(list('abcdefgh'), size=int(n)))
                     for n in rng.integers(1, 12, 5000)])
-  got = fc.fingerprint_strings(words)
+  got = fc.fingerprint_strings(words, 'legacy')
   sample = rng.choice(5000, 50, replace=False)
   assert [int(got[i]) for i in sample] == [ref.fingerprint(str(words[i])) for i in sample]
 
 
 def test_ints_hash_as_decimal_strings():
   vals = np.array([0, 7, 42, -3, 10 ** 12])
-  got = fc.fingerprint_ints(vals)
+  got = fc.fingerprint_ints(vals, 'legacy')
   assert [int(v) for v in got] == [ref.fingerprint(str(v)) for v in vals.tolist()]
-  np.testing.assert_array_equal(got, fc.fingerprint_strings(np.array(['0', '7', '42', '-3',
-                                                                      '1000000000000'])))
+  np.testing.assert_array_equal(got, fc.fingerprint_strings(
+      np.array(['0', '7', '42', '-3', '1000000000000']), 'legacy'))
 
 
 def test_cross_matches_reference_and_broadcasts():
   a = np.array([1, 2, 3], np.uint64)[:, None]
   b = np.array([10, 20], np.uint64)[None, :]
-  got = hashing.cross_fingerprints(0xDECAFCAFFE, [a, b])
+  got = hashing.cross_fingerprints(0xDECAFCAFFE, [a, b], 'legacy')
   assert got.shape == (3, 2)
   for i, x in enumerate([1, 2, 3]):
     for j, y in enumerate([10, 20]):
@@ -77,7 +77,7 @@ def _chi_square(counts: np.ndarray) -> float:
 
 def test_hash_bucket_distribution_is_uniform():
   values = np.array([f'user_{i}' for i in range(100_000)])
-  buckets = (fc.fingerprint_strings(values) % np.uint64(500)).astype(np.int64)
+  buckets = (fc.fingerprint_strings(values, 'legacy') % np.uint64(500)).astype(np.int64)
   chi2 = _chi_square(np.bincount(buckets, minlength=500))
   dof = 499  # chi2 ~ dof +- sqrt(2 dof) ~ 32; 6 sigma is far from any real failure
   assert abs(chi2 - dof) < 6 * np.sqrt(2 * dof), chi2
@@ -104,7 +104,7 @@ occ = fc.categorical_column_with_hash_bucket('occ', 1000)
 cross = fc.crossed_column(['occ', 'edu'], 10_000)
 out = fc.transform_features({'occ': np.array(strings), 'edu': np.array(strings[::-1])},
                             [occ, cross])
-print(json.dumps({'fp': [str(v) for v in fc.fingerprint_strings(np.array(strings))],
+print(json.dumps({'fp': [str(v) for v in fc.fingerprint_strings(np.array(strings), 'legacy')],
                   'hash': out[keys.ids_key(occ)].reshape(-1).tolist(),
                   'cross': out[keys.ids_key(cross)].reshape(-1).tolist()}))
 '''
@@ -135,8 +135,9 @@ def test_stable_across_processes_and_hash_seeds():
 
 def test_golden_values_never_change():
   # Pinned forever: changing them would silently remap every trained hash bucket.
-  assert int(fc.fingerprint_strings(np.array(['']))[0]) == hashing.EMPTY_FINGERPRINT
-  assert [int(v) for v in fc.fingerprint_strings(np.array(['a', 'Bachelors', 'héllo']))] == [
+  legacy = fc.fingerprint_strings(np.array(['', 'a', 'Bachelors', 'héllo']), 'legacy')
+  assert int(legacy[0]) == hashing.empty_fingerprint('legacy')
+  assert [int(v) for v in legacy[1:]] == [
       ref.fingerprint('a'), ref.fingerprint('Bachelors'), ref.fingerprint('héllo')]
   assert ref.fingerprint('a') == GOLDEN_A
   assert ref.cross(0xDECAFCAFFE, [ref.fingerprint('a'), 3]) == GOLDEN_CROSS

@@ -6,7 +6,8 @@
   code.
 - `build_raw_serving_input_fn(feature_spec)`: the raw inputs of a model without feature columns.
 - `LatestExporter`, `BestExporter`, `FinalExporter`: exports for `train_and_evaluate`.
-- `python -m jestimator.serve --export_dir DIR`: a TF Serving compatible REST server.
+- `jestimator-serve --model_base_path DIR` (or `python -m jestimator.serve`): a TF Serving
+  compatible REST server (version policies, hot reload, Prometheus metrics).
 """
 from __future__ import annotations
 

@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     warmup = [int(b) for b in args.warmup.split(',') if b.strip()]
   except ValueError:
     p.error(f'--warmup must be comma-separated integers, got {args.warmup!r}')
-  logging.basicConfig(level=logging.INFO, format='%(message)s')
+  # force: an imported library may have configured the root logger already (at WARNING).
+  logging.basicConfig(level=logging.INFO, format='%(message)s', force=True)
+  logging.getLogger('jax').setLevel(logging.WARNING)  # its INFO lines (backend probing) are noise
   try:
     models = None
     if args.model_config_file:

@@ -90,7 +90,7 @@ class ModelServer:
     self.host, self.port = self.httpd.server_address[:2]
     self.poll_interval_s = float(poll_interval_s)
     self._stopping = threading.Event()
-    self._threads: list[threading.Thread] = []
+    self._poller: threading.Thread | None = None
 
   @property
   def url(self) -> str:
@@ -110,17 +110,14 @@ class ModelServer:
   # -- lifecycle ----------------------------------------------------------------------------------
   def serve_forever(self) -> None:
     """Serves (and polls for versions) until `stop()` or `drain()`."""
-    if self.poll_interval_s > 0 and not any(t.name == 'jestimator-poll' for t in self._threads):
-      poller = threading.Thread(target=self._poll_loop, name='jestimator-poll', daemon=True)
-      poller.start()
-      self._threads.append(poller)
+    if self.poll_interval_s > 0 and self._poller is None:
+      self._poller = threading.Thread(target=self._poll_loop, name='jestimator-poll', daemon=True)
+      self._poller.start()
     self.httpd.serve_forever(poll_interval=0.2)
 
   def start(self) -> ModelServer:
     """Serves in a background thread; returns self."""
-    t = threading.Thread(target=self.serve_forever, name='jestimator-serve', daemon=True)
-    t.start()
-    self._threads.append(t)
+    threading.Thread(target=self.serve_forever, name='jestimator-serve', daemon=True).start()
     return self
 
   def poll(self) -> None:
@@ -137,14 +134,20 @@ class ModelServer:
 
   def drain(self, timeout_s: float = 30.0) -> bool:
     """Graceful stop: no new connections, in-flight requests answered; False on timeout."""
-    self._stopping.set()
+    self._stop_polling()
     done = self.httpd.drain(timeout_s)
     self.batcher.close()
     return done
 
+  def _stop_polling(self) -> None:
+    # Wait for a version being loaded: a process that exits while a thread compiles aborts.
+    self._stopping.set()
+    if self._poller is not None:
+      self._poller.join(timeout=300)
+
   def stop(self) -> None:
     """Stops at once (in-flight requests may be cut; see `drain` for the graceful way)."""
-    self._stopping.set()
+    self._stop_polling()
     if not self.httpd.draining:
       self.httpd.shutdown()
     self.httpd.server_close()
@@ -163,7 +166,7 @@ class ModelServer:
     labels = {'model_name': m.group('name') if m else '', 'version': '',
               'API': _API.get(m.group('what')) if m else 'unknown', 'entrypoint': 'REST'}
     try:
-      code, doc = self._route(method, m, body, labels)
+      code, doc = self._route(method, path, m, body, labels)
     except RecursionError:
       code, doc = 400, {'error': 'the request is nested too deeply'}
     except Exception as e:  # noqa: BLE001 - keep serving; report it
@@ -179,9 +182,9 @@ class ModelServer:
                          (time.perf_counter() - start) * 1e6, metrics_lib.LATENCY_BUCKETS_US)
     return code, _JSON, data
 
-  def _route(self, method, m, body, labels) -> tuple[int, dict[str, Any]]:
+  def _route(self, method, path, m, body, labels) -> tuple[int, dict[str, Any]]:
     if not m:
-      return 404, {'error': f'Malformed request: {method} {labels["model_name"] or ""}'}
+      return 404, {'error': f'Malformed request: {method} {path}'}
     name, version, what = m.group('name'), m.group('version'), m.group('what')
     versions = self.models.get(name)
     number = int(version) if version is not None and version.isdigit() else None

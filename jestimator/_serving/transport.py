@@ -169,13 +169,18 @@ class _Handler(BaseHTTPRequestHandler):
     if len(set(v.strip() for v in lengths)) != 1 or not lengths[0].strip().isdigit():
       raise FramingError(400, f'bad Content-Length {", ".join(lengths)!r}')
     length = int(lengths[0])
-    if length > self.server.max_body_bytes:
-      raise FramingError(413, f'the body of {length} bytes exceeds the limit of '
-                              f'{self.server.max_body_bytes} bytes')
-    body = self.rfile.read(length)
-    if len(body) != length:
-      raise ConnectionError('the client closed the connection mid-body')
+    body = self._read_exactly(length, length)
     return body if method == 'POST' else None
+
+  def _read_exactly(self, n: int, total: int) -> bytes:
+    """The next `n` body bytes, `total` being the body's size with them; 413 past the limit."""
+    if total > self.server.max_body_bytes:
+      raise FramingError(413, f'the body ({total} bytes or more) exceeds the limit of '
+                              f'{self.server.max_body_bytes} bytes')
+    data = self.rfile.read(n)
+    if len(data) != n:
+      raise ConnectionError('the client closed the connection mid-body')
+    return data
 
   def _read_chunked(self) -> bytes:
     parts, total = [], 0
@@ -192,12 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
       if size == 0:
         break
       total += size
-      if total > self.server.max_body_bytes:
-        raise FramingError(413, f'the chunked body exceeds the limit of '
-                                f'{self.server.max_body_bytes} bytes')
-      data = self.rfile.read(size)
-      if len(data) != size:
-        raise ConnectionError('the client closed the connection mid-chunk')
+      data = self._read_exactly(size, total)
       if self.rfile.readline(3) not in (b'\r\n', b'\n'):
         raise FramingError(400, 'a chunk is not followed by CRLF')
       parts.append(data)

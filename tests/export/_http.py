@@ -41,3 +41,13 @@ def add_version(export_path, base, version):
   shutil.copytree(export_path, tmp)
   os.rename(tmp, os.path.join(base, str(version)))
   return os.path.join(base, str(version))
+
+
+def wait_until_serving(proc) -> tuple[int, str]:
+  """Reads a server process's output up to its `Serving ... at http://HOST:PORT` line:
+  `(port, line)`."""
+  line = ''
+  while 'Serving' not in line:
+    line = proc.stdout.readline()
+    assert line, 'the server exited before serving'
+  return int(line.rsplit(':', 1)[1]), line

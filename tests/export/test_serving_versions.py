@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from _export_models import make_raw
-from _http import add_version, call
+from _http import add_version, call, wait_until_serving
 from jestimator import export
 from jestimator._serving import config
 from jestimator._serving.versions import ModelVersions, VersionPolicy
@@ -205,11 +205,7 @@ def test_cli_tf_serving_flags_and_graceful_sigterm(custom):
   killer = threading.Timer(120, proc.kill)
   killer.start()
   try:
-    line = ''
-    while 'Serving' not in line:
-      line = proc.stdout.readline()
-      assert line, 'the server exited before serving'
-    port = int(line.rsplit(':', 1)[1])
+    port, _ = wait_until_serving(proc)
     body = ('{"instances": %s}' % str(_instances([2])).replace("'", '"')).encode()
     # A request in flight: headers and half of the body sent, then SIGTERM.
     s = socket.create_connection(('127.0.0.1', port), timeout=60)

@@ -146,30 +146,36 @@ class _Runner:
 
   def _start_server(self, where: str, command: str) -> None:
     self.stop_server()
+    # Output goes to a file, not a pipe nobody reads (a full pipe would block the server).
+    log = os.path.join(self.cwd, f'.server-{len(os.listdir(self.cwd))}.log')
+    self.server_log = open(log, 'w+')
     self.server = subprocess.Popen(['bash', '-c', 'exec ' + command], cwd=self.cwd, env=self.env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines, deadline = [], time.monotonic() + 300
+                                   stdout=self.server_log, stderr=subprocess.STDOUT)
+    self.server_where = where
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-      ready, _, _ = select.select([self.server.stdout], [], [], 5)
-      line = self.server.stdout.readline() if ready else ''
-      lines.append(line)
-      if 'Serving' in line and f':{self.port}' in line:
-        self.server_where = where
+      self.server_log.seek(0)
+      out = self.server_log.read()
+      if re.search(rf'^Serving .* at http://127\.0\.0\.1:{self.port}$', out, re.M):
         return
       if self.server.poll() is not None:
         break
-    pytest.fail(f'{where}: the server did not start:\n{"".join(lines)[-3000:]}')
+      time.sleep(0.1)
+    pytest.fail(f'{where}: the server did not start:\n{out[-3000:]}')
 
   def stop_server(self) -> None:
     if self.server is None:
       return
     self.server.send_signal(signal.SIGTERM)
     try:
-      code = self.server.wait(timeout=60)
+      code = self.server.wait(timeout=120)
     finally:
       self.server.kill()
-      self.server.stdout.close()
-    assert code == 0, f'{self.server_where}: the server exited with {code} on SIGTERM'
+      self.server_log.seek(0)
+      out = self.server_log.read()
+      self.server_log.close()
+    assert code == 0, (f'{self.server_where}: the server exited with {code} on SIGTERM:\n'
+                       f'{out[-3000:]}')
     self.server = None
 
   def close(self) -> None:

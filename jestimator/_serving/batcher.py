@@ -1,9 +1,9 @@
-"""Batching concurrent requests: one worker thread runs the model on merged batches.
+"""Batching concurrent requests: one worker thread runs the models on merged batches.
 
-Requests for the same signature that are waiting while the model runs (or that arrive within
-`timeout_s` of the first) are concatenated up to `max_batch_size` rows and scored in one call, then
-split back. A failing merged batch is retried request by request, so one bad request never fails
-its neighbours.
+Requests for the same key (model version and signature) that are waiting while the model runs
+(or that arrive within `timeout_s` of the first) are concatenated up to `max_batch_size` rows and
+scored in one call, then split back. A failing merged batch is retried request by request, so one
+bad request never fails its neighbours.
 """
 from __future__ import annotations
 
@@ -11,39 +11,45 @@ import collections
 import queue
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 import numpy as np
 
 from jestimator.export import raw_features as raw_lib
 
 
-class _Item:
-  __slots__ = ('signature', 'features', 'n', 'result', 'error', 'done')
+Run = Callable[[dict, int], dict]
 
-  def __init__(self, signature: str, features: dict, n: int):
-    self.signature, self.features, self.n = signature, features, n
+
+class _Item:
+  __slots__ = ('run', 'key', 'features', 'n', 'result', 'error', 'done')
+
+  def __init__(self, run: Run, key: Hashable, features: dict, n: int):
+    self.run, self.key, self.features, self.n = run, key, features, n
     self.result = self.error = None
     self.done = threading.Event()
 
 
 class Batcher:
-  """Runs `run(features, n, signature) -> {output: array [n, ...]}` on merged requests.
+  """Runs each request's `run(features, n) -> {output: array [n, ...]}` on merged requests.
+
+  Requests merge only with requests of the same `key` (whose `run` must be the same function, e.g.
+  one model version's `ServedModel.run` for one signature).
 
   Args:
-    run: the scoring function (e.g. `ServedModel.run`).
     max_batch_size: most rows in one merged batch (a larger single request runs alone).
     timeout_s: how long the first request of a batch waits for more (0: take only those already
       queued; concurrency still batches, since requests queue while the model runs).
+    on_batch: called as `on_batch(key, rows)` after each merged batch ran (metrics).
   """
 
-  def __init__(self, run: Callable[[dict, int, str], dict], max_batch_size: int = 128,
-               timeout_s: float = 0.0):
+  def __init__(self, max_batch_size: int = 128, timeout_s: float = 0.0,
+               on_batch: Callable[[Hashable, int], None] | None = None):
     if max_batch_size < 1:
       raise ValueError(f'max_batch_size must be >= 1, got {max_batch_size}')
     if timeout_s < 0:
       raise ValueError(f'batch timeout must be >= 0, got {timeout_s}')
-    self._run = run
+    self._on_batch = on_batch
     self._max = int(max_batch_size)
     self._timeout = float(timeout_s)
     self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -53,11 +59,12 @@ class Batcher:
     self._thread = threading.Thread(target=self._loop, name='jestimator-batcher', daemon=True)
     self._thread.start()
 
-  def submit(self, signature: str, features: dict[str, np.ndarray], n: int) -> dict[str, Any]:
-    """Scores one request (blocking); re-raises the model's exception for it."""
+  def submit(self, run: Run, key: Hashable, features: dict[str, np.ndarray], n: int
+             ) -> dict[str, Any]:
+    """Scores one request with `run` (blocking); re-raises the model's exception for it."""
     if self._stop:
       raise RuntimeError('the batcher is closed')
-    item = _Item(signature, features, n)
+    item = _Item(run, key, features, n)
     self._queue.put(item)
     item.done.wait()
     if item.error is not None:
@@ -95,7 +102,7 @@ class Batcher:
         if item is None:
           self._pending.append(None)
           break
-        if item.signature != first.signature or rows + item.n > self._max:
+        if item.key != first.key or rows + item.n > self._max:
           self._pending.append(item)
           if rows + item.n > self._max:
             break
@@ -108,7 +115,7 @@ class Batcher:
     self.batches_run += 1
     try:
       features = raw_lib.concat([it.features for it in group])
-      out = self._run(features, rows, group[0].signature)
+      out = group[0].run(features, rows)
     except Exception as e:  # noqa: BLE001 - reported to the requests
       if len(group) == 1:
         group[0].error = e
@@ -117,6 +124,8 @@ class Batcher:
       for it in group:  # find the culprit: each request on its own
         self._process([it], it.n)
       return
+    if self._on_batch is not None:
+      self._on_batch(group[0].key, rows)
     start = 0
     for it in group:
       it.result = {k: v[start:start + it.n] for k, v in out.items()}

@@ -97,9 +97,68 @@ def examples_columns(body: Any, inputs: Mapping[str, Any]) -> dict[str, list]:
   return rows_to_columns(examples, inputs, 'example', context)
 
 
+_JSON_TYPES = {'string': (str, bytes), 'f': (int, float), 'i': (int, float), 'u': (int, float),
+               'b': (bool,)}
+
+
+def check_types(columns: Mapping[str, Any], inputs: Mapping[str, Mapping[str, Any]]) -> None:
+  """Strict JSON types per feature: numbers (not `true`) for numeric features, only strings for
+  string features, only booleans for bool ones; `null` (a missing value) anywhere.
+
+  numpy would quietly turn `[true, 1.5]` into floats and `["a", 1]` into strings; this check
+  sees the JSON values themselves, so a batch is judged like each of its rows alone.
+  """
+  for key, values in columns.items():
+    spec = inputs.get(key)
+    if spec is None:
+      continue
+    dtype = spec['dtype']
+    kind = 'string' if dtype == 'string' else np.dtype(dtype).kind
+    allowed = _JSON_TYPES[kind]
+    stack, index = [values], 0
+    while stack:
+      v = stack.pop()
+      if isinstance(v, list):
+        stack.extend(v)
+        continue
+      index += 1
+      if v is None or (isinstance(v, allowed) and (kind == 'b' or not isinstance(v, bool))):
+        continue
+      want = 'strings' if kind == 'string' else 'booleans' if kind == 'b' else f'{dtype} numbers'
+      raise RequestError(f'feature {key!r} must hold {want}, got {_json_name(v)} {v!r}')
+
+
+def _json_name(v: Any) -> str:
+  return {bool: 'the boolean', str: 'the string', int: 'the number', float: 'the number',
+          dict: 'the object', bytes: 'the binary string'}.get(type(v), type(v).__name__)
+
+
+NAN_POLICIES = ('nan', 'null', 'error')
+
+
+def finite_outputs(out: Mapping[str, np.ndarray], policy: str) -> dict[str, np.ndarray]:
+  """Applies the NaN policy to float outputs: 'nan' keeps NaN/Infinity (TF Serving writes them,
+  though strict JSON parsers reject them), 'null' writes null, 'error' fails the request."""
+  out = dict(out)
+  for k, v in out.items():
+    if v.dtype.kind != 'f':
+      continue
+    bad = ~np.isfinite(v)
+    if not bad.any() or policy == 'nan':
+      continue
+    if policy == 'error':
+      raise ValueError(f'output {k!r} holds NaN or infinity ({int(bad.sum())} values); the '
+                       'server runs with --nan_policy=error')
+    v = v.astype(object)
+    v[bad] = None
+    out[k] = v
+  return out
+
+
 def jsonable(arr: np.ndarray) -> list:
   """A numpy output as (nested) lists; bytes as UTF-8 strings."""
-  if arr.dtype == object or arr.dtype.kind == 'S':
+  if arr.dtype.kind == 'S' or (arr.dtype == object and arr.size and isinstance(
+      arr.reshape(-1)[0], bytes)):
     arr = np.char.decode(arr.astype('S'), 'utf-8', errors='replace')
   return arr.tolist()
 
@@ -125,14 +184,14 @@ def classify_response(out: Mapping[str, np.ndarray]) -> dict[str, Any]:
   n = len(ref)
   k = ref.reshape(n, -1).shape[1]
   labels = jsonable(classes.reshape(n, k)) if classes is not None else [[''] * k] * n
-  values = scores.reshape(n, -1).tolist() if scores is not None else [[None] * k] * n
+  values = jsonable(scores.reshape(n, -1)) if scores is not None else [[None] * k] * n
   return {'result': [[[lab, s] for lab, s in zip(ls, ss)] for ls, ss in zip(labels, values)]}
 
 
 def regress_response(out: Mapping[str, np.ndarray]) -> dict[str, Any]:
   """`{"result": [value per example]}`."""
   v = out['outputs']
-  return {'result': v.reshape(len(v), -1)[:, 0].tolist() if v.ndim > 1 else v.tolist()}
+  return {'result': jsonable(v.reshape(len(v), -1)[:, 0] if v.ndim > 1 else v)}
 
 
 def signature_for(model, method: str, name: str | None) -> str:
@@ -157,7 +216,7 @@ def _methods(model) -> dict[str, str]:
   return {n: s.method_name.rsplit('/', 1)[-1] for n, s in sorted(model.signatures.items())}
 
 
-def metadata(model, name: str) -> dict[str, Any]:
+def metadata(model, name: str, version: int) -> dict[str, Any]:
   """GET /v1/models/NAME/metadata: TF Serving's signature_def map."""
   defs = {}
   for sname, sig in sorted(model.signatures.items()):
@@ -167,15 +226,12 @@ def metadata(model, name: str) -> dict[str, Any]:
     outputs = {k: sigs.tensor_info(k, s['dtype'], s['shape'])
                for k, s in sorted(sig.outputs.items())}
     defs[sname] = {'inputs': inputs, 'outputs': outputs, 'method_name': sig.method_name}
-  return {'model_spec': {'name': name, 'signature_name': '', 'version': version_of(model)},
+  return {'model_spec': {'name': name, 'signature_name': '', 'version': str(version)},
           'metadata': {'signature_def': {'signature_def': defs}}}
 
 
-def status(model) -> dict[str, Any]:
-  """GET /v1/models/NAME: TF Serving's model version status."""
-  return {'model_version_status': [{'version': version_of(model), 'state': 'AVAILABLE',
-                                    'status': {'error_code': 'OK', 'error_message': ''}}]}
-
-
-def version_of(model) -> str:
-  return str(model.version) if model.version is not None else '1'
+def status(versions) -> dict[str, Any]:
+  """GET /v1/models/NAME[/versions/V]: TF Serving's status of the given (available) versions."""
+  return {'model_version_status': [{'version': str(v), 'state': 'AVAILABLE',
+                                    'status': {'error_code': 'OK', 'error_message': ''}}
+                                   for v in sorted(versions, reverse=True)]}

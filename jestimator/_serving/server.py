@@ -1,11 +1,12 @@
-"""`ModelServer`: TF Serving's REST API over one export, on the standard library's HTTP server.
+"""`ModelServer`: TF Serving's REST API over versioned exports, on the standard library.
 
-Routes (NAME is the model name, `/versions/V` optional):
-  GET  /v1/models/NAME               model version status
-  GET  /v1/models/NAME/metadata      signatures (TF's signature_def map)
-  POST /v1/models/NAME:predict       {"instances": [...]} or {"inputs": {...}}, "signature_name"
-  POST /v1/models/NAME:classify      {"examples": [...], "context": {...}}
-  POST /v1/models/NAME:regress       idem
+Routes (NAME is a model name; `/versions/V` picks a loaded version, else the newest is used):
+  GET  /v1/models/NAME[/versions/V]             model version status
+  GET  /v1/models/NAME[/versions/V]/metadata    signatures (TF's signature_def map)
+  POST /v1/models/NAME[/versions/V]:predict     {"instances": [...]} or {"inputs": {...}}
+  POST /v1/models/NAME[/versions/V]:classify    {"examples": [...], "context": {...}}
+  POST /v1/models/NAME[/versions/V]:regress     idem
+  GET  /monitoring/prometheus/metrics           Prometheus text format (see `metrics`)
 Bad requests get HTTP 400 with `{"error": "..."}`; the server keeps serving.
 """
 from __future__ import annotations
@@ -14,12 +15,13 @@ import json
 import logging
 import re
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 from typing import Any, Sequence
 
-from jestimator._serving import rest
+from jestimator._serving import metrics as metrics_lib
+from jestimator._serving import rest, transport
 from jestimator._serving.batcher import Batcher
+from jestimator._serving.versions import ModelVersions, VersionPolicy
 from jestimator.export import served_model
 from jestimator.export import signatures as sigs
 
@@ -27,21 +29,29 @@ logger = logging.getLogger('jestimator.serve')
 
 _ROUTE = re.compile(r'^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?'
                     r'(?P<what>/metadata|:predict|:classify|:regress)?/?$')
-_MAX_BODY = 64 << 20
+METRICS_PATH = '/monitoring/prometheus/metrics'
+_JSON = 'application/json'
+_API = {None: 'GetModelStatus', '/metadata': 'GetModelMetadata', ':predict': 'predict',
+        ':classify': 'classify', ':regress': 'regress'}
 
 
 class ModelServer:
-  """Serves one export over HTTP.
+  """Serves exports over HTTP, reloading new versions as they appear.
 
   Args:
-    export_dir: an export folder, or a folder of exports (an exporter's): the newest is served.
+    export_dir: a folder of numbered exports (TF Serving's `--model_base_path`, e.g. an
+      exporter's `model_dir/export/<name>`), or one export (served as a single fixed version).
     model_name: the NAME in the URLs.
     host, port: where to listen (port 0: a free port, see `.port`).
     max_batch_size: most rows scored in one merged batch.
     batch_timeout_ms: how long a batch waits for more requests (0: only those already queued).
-    warmup: batch sizes to compile for every signature before serving (each compiles its
-      power-of-two bucket, ~0.3 s per size and signature on CPU); other sizes compile when first
-      seen.
+    warmup: batch sizes to compile for every signature of each version before it serves.
+    version_policy: a `VersionPolicy` (default: the newest version).
+    models: `[(name, base_path, VersionPolicy)]` to serve several models (`--model_config_file`);
+      replaces `export_dir`, `model_name` and `version_policy`.
+    poll_interval_s: how often the base paths are scanned for new or removed versions (0: never).
+    nan_policy: 'nan' (write NaN / Infinity as TF Serving does), 'null', or 'error'.
+    max_connections, read_timeout_s, backlog, max_body_bytes: see `transport.HTTPServer`.
 
   Example:
     server = ModelServer('/tmp/export', 'census', port=0).start()
@@ -49,58 +59,147 @@ class ModelServer:
     server.stop()
   """
 
-  def __init__(self, export_dir: str, model_name: str = 'default', host: str = '127.0.0.1',
-               port: int = 8501, max_batch_size: int = 128, batch_timeout_ms: float = 0.0,
-               warmup: Sequence[int] = (1,)):
-    if not re.fullmatch(r'[^/:\s]+', model_name or ''):
-      raise ValueError(f'model_name must be non-empty without "/", ":" or spaces, got '
-                       f'{model_name!r}')
-    self.model = served_model.load(served_model.latest_export(export_dir))
-    self.model_name = model_name
-    if warmup:
-      self.model.warmup(tuple(warmup))
-    self.batcher = Batcher(self.model.run, max_batch_size, batch_timeout_ms / 1000.0)
-    handler = type('Handler', (_Handler,), {'server_ref': self})
-    self.httpd = ThreadingHTTPServer((host, port), handler)
-    self.httpd.daemon_threads = True
+  def __init__(self, export_dir: str | None = None, model_name: str = 'default',
+               host: str = '127.0.0.1', port: int = 8501, max_batch_size: int = 128,
+               batch_timeout_ms: float = 0.0, warmup: Sequence[int] = (1,), *,
+               version_policy: VersionPolicy | None = None,
+               models: Sequence[tuple[str, str, VersionPolicy]] | None = None,
+               poll_interval_s: float = 1.0, nan_policy: str = 'nan', max_connections: int = 128,
+               read_timeout_s: float = 30.0, backlog: int = 128, max_body_bytes: int = 64 << 20):
+    if (models is None) == (export_dir is None):
+      raise ValueError('give exactly one of export_dir (one model) or models (several)')
+    if models is None:
+      models = [(model_name, export_dir, version_policy or VersionPolicy())]
+    if nan_policy not in rest.NAN_POLICIES:
+      raise ValueError(f'nan_policy must be one of {rest.NAN_POLICIES}, got {nan_policy!r}')
+    if not 0 <= port <= 65535 or isinstance(port, bool):
+      raise ValueError(f'port must be in [0, 65535], got {port!r}')
+    for name, _, _ in models:
+      if not re.fullmatch(r'[^/:\s]+', name or ''):
+        raise ValueError(f'model_name must be non-empty without "/", ":" or spaces, got {name!r}')
+    self.nan_policy = nan_policy
+    self._warmup = tuple(warmup or ())
+    self.metrics = metrics_lib.Registry()
+    self.batcher = Batcher(max_batch_size, batch_timeout_ms / 1000.0, self._on_batch)
+    self.models = {name: ModelVersions(name, path, policy, self._load)
+                   for name, path, policy in models}
+    self.model_name = next(iter(self.models))
+    self.httpd = transport.HTTPServer((host, port), self.handle, backlog=backlog,
+                                      max_connections=max_connections,
+                                      read_timeout_s=read_timeout_s, max_body_bytes=max_body_bytes)
     self.host, self.port = self.httpd.server_address[:2]
-    self._thread: threading.Thread | None = None
+    self.poll_interval_s = float(poll_interval_s)
+    self._stopping = threading.Event()
+    self._poller: threading.Thread | None = None
 
   @property
   def url(self) -> str:
     return f'http://{self.host}:{self.port}'
 
+  @property
+  def model(self) -> served_model.ServedModel:
+    """The newest loaded version of the first model."""
+    return self.models[self.model_name].get()
+
+  def _load(self, path: str) -> served_model.ServedModel:
+    model = served_model.load(path)
+    if self._warmup:
+      model.warmup(self._warmup)
+    return model
+
+  # -- lifecycle ----------------------------------------------------------------------------------
   def serve_forever(self) -> None:
-    """Serves until `stop()` (or Ctrl-C in the CLI)."""
+    """Serves (and polls for versions) until `stop()` or `drain()`."""
+    if self.poll_interval_s > 0 and self._poller is None:
+      self._poller = threading.Thread(target=self._poll_loop, name='jestimator-poll', daemon=True)
+      self._poller.start()
     self.httpd.serve_forever(poll_interval=0.2)
 
   def start(self) -> ModelServer:
     """Serves in a background thread; returns self."""
-    self._thread = threading.Thread(target=self.serve_forever, name='jestimator-serve',
-                                    daemon=True)
-    self._thread.start()
+    threading.Thread(target=self.serve_forever, name='jestimator-serve', daemon=True).start()
     return self
 
+  def poll(self) -> None:
+    """Scans every model's base path once (loads new versions, unloads removed ones)."""
+    for versions in self.models.values():
+      versions.poll()
+
+  def _poll_loop(self) -> None:
+    while not self._stopping.wait(self.poll_interval_s):
+      try:
+        self.poll()
+      except Exception:  # noqa: BLE001 - a scan failure must not stop serving
+        logger.exception('scanning the model base paths failed')
+
+  def drain(self, timeout_s: float = 30.0) -> bool:
+    """Graceful stop: no new connections, in-flight requests answered; False on timeout."""
+    self._stop_polling()
+    done = self.httpd.drain(timeout_s)
+    self.batcher.close()
+    return done
+
+  def _stop_polling(self) -> None:
+    # Wait for a version being loaded: a process that exits while a thread compiles aborts.
+    self._stopping.set()
+    if self._poller is not None:
+      self._poller.join(timeout=300)
+
   def stop(self) -> None:
-    self.httpd.shutdown()
+    """Stops at once (in-flight requests may be cut; see `drain` for the graceful way)."""
+    self._stop_polling()
+    if not self.httpd.draining:
+      self.httpd.shutdown()
     self.httpd.server_close()
     self.batcher.close()
 
-  # -- request handling (called by handler threads) -----------------------------------------------
-  def handle(self, method: str, path: str, body: bytes | None) -> tuple[int, dict[str, Any]]:
-    m = _ROUTE.match(path.split('?', 1)[0])
+  # -- requests (called by the transport's handler threads) ---------------------------------------
+  def handle(self, method: str, path: str, body: bytes | None) -> tuple[int, str, bytes]:
+    """`(status, content type, body)` of one request; never raises."""
+    path = path.split('?', 1)[0]
+    if path == METRICS_PATH:
+      if method != 'GET':
+        return 405, _JSON, b'{"error":"the metrics need GET"}'
+      return 200, 'text/plain; version=0.0.4; charset=utf-8', self.metrics.render().encode()
+    start = time.perf_counter()
+    m = _ROUTE.match(path)
+    labels = {'model_name': m.group('name') if m else '', 'version': '',
+              'API': _API.get(m.group('what')) if m else 'unknown', 'entrypoint': 'REST'}
+    try:
+      code, doc = self._route(method, path, m, body, labels)
+    except RecursionError:
+      code, doc = 400, {'error': 'the request is nested too deeply'}
+    except Exception as e:  # noqa: BLE001 - keep serving; report it
+      logger.exception('internal error on %s', path)
+      code, doc = 500, {'error': f'{type(e).__name__}: {e}'}
+    try:
+      data = json.dumps(doc, separators=(',', ':')).encode('utf-8')
+    except RecursionError:  # an echo of a deeply nested value in an error message
+      code, data = 400, b'{"error":"the request is nested too deeply"}'
+    self.metrics.count(metrics_lib.REQUEST_COUNT,
+                       dict(labels, status=metrics_lib.status_name(code)))
+    self.metrics.observe(metrics_lib.REQUEST_LATENCY, labels,
+                         (time.perf_counter() - start) * 1e6, metrics_lib.LATENCY_BUCKETS_US)
+    return code, _JSON, data
+
+  def _route(self, method, path, m, body, labels) -> tuple[int, dict[str, Any]]:
     if not m:
       return 404, {'error': f'Malformed request: {method} {path}'}
     name, version, what = m.group('name'), m.group('version'), m.group('what')
-    if name != self.model_name or (version is not None and
-                                   version != rest.version_of(self.model)):
+    versions = self.models.get(name)
+    number = int(version) if version is not None and version.isdigit() else None
+    found = versions.resolve(number) if versions is not None and (
+        version is None or number is not None) else None
+    if found is None:
       spec = f'{name} version {version}' if version else f'Latest({name})'
       return 404, {'error': f'Servable not found for request: {spec}'}
+    served, model = found
+    labels['version'] = str(served)
     if method == 'GET':
       if what is None:
-        return 200, rest.status(self.model)
+        return 200, rest.status([served] if version is not None else list(versions.snapshot()))
       if what == '/metadata':
-        return 200, rest.metadata(self.model, self.model_name)
+        return 200, rest.metadata(model, name, served)
       return 405, {'error': f'{what[1:]} needs POST'}
     if what is None or what == '/metadata':
       return 405, {'error': 'this URL needs GET'}
@@ -109,15 +208,11 @@ class ModelServer:
     except (ValueError, UnicodeDecodeError) as e:
       return 400, {'error': f'JSON Parse error: {e}'}
     try:
-      return 200, self._score(what[1:], request)
+      return 200, self._score(model, (name, served), what[1:], request)
     except (ValueError, TypeError) as e:  # bad input: the client's error
       return 400, {'error': str(e)}
-    except Exception as e:  # noqa: BLE001 - keep serving; report it
-      logger.exception('internal error on %s', path)
-      return 500, {'error': f'{type(e).__name__}: {e}'}
 
-  def _score(self, verb: str, request: Any) -> dict[str, Any]:
-    model = self.model
+  def _score(self, model, key, verb: str, request: Any) -> dict[str, Any]:
     name = request.get('signature_name') if isinstance(request, dict) else None
     if name is not None and not isinstance(name, str):
       raise rest.RequestError(f'"signature_name" must be a string, got {name!r}')
@@ -128,42 +223,17 @@ class ModelServer:
       sig = model.signature(rest.signature_for(model, verb, name))
       # examples are feature dicts (raw features), also for a parsing export (as TF Serving)
       columns = rest.examples_columns(request, model.inputs)
+    rest.check_types(columns, sig.inputs if verb == 'predict' else model.inputs)
     features, n = model.check(columns, sig.name)
-    out = self.batcher.submit(sig.name, features, n)
+    out = self.batcher.submit(lambda f, k: model.run(f, k, sig.name), key + (sig.name,),
+                              features, n)
+    out = rest.finite_outputs(out, self.nan_policy)
     if verb == 'predict':
       return rest.predict_response(out, rows)
     return rest.classify_response(out) if verb == 'classify' else rest.regress_response(out)
 
-
-class _Handler(BaseHTTPRequestHandler):
-  protocol_version = 'HTTP/1.1'  # keep-alive: clients reuse connections
-  # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm holds the
-  # body until the client's delayed ACK (~40 ms per request).
-  disable_nagle_algorithm = True
-  server_ref: ModelServer
-
-  def do_GET(self):  # noqa: N802 - http.server's naming
-    self._reply(*self.server_ref.handle('GET', self.path, None))
-
-  def do_POST(self):  # noqa: N802
-    try:
-      length = int(self.headers.get('Content-Length', '0'))
-    except ValueError:
-      length = -1
-    if length < 0 or length > _MAX_BODY:
-      self._reply(400 if length < 0 else 413, {'error': f'bad Content-Length ({length})'})
-      return
-    body = self.rfile.read(length) if length else b''
-    self._reply(*self.server_ref.handle('POST', self.path, body))
-
-  def _reply(self, code: int, doc: dict) -> None:
-    data = json.dumps(doc, separators=(',', ':')).encode('utf-8')
-    self.send_response(code, HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_
-                       else None)
-    self.send_header('Content-Type', 'application/json')
-    self.send_header('Content-Length', str(len(data)))
-    self.end_headers()
-    self.wfile.write(data)
-
-  def log_message(self, format, *args):  # noqa: A002 - http.server's signature
-    logger.debug('%s - %s', self.address_string(), format % args)
+  def _on_batch(self, key, rows: int) -> None:
+    name, version, signature = key
+    self.metrics.observe(metrics_lib.BATCH_SIZE, {'model_name': name, 'version': str(version),
+                                                 'signature': signature}, rows,
+                         metrics_lib.BATCH_BUCKETS)

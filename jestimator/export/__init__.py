@@ -7,7 +7,8 @@
 - `build_raw_serving_input_fn(feature_spec)`: the raw inputs of a model without feature columns.
 - `build_parsing_serving_input_fn(parse_spec)`: exports that take serialized tf.Examples.
 - `LatestExporter`, `BestExporter`, `FinalExporter`: exports for `train_and_evaluate`.
-- `python -m jestimator.serve --export_dir DIR`: a TF Serving compatible REST server.
+- `jestimator-serve --model_base_path DIR` (or `python -m jestimator.serve`): a TF Serving
+  compatible REST server (version policies, hot reload, Prometheus metrics).
 """
 from __future__ import annotations
 

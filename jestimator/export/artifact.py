@@ -8,7 +8,9 @@ Layout of one export (format version `FORMAT_VERSION`):
     functions/NN_<name>.jaxexport   one serialized `jax.export.Exported` per signature:
                                 `f(variables, device_features) -> {output: array}`, batch symbolic
     columns.json                the feature columns (host stage), when the model has them
-    assets/                     vocabulary files the columns read
+    assets/                     vocabulary files the columns read (copied in: an export never
+                                points outside itself)
+    manifest.json               SHA-256 of every other file, checked when the export is loaded
 
 `signature.json`'s `parsing` holds the tf.Example parse spec of an export made with
 `build_parsing_serving_input_fn` (null otherwise).
@@ -32,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jestimator.state import checkpoints as ckpt_lib
-from jestimator.export import _device_inputs, _tensors, signatures
+from jestimator.export import _device_inputs, _manifest, _tensors, signatures
 from jestimator.export import serving_input as si
 from jestimator.model.mode_keys import ModeKeys
 
@@ -242,6 +244,7 @@ def _write_atomically(base: str, doc: dict, weights: dict, functions: dict,
     # signature.json last: its presence marks a complete export even before the rename.
     with open(os.path.join(tmp, 'signature.json'), 'w') as f:
       json.dump(doc, f, indent=1)
+    _manifest.write(tmp)  # over every file written above, so tampering shows at load
     while True:
       version = max(int(time.time()), _newest_version(base) + 1)
       final = os.path.join(base, str(version))

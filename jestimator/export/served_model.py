@@ -2,9 +2,12 @@
 
 A `ServedModel` rebuilds the host stage from `columns.json`, deserializes one `jax.export.Exported`
 per signature and keeps the variables on the device. `predict` runs: raw features (strings allowed)
--> checks -> host stage (numpy) -> batch padded to a power of two (so a few compiled shapes serve
-every batch size) -> compiled program -> string outputs (class names) on the host. An export made
-with `build_parsing_serving_input_fn` also takes serialized `tf.train.Example`s, parsed first.
+-> checks -> host stage (numpy) -> batch padded to a power of two up to `MAX_BATCH_BUCKET` rows,
+larger batches split into chunks of that size (so at most `log2(MAX_BATCH_BUCKET) + 1` = 11
+compiled programs per signature serve every batch size) -> compiled program -> string outputs
+(class names) on the host. Loading checks every file against the export's `manifest.json`. An
+export made with `build_parsing_serving_input_fn` also takes serialized `tf.train.Example`s, parsed
+first.
 """
 from __future__ import annotations
 
@@ -18,12 +21,12 @@ import numpy as np
 
 from jestimator.pipeline import batches as batches_lib
 from jestimator.pipeline.host_stage import Preprocessor
-from jestimator.export import _device_inputs, _tensors, signatures
+from jestimator.export import _device_inputs, _manifest, _tensors, signatures
 from jestimator.export import raw_features as raw_lib
 from jestimator.export import serving_input as si
 from jestimator.export.artifact import FORMAT, FORMAT_VERSION
 
-_MAX_BUCKET = 1024
+MAX_BATCH_BUCKET = 1024
 EXAMPLES = 'examples'  # the single string input of a parsing signature (as TF's parsing receiver)
 
 
@@ -100,6 +103,7 @@ class ServedModel:
     self.global_step = int(doc.get('global_step', 0))
     self.platforms = tuple(doc.get('platforms', ()))
     _check_platform(path, self.platforms)
+    _manifest.verify(path)  # before reading any weights, program or vocabulary
     self.inputs = {k: dict(v) for k, v in doc['inputs'].items()}
     self.parse_spec = None
     request_inputs = self.inputs
@@ -113,6 +117,7 @@ class ServedModel:
     self._weights = jax.device_put(weights)
     self.signatures: dict[str, Signature] = {}
     self._calls = {}
+    self._compiled: dict[str, set[int]] = {}
     for name, s in doc['signatures'].items():
       with open(os.path.join(path, s['function']), 'rb') as f:
         exp = jax.export.deserialize(bytearray(f.read()))
@@ -184,12 +189,26 @@ class ServedModel:
     """`predict` on features already validated by `check` (the server batches them first)."""
     sig = self.signature(signature)
     device = self._device_features(features)
-    size = _bucket(n)
-    if size != n:
-      (device,), _ = batches_lib.pad_rows((device,), n, size)
-    out = self._calls[sig.name](self._weights, device)
-    out = {k: np.asarray(v)[:n] for k, v in out.items()}
+    parts = []
+    for start in range(0, n, MAX_BATCH_BUCKET):  # bounded shapes: split, then pad each part
+      rows = min(MAX_BATCH_BUCKET, n - start)
+      part = device if rows == n else {k: v[start:start + rows] for k, v in device.items()}
+      size = _bucket(rows)
+      if size != rows:
+        (part,), _ = batches_lib.pad_rows((part,), rows, size)
+      self._compiled.setdefault(sig.name, set()).add(size)
+      out = self._calls[sig.name](self._weights, part)
+      parts.append({k: np.asarray(v)[:rows] for k, v in out.items()})
+    out = parts[0] if len(parts) == 1 else {
+        k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return signatures.finish(out, sig.string_outputs)
+
+  def compiled_batch_sizes(self) -> dict[str, list[int]]:
+    """`{signature: sorted batch sizes run so far}`: the programs compiled for this model.
+
+    Powers of two up to `MAX_BATCH_BUCKET`, so at most 11 per signature whatever the requests.
+    """
+    return {name: sorted(sizes) for name, sizes in self._compiled.items()}
 
   def signature(self, name: str) -> Signature:
     """The `Signature` called `name`; ValueError listing the names when there is none."""
@@ -210,7 +229,7 @@ class ServedModel:
     if not host.get('columns'):
       return None, {}
     from jestimator import columns as columns_lib
-    with open(os.path.join(self.path, host['columns'])) as f:
+    with open(_inside(self.path, host['columns'], 'the columns file')) as f:
       cols_doc = _resolve_assets(json.load(f), self.path)
     stage = Preprocessor(columns_lib.host_stage(columns_lib.from_json(json.dumps(cols_doc))))
     # Output keys carry a digest of each column's JSON, which changes where a vocabulary file now
@@ -262,12 +281,23 @@ def _check_platform(path: str, platforms: tuple[str, ...]) -> None:
                      f'{backend}; export with platforms=({names[0]!r}, ...) to serve it here')
 
 
+def _inside(root: str, relative: Any, what: str) -> str:
+  """`root/relative`, refusing paths that leave the export (absolute, `..`, links out)."""
+  if not isinstance(relative, str) or not relative or os.path.isabs(relative):
+    raise ValueError(f'{root!r}: {what} {relative!r} is not a path inside the export; an export '
+                     'reads only its own files')
+  full = os.path.realpath(os.path.join(root, relative))
+  if os.path.commonpath([full, os.path.realpath(root)]) != os.path.realpath(root):
+    raise ValueError(f'{root!r}: {what} {relative!r} points outside the export; an export reads '
+                     'only its own files')
+  return full
+
+
 def _resolve_assets(node, root: str):
   if isinstance(node, dict):
     node = {k: _resolve_assets(v, root) for k, v in node.items()}
-    if node.get('column') == 'VocabularyFileCategoricalColumn' and not os.path.isabs(
-        node['vocabulary_file']):
-      node['vocabulary_file'] = os.path.join(root, node['vocabulary_file'])
+    if node.get('column') == 'VocabularyFileCategoricalColumn':
+      node['vocabulary_file'] = _inside(root, node['vocabulary_file'], 'vocabulary_file')
     return node
   if isinstance(node, list):
     return [_resolve_assets(v, root) for v in node]
@@ -275,7 +305,5 @@ def _resolve_assets(node, root: str):
 
 
 def _bucket(n: int) -> int:
-  """Batch size to compile for: the next power of two, then multiples of `_MAX_BUCKET`."""
-  if n > _MAX_BUCKET:
-    return -(-n // _MAX_BUCKET) * _MAX_BUCKET
+  """Batch size to compile for `n <= MAX_BATCH_BUCKET` rows: the next power of two."""
   return 1 << max(0, n - 1).bit_length()

@@ -32,7 +32,7 @@ def test_layout_and_signature_json(custom):
   assert os.path.dirname(path) == os.path.join(est.model_dir, 'export')
   files = sorted(os.path.relpath(os.path.join(d, f), path)
                  for d, _, fs in os.walk(path) for f in fs)
-  assert files == ['functions/00_serving_default.jaxexport', 'signature.json',
+  assert files == ['functions/00_serving_default.jaxexport', 'manifest.json', 'signature.json',
                    'variables.safetensors']
   assert not [n for n in os.listdir(os.path.dirname(path)) if n.startswith('.tmp')]
   with open(os.path.join(path, 'signature.json')) as f:

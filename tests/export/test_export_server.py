@@ -1,6 +1,5 @@
 """The REST server: TF Serving's API on 127.0.0.1 (random port), errors, batching, the CLI."""
 import http.client
-import json
 import os
 import random
 import signal
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 from _export_models import estimator_predict, make_raw
+from _http import call as _call, wait_until_serving
 from jestimator._serving.server import ModelServer
 
 pytestmark = pytest.mark.slow
@@ -30,17 +30,6 @@ def served(models):
   expected = estimator_predict(est, pool)
   yield server, est, pool, expected
   server.stop()
-
-
-def _call(port, method, path, body=None, raw=None, conn=None):
-  c = conn or http.client.HTTPConnection('127.0.0.1', port, timeout=30)
-  data = raw if raw is not None else (None if body is None else json.dumps(body))
-  c.request(method, path, body=data, headers={'Content-Type': 'application/json'})
-  r = c.getresponse()
-  out = r.status, json.loads(r.read())
-  if conn is None:
-    c.close()
-  return out
 
 
 def _value(v):
@@ -187,11 +176,7 @@ def test_cli_serves_an_exporter_folder(models):
   killer = threading.Timer(120, lambda: os.kill(proc.pid, signal.SIGKILL))
   killer.start()
   try:
-    line = ''
-    while 'Serving' not in line:
-      line = proc.stdout.readline()
-      assert line, 'the server exited before serving'
-    port = int(line.rsplit(':', 1)[1])
+    port, line = wait_until_serving(proc)
     assert f'{path}' in line
     code, status = _call(port, 'GET', '/v1/models/cli')
     assert code == 200 and status['model_version_status'][0]['version'] == os.path.basename(path)

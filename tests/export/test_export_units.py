@@ -94,8 +94,8 @@ def test_serving_input_spec_spellings():
 
 
 def test_batch_buckets():
-  assert [served_model._bucket(n) for n in (1, 2, 3, 7, 8, 9, 1000, 1024, 1025, 3000)] == [
-      1, 2, 4, 8, 8, 16, 1024, 1024, 2048, 3072]
+  assert [served_model._bucket(n) for n in (1, 2, 3, 7, 8, 9, 1000, 1024)] == [
+      1, 2, 4, 8, 8, 16, 1024, 1024]
 
 
 def test_string_outputs_from_vocabularies_and_decimal_ids():
@@ -139,20 +139,20 @@ def test_batcher_merges_concurrent_requests_and_isolates_failures():
   calls = []
   gate = threading.Event()
 
-  def run(features, n, signature):
+  def run(features, n):
     calls.append(n)
     gate.wait(5)  # hold the first batch so the others queue up behind it
     if np.any(features['v'] < 0):
       raise ValueError('negative value')
     return {'double': features['v'] * 2}
 
-  batcher = Batcher(run, max_batch_size=100)
+  batcher = Batcher(max_batch_size=100)
   results = {}
 
   def client(i):
     try:
-      results[i] = batcher.submit('s', {'v': np.array([i, i], np.int64) * (-1 if i == 3 else 1)},
-                                  2)
+      results[i] = batcher.submit(
+          run, 's', {'v': np.array([i, i], np.int64) * (-1 if i == 3 else 1)}, 2)
     except ValueError as e:
       results[i] = e
 

@@ -98,7 +98,7 @@ def test_mypy_sees_real_types_in_an_installed_wheel(wheel, tmp_path):
                         '--cache-dir', str(tmp_path / 'cache'), '--no-error-summary', 'user.py'],
                        cwd=tmp_path, capture_output=True, text=True)
   out = run.stdout + run.stderr
-  assert 'Revealed type is "jestimator.estimator.Estimator"' in out, out
+  assert 'Revealed type is "jestimator.driver.estimator.Estimator"' in out, out
   assert 'Revealed type is "str | None"' in out, out
   assert re.search(r'Revealed type is "dict\[str, numpy\.ndarray', out), out
   assert re.search(r'"steps" to "train" of "Estimator" has incompatible type "str"', out), out

@@ -1,6 +1,7 @@
 """Checkpoints: cadence, retention, atomicity, resumption across processes, kill -9."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -136,14 +137,26 @@ def test_exact_resumption_in_a_new_process(tmp_path, steps_per_loop, n):
       np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-6, err_msg=name)
 
 
+@contextlib.contextmanager
+def _child_trainer(args: dict, log_path):
+  """`_train_script.py` training in a child process, SIGKILLed at the latest on exit."""
+  log = open(log_path, 'wb')  # a file, not a pipe: a full pipe would block the child
+  proc = subprocess.Popen([sys.executable, SCRIPT, json.dumps(args)], stdout=log, stderr=log)
+  try:
+    yield proc
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait(timeout=30)
+    log.close()
+
+
 @pytest.mark.slow
 def test_kill_9_during_training_then_resume(tmp_path):
   model_dir = str(tmp_path / 'killed')
   args = dict(model='linear', model_dir=model_dir, save_checkpoints_steps=1,
               keep_checkpoint_max=3, max_steps=100000, sleep=0.005)
-  log = open(tmp_path / 'child.log', 'wb')  # a file, not a pipe: a full pipe would block the child
-  proc = subprocess.Popen([sys.executable, SCRIPT, json.dumps(args)], stdout=log, stderr=log)
-  try:
+  with _child_trainer(args, tmp_path / 'child.log') as proc:
     deadline = time.monotonic() + 90
     enough_at = None
     # Wait for a few checkpoints, then kill, while a save is in flight if one is seen within 5 s.
@@ -158,11 +171,6 @@ def test_kill_9_during_training_then_resume(tmp_path):
       time.sleep(0.001)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-  finally:
-    if proc.poll() is None:
-      proc.kill()
-      proc.wait(timeout=30)
-    log.close()
   assert proc.returncode == -signal.SIGKILL
   complete = _steps(model_dir)
   assert complete and complete[-1] >= 8
@@ -280,9 +288,7 @@ def test_a_second_trainer_fails_at_once_naming_the_holder_and_a_dead_ones_lock_i
   model_dir = str(tmp_path / 'shared')
   args = dict(model='linear', model_dir=model_dir, max_steps=100000, sleep=0.01)
   log_path = tmp_path / 'child.log'
-  log = open(log_path, 'wb')
-  proc = subprocess.Popen([sys.executable, SCRIPT, json.dumps(args)], stdout=log, stderr=log)
-  try:
+  with _child_trainer(args, log_path) as proc:
     lock_path = os.path.join(model_dir, '.jestimator-train.lock')
     holder = _wait_for_holder(lock_path, proc, log_path)
     assert holder['pid'] == proc.pid and holder['host'] == socket.gethostname()
@@ -299,11 +305,6 @@ def test_a_second_trainer_fails_at_once_naming_the_holder_and_a_dead_ones_lock_i
                         )['global_step'] >= 1
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-  finally:
-    if proc.poll() is None:
-      proc.kill()
-      proc.wait(timeout=30)
-    log.close()
   # The dead process's lock is taken over (the kernel released it), with a warning.
   with caplog.at_level('WARNING', logger='jestimator'):
     est.train(input_fn, steps=2)

@@ -24,7 +24,9 @@ class DataParallel(Strategy):
   With several processes (`jestimator.distributed.initialize()`), each process's `input_fn`
   yields its own per-process batch (shard the data with `input_context`); the global batch is
   their concatenation in process order, built with `jax.make_array_from_process_local_data`.
-  Every process must yield the same number of batches of the same size.
+  Each step every process must feed a batch of the same size. In training, when one process's
+  input ends first (or its next batch differs in size), all processes stop at that step with a
+  checkpoint and a warning, as the end of input ends single-process training.
 
   Evaluation pads a final batch that does not divide over the devices; metrics and padding-aware
   losses (the heads, or a model_fn calling `jestimator.example_mask()`) ignore the padded rows.

@@ -11,9 +11,15 @@ def any_process(*flags: bool, gather=None) -> tuple[bool, ...]:
   `multihost_utils.process_allgather`. Called only when `jax.process_count() > 1`, so
   single-process training keeps no extra device sync.
   """
+  table = gather_ints([bool(f) for f in flags], gather)
+  return tuple(bool(v) for v in table.max(axis=0))
+
+
+def gather_ints(values, gather=None) -> np.ndarray:
+  """`[processes, len(values)]` int32: every process's `values`, in process order (one small
+  collective, so every process calls it). `gather` as in `any_process`."""
   if gather is None:
     from jax.experimental import multihost_utils
     gather = multihost_utils.process_allgather
-  local = np.asarray([bool(f) for f in flags], np.int32)
-  table = np.asarray(gather(local)).reshape(-1, len(flags))
-  return tuple(bool(v) for v in table.max(axis=0))
+  local = np.asarray([int(v) for v in values], np.int32)
+  return np.asarray(gather(local)).reshape(-1, len(local))

@@ -11,7 +11,7 @@ import numpy as np
 from jestimator.driver import hooks as hooks_lib
 from jestimator.driver import progress
 from jestimator.driver import summaries
-from jestimator.driver.agreement import any_process
+from jestimator.driver.agreement import any_process, gather_ints
 from jestimator.driver.nan_check import NanCheck
 from jestimator.model.mode_keys import ModeKeys
 from jestimator.state import checkpoints
@@ -114,6 +114,34 @@ def _next_group(source, pending: list, k: int) -> list:
   return group
 
 
+def _group_size(config, step: int, target: int | None) -> int:
+  """Steps in the next dispatch: `steps_per_loop`, fewer to land exactly on the target."""
+  return config.steps_per_loop if target is None else min(config.steps_per_loop, target - step)
+
+
+def _agree(stop: bool, due: bool, group: list, step: int) -> tuple[bool, bool, list]:
+  """`(stop, due, group)` agreed over all processes in one collective.
+
+  Stop and save when any process asks. An empty `group` that is not a stop means this process's
+  input ended; the next group then runs nowhere (inputs of different lengths end together at the
+  first end, as one input's end ends single-process training), nor when the processes' next
+  groups differ in shape (a short final batch on one of them).
+  """
+  ended = not group and not stop
+  shape = (len(group), group[0].size) if group else (0, 0)
+  table = gather_ints([stop, due, ended, *shape])
+  stop, due, ended = (bool(v) for v in table[:, :3].max(axis=0))
+  if stop:
+    return stop, due, []
+  if group and (ended or (table[:, 3:] != table[0, 3:]).any()):
+    logger.warning(
+        'The inputs of the processes end at different steps (next dispatch per process as '
+        '[steps, rows]: %s): all stop at step %d, as at the end of input', table[:, 3:].tolist(),
+        step)
+    group = []
+  return stop, due, group
+
+
 # Step outputs the lean (default) train step returns; asking for others runs the full variant.
 _LEAN_OUTPUTS = frozenset({'loss', 'losses', 'nonfinite'})
 
@@ -146,11 +174,10 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
   outputs = None
   multi_process = jax.process_count() > 1
   strategy = compiled.strategy
-  while not stop and (target is None or step < target):
-    k = config.steps_per_loop if target is None else min(config.steps_per_loop, target - step)
-    group = _next_group(source, pending, k)
-    if not group:
-      break
+  group = _next_group(source, pending, _group_size(config, step, target))
+  if multi_process:
+    _, _, group = _agree(False, False, group, step)
+  while group:
     ctx = hooks_lib.StepContext(ModeKeys.TRAIN, step + len(group), len(group), group[0].size,
                                 total)
     wanted = set()
@@ -181,10 +208,15 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
     due = bool((config.save_checkpoints_steps and ctx.crossed(config.save_checkpoints_steps)) or
                (config.save_checkpoints_secs is not None and
                 clock() - saved_time >= config.save_checkpoints_secs) or any(asked))
+    # The next group is read before deciding, so that in a multi-process run the end of one
+    # process's input is agreed on together with the other stops.
+    stop = stop or (target is not None and step >= target)
+    group = [] if stop else _next_group(source, pending, _group_size(config, step, target))
     if multi_process:
-      # A hook's stop (early stopping reads eval files) and a save by the clock are decisions of
-      # one process; all must take them at the same step, or the others wait in a collective.
-      stop, due = any_process(stop, due)
+      # A hook's stop (early stopping reads eval files), a save by the clock and the end of input
+      # are decisions of one process; all must take them at the same step, or the others wait
+      # in a collective.
+      stop, due, group = _agree(stop, due, group, step)
     if due and step != saved_step:
       if not nan_check.check():  # never checkpoint a state that came from a non-finite step
         break
@@ -192,6 +224,8 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
       saved_step, saved_time = step, clock()
       if multi_process and listeners:
         (stop,) = any_process(stop)
+    if stop:
+      group = []
   finite = nan_check.check()
   if finite and outputs is not None and summary_hook.last_written != step:
     # A train() shorter than save_summary_steps (or an input that ran out) still writes its end.

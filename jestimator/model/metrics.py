@@ -369,7 +369,7 @@ def _warn_if_coarse(name: str, m: AUC) -> None:
   if fraction > COARSE_AUC_FRACTION:
     logger.warning(
         'metric %r: %.0f%% of the predictions fall between two adjacent thresholds (%.3g, %.3g], '
-        'so this AUC (%d thresholds) is far from the exact one (0.5 when all do). Use '
+        'so this AUC (%d thresholds) is far from the exact one (a ROC AUC of 0.5 when all do). Use '
         "thresholds that follow the data: metrics.auc(..., thresholds=metrics.logit_thresholds()) "
         "or metrics.quantile_thresholds(scores); for a head, BinaryClassHead(auc_thresholds="
         "'logit')", name, 100 * fraction, low, high, m.num_thresholds)

@@ -13,6 +13,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 
 jax.config.update('jax_num_cpu_devices', 2)  # before the backend starts
 
@@ -63,8 +64,29 @@ class StopOn(Hook):
       ctx.request_stop()
 
 
+def uneven_input_fn(steps_by_process):
+  """Process `i` yields `steps_by_process[i]` batches of 8 rows, then ends."""
+
+  def input_fn(input_context):
+    mine = steps_by_process[input_context.input_pipeline_id]
+    for s in range(mine):
+      rows = (np.arange(8) + 8 * s) % len(m.X)
+      yield {'x': m.X[rows]}, m.Y[rows]
+
+  return input_fn
+
+
 results = {}
-if MODE == 'die':
+if MODE == 'uneven':
+  # Process 0's input ends after 6 batches, process 1's after 9: both stop at step 6 with a
+  # checkpoint, then a resumed call runs on together (a new pass over both inputs) to max_steps.
+  est = je.Estimator(m.model_fn, MODEL_DIR, config=config().replace(save_checkpoints_steps=4))
+  est.train(uneven_input_fn([6, 9]))
+  results['first'] = {'step': int(est.get_variable_value('global_step')),
+                      'vars': variables(est)}
+  est.train(uneven_input_fn([9, 5]), max_steps=100)
+  results['second'] = {'step': int(est.get_variable_value('global_step'))}
+elif MODE == 'die':
   est = je.Estimator(m.model_fn, MODEL_DIR, config=config())
   est.train(m.train_input_fn(), hooks=[DieAt(5)], max_steps=100_000)
   results['finished'] = True  # never reached: the peer is dead

@@ -85,11 +85,9 @@ def single_process(tmp_path_factory):
   return out
 
 
-@pytest.fixture(scope='module')
-def multi_process(tmp_path_factory):
-  root = tmp_path_factory.mktemp('multiprocess')
-  model_dir, out = str(root / 'model'), str(root / 'out.json')
-  runs = _launch('train', model_dir, out, timeout=150)
+def _run_ok(mode: str, model_dir: str, out: str):
+  """`(runs, [results of process 0, 1])` of a run both processes must finish."""
+  runs = _launch(mode, model_dir, out, timeout=150)
   for pid, (code, stderr, _) in enumerate(runs):
     if code != 0:
       pytest.fail(f'process {pid} failed ({code}):\n{stderr[-4000:]}')
@@ -97,6 +95,14 @@ def multi_process(tmp_path_factory):
   for pid in range(2):
     with open(f'{out}.{pid}') as f:
       results.append(json.load(f))
+  return runs, results
+
+
+@pytest.fixture(scope='module')
+def multi_process(tmp_path_factory):
+  root = tmp_path_factory.mktemp('multiprocess')
+  model_dir = str(root / 'model')
+  _, results = _run_ok('train', model_dir, str(root / 'out.json'))
   return model_dir, results
 
 
@@ -164,3 +170,18 @@ def test_dead_peer_ends_survivor_within_bound(tmp_path):
   assert end0 - killed_at <= DEAD_PEER_BOUND, end0 - killed_at
   # JAX's own message, naming the cause.
   assert 'another task died' in stderr0 and 'heartbeats' in stderr0, stderr0[-3000:]
+
+
+def test_inputs_of_different_lengths_stop_all_processes_at_the_first_end(tmp_path):
+  """Stops are agreed across processes; the end of one process's input is a stop like any other
+  (before, the other process waited in a collective until the heartbeat killed it)."""
+  model_dir = str(tmp_path / 'model')
+  runs, results = _run_ok('uneven', model_dir, str(tmp_path / 'out.json'))
+  assert [r['first']['step'] for r in results] == [6, 6]
+  assert [r['second']['step'] for r in results] == [11, 11]  # 6 + the shorter input's 5
+  assert _max_diff(results[0]['first']['vars'], results[1]['first']['vars']) == 0
+  assert 'all stop at step 6, as at the end of input' in runs[1][1]  # process 1 had more
+  # Checkpoints at the cadence (4, 8) and at each end (6, 11), readable in one process.
+  assert sorted(int(d) for d in os.listdir(model_dir) if d.isdigit()) == [4, 6, 8, 11]
+  est = je.Estimator(m.model_fn, model_dir, config=je.RunConfig(seed=3))
+  assert est.get_variable_value('global_step') == 11

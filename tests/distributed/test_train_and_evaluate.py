@@ -203,3 +203,9 @@ def test_train_spec_and_argument_validation(model_dir):
   with pytest.raises(TypeError, match='eval_spec must be an EvalSpec'):
     train_and_evaluate(_estimator(model_dir), TrainSpec(_train_input()), {'steps': 1})
   assert je.train_and_evaluate is train_and_evaluate and je.EvalSpec is EvalSpec
+
+
+def test_gather_ints_keeps_processes_in_order():
+  gather = lambda local: np.stack([local, local * 10])  # two fake processes
+  np.testing.assert_array_equal(agreement.gather_ints([1, 0, 3], gather=gather),
+                                [[1, 0, 3], [10, 0, 30]])

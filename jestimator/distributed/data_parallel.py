@@ -126,6 +126,8 @@ class DataParallel(Strategy):
     return state  # replicated global arrays: Orbax saves them from every process collectively
 
   # -- compiled steps -----------------------------------------------------------------------------
+  pads_train_batches = True  # one global jit: a masked loss is exact over the whole batch
+
   def train_step(self, model) -> Callable:
     rep = self._sharding(P())
     return jax.jit(steps_lib.make_train_step(model), out_shardings=(rep, rep))

@@ -121,9 +121,9 @@ class Pmap(Strategy):
   def train_loop(self, model) -> Callable:
     loop = steps_lib.make_train_loop(steps_lib.make_train_step(model, axis_name=self.axis_name))
     # `[K, batch, ...]` stacks become `[K, n_devices, per_device, ...]`, mapped over axis 1.
-    mapped = self._pmap(loop, in_axes=(None, 1, 1), out_axes=None)
-    return jax.jit(lambda state, features, labels: mapped(state, self._split(features, 1),
-                                                          self._split(labels, 1)))
+    mapped = self._pmap(loop, in_axes=(None, 1, 1, None), out_axes=None)
+    return jax.jit(lambda state, features, labels, num_steps=None: mapped(
+        state, self._split(features, 1), self._split(labels, 1), num_steps))
 
   def eval_step(self, model) -> Callable:
     step = steps_lib.make_eval_step(model, axis_name=self.axis_name)

@@ -49,7 +49,8 @@ class CompiledModel:
 
   # -- variables and train state -------------------------------------------------------------------
   def _keys(self) -> tuple[jax.Array, jax.Array]:
-    """`(init key, train key)` from the seed."""
+    """`(init key, train key)` from the seed; called inside the compiled programs, where the
+    derivation folds into constants instead of running as eager ops."""
     init_rng, train_rng = jax.random.split(jax.random.PRNGKey(self.seed))
     return init_rng, train_rng
 
@@ -57,28 +58,46 @@ class CompiledModel:
     """Fresh variables for a batch, from the seed (one compiled program per mode)."""
     model = self.model
     init = self._program(('init', mode),
-                         lambda: jax.jit(lambda r, f, l: model.init(r, f, l, mode)))
-    return init(self._keys()[0], features, labels)
+                         lambda: jax.jit(lambda f, l: model.init(self._keys()[0], f, l, mode)))
+    return init(features, labels)
 
   def abstract_variables(self, features, labels, mode: str) -> Any:
     """The variables' shapes and dtypes (`ShapeDtypeStruct`s); computes nothing."""
     return jax.eval_shape(lambda: self.model.init(jax.random.PRNGKey(0), features, labels, mode))
 
   def traced(self, mode: str, variables, features, labels) -> TracedSpec:
-    """The model_fn's spec in `mode` and its padding-awareness, traced once per mode."""
+    """The model_fn's spec in `mode` and its padding-awareness, traced once per mode.
+
+    `variables` may be abstract (`ShapeDtypeStruct`s): tracing computes nothing.
+    """
     if mode not in self._traced:
       self._traced[mode] = self.model.trace(variables, features, labels, mode)
     return self._traced[mode]
 
   def create_train_state(self, features, labels, warm_start: Any = None) -> TrainState:
-    """A fresh train state (variables warm-started from `warm_start` settings if given)."""
-    variables = self.init_variables(features, labels, ModeKeys.TRAIN)
-    if warm_start is not None:
-      variables, names = warm_start_lib.warm_start(variables, warm_start)
-      logger.info('Warm-started %d variables from %s', len(names),
-                  warm_start.ckpt_to_initialize_from)
-    spec = self.traced(ModeKeys.TRAIN, variables, features, labels).spec
-    return TrainState.create(variables, spec.optimizer, self._keys()[1])
+    """A fresh train state (variables warm-started from `warm_start` settings if given).
+
+    Without warm start one compiled program derives the keys, initialises the variables and the
+    optimizer state: no eager op-by-op work (each eager op would be a compilation of its own).
+    """
+    train = ModeKeys.TRAIN
+    spec = self.traced(train, self.abstract_variables(features, labels, train), features,
+                       labels).spec
+    if warm_start is None:
+      model = self.model
+
+      def create(f, l):
+        init_rng, train_rng = self._keys()
+        return TrainState.create(model.init(init_rng, f, l, train), spec.optimizer, train_rng)
+
+      return self._program('create_state', lambda: jax.jit(create))(features, labels)
+    variables = self.init_variables(features, labels, train)
+    variables, names = warm_start_lib.warm_start(variables, warm_start)
+    logger.info('Warm-started %d variables from %s', len(names),
+                warm_start.ckpt_to_initialize_from)
+    create = self._program('create_from', lambda: jax.jit(
+        lambda v: TrainState.create(v, spec.optimizer, self._keys()[1])))
+    return create(variables)
 
   def abstract_train_state(self, features, labels) -> TrainState:
     """The train state's shapes and dtypes, for restoring a checkpoint into."""

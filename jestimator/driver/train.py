@@ -2,6 +2,7 @@
 and to the `StateStore`; hooks, listeners and summaries at their cadence."""
 from __future__ import annotations
 
+import collections
 import logging
 import time
 
@@ -54,18 +55,15 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     ckpt.wait()
 
 
-def _next_group(source, pending: list, k: int) -> list:
+def _next_group(source, pending: collections.deque, k: int) -> list:
   """Up to k consecutive batches of one shape; `pending` holds a batch held over."""
   group = []
   while len(group) < k:
-    if pending:
-      batch = pending.pop()
-    else:
-      batch = next(source, None)
-      if batch is None:
-        break
+    batch = pending.popleft() if pending else next(source, None)
+    if batch is None:
+      break
     if group and batch.size != group[0].size:
-      pending.append(batch)  # a short batch: run it in its own dispatch
+      pending.appendleft(batch)  # a short batch: run it in its own dispatch
       break
     group.append(batch)
   return group
@@ -84,8 +82,14 @@ def _all_hooks(hooks, spec, config, writer) -> list:
 
 def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, state, source, first,
          target):
-  spec = compiled.traced(ModeKeys.TRAIN, state.variables, first.features, first.labels).spec
-  all_hooks = _all_hooks(hooks, spec, config, writer)
+  traced = compiled.traced(ModeKeys.TRAIN, state.variables, first.features, first.labels)
+  all_hooks = _all_hooks(hooks, traced.spec, config, writer)
+  strategy = compiled.strategy
+  # A padding-aware loss lets a short (final) batch run padded, with zero weight on the padding,
+  # by the program already compiled for the first batch's size. Mutable collections (BatchNorm
+  # statistics) would see the padded rows, so models with them run short batches unpadded.
+  pad = strategy.pads_train_batches and traced.padding_aware and not state.collections
+  compiled_size = pipeline.padded_size(first.size)
   train_step, train_loop = compiled.train_step(), compiled.train_loop()
   for h in all_hooks:
     h.begin()
@@ -96,13 +100,13 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
   step = int(state.step)
   saved_step, saved_time = step, clock()
   position = None
-  pending = [first]
+  pending = collections.deque([first])
   stop = False
   dispatches = 0
   multi_process = jax.process_count() > 1
-  strategy = compiled.strategy
+  full = config.steps_per_loop
   while not stop and (target is None or step < target):
-    k = config.steps_per_loop if target is None else min(config.steps_per_loop, target - step)
+    k = full if target is None else min(full, target - step)
     group = _next_group(source, pending, k)
     if not group:
       break
@@ -111,15 +115,25 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
     for h in all_hooks:
       wanted.update(h.before_step(ctx) or ())
     position = group[-1].position
-    if len(group) == 1 and config.steps_per_loop == 1:
+    if len(group) == 1 and (full == 1 or group[0].size != compiled_size):
       batch = group[0]
-      state, outputs = train_step(state, pipeline.place(batch.features),
-                                  pipeline.place(batch.labels))
+      if pad:
+        pad_to = pipeline.pad_target(batch.size, compiled_size, True)
+        state, outputs = train_step(state, *pipeline.place_padded(batch, pad_to))
+      else:
+        state, outputs = train_step(state, pipeline.place(batch.features),
+                                    pipeline.place(batch.labels))
     else:
-      state, outputs = train_loop(state, *pipeline.place_stacked(group))
+      # Always a stack of steps_per_loop batches (the last repeated): one loop program runs any
+      # shorter group, training on its first len(group) batches only.
+      stack = group + [group[-1]] * (full - len(group))
+      state, outputs = train_loop(state, *pipeline.place_stacked(stack),
+                                  np.int32(len(group)))
     step += len(group)
     dispatches += 1
     values = {k: np.asarray(strategy.to_host(outputs[k])) for k in wanted if k in outputs}
+    if 'losses' in values:
+      values['losses'] = values['losses'][:len(group)]
     if strategy.sync_every and dispatches % strategy.sync_every == 0 and not values:
       jax.block_until_ready(outputs['loss'])
     for h in all_hooks:

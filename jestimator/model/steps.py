@@ -42,8 +42,11 @@ def _as_model_fn(model_fn_or_estimator) -> ModelFn:
 
 def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformation | None = None,
                     axis_name: str | None = None
-                    ) -> Callable[[TrainState, Any, Any], tuple[TrainState, StepOutputs]]:
-  """`train_step(state, features, labels) -> (state, {'loss': loss})`, pure.
+                    ) -> Callable[..., tuple[TrainState, StepOutputs]]:
+  """`train_step(state, features, labels, mask=None) -> (state, {'loss': loss})`, pure.
+
+  `mask` (optional, `[batch]` float32, 1.0 for real rows) is published to `example_mask()`, so a
+  padding-aware loss can ignore the rows a short final batch was padded with.
 
   Args:
     model_fn_or_estimator: a model_fn, a `ModelFn` or an `Estimator`.
@@ -54,7 +57,7 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
   """
   model = _as_model_fn(model_fn_or_estimator)
 
-  def train_step(state: TrainState, features, labels):
+  def train_step(state: TrainState, features, labels, mask=None):
     rng = jax.random.fold_in(state.rng, state.step)
     if axis_name is not None:
       rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
@@ -63,7 +66,7 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
 
     def loss_fn(params):
       spec, updated = model.apply({'params': params, **state.collections}, features, labels,
-                                  ModeKeys.TRAIN, rng=rng, mutable=mutable)
+                                  ModeKeys.TRAIN, rng=rng, mask=mask, mutable=mutable)
       box['optimizer'] = spec.optimizer
       return spec.loss, updated
 
@@ -82,19 +85,33 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
 
 
 def make_train_loop(train_step: Callable) -> Callable:
-  """K steps in one dispatch: `loop(state, features[K, B...], labels[K, B...])` via `lax.scan`.
+  """K steps in one dispatch: `loop(state, features[K, B...], labels[K, B...], num_steps=None)`.
 
-  Returns `(state, {'loss': last step's loss, 'losses': [K]})`, like TPUEstimator's
-  `iterations_per_loop`.
+  Returns `(state, {'loss': the last step's loss, 'losses': [K]})`, like TPUEstimator's
+  `iterations_per_loop`. Without `num_steps` all K steps run (`lax.scan`); with it (an int32
+  scalar, `1 <= num_steps <= K`, traced so one program serves every count) only the first
+  `num_steps` batches of the stack are trained on and `losses[num_steps:]` are 0.
   """
 
-  def loop(state, features, labels):
-    def body(s, batch):
-      s, out = train_step(s, *batch)
-      return s, out['loss']
+  def loop(state, features, labels, num_steps=None):
+    if num_steps is None:
+      def body(s, batch):
+        s, out = train_step(s, *batch)
+        return s, out['loss']
 
-    state, losses = lax.scan(body, state, (features, labels))
-    return state, {'loss': losses[-1], 'losses': losses}
+      state, losses = lax.scan(body, state, (features, labels))
+      return state, {'loss': losses[-1], 'losses': losses}
+
+    k = jax.tree.leaves((features, labels))[0].shape[0]
+    take = lambda i, tree: jax.tree.map(lambda a: lax.dynamic_index_in_dim(a, i, 0, False), tree)
+
+    def step_i(i, carry):
+      s, losses = carry
+      s, out = train_step(s, take(i, features), take(i, labels))
+      return s, losses.at[i].set(out['loss'].astype(jnp.float32))
+
+    state, losses = lax.fori_loop(0, num_steps, step_i, (state, jnp.zeros((k,), jnp.float32)))
+    return state, {'loss': losses[num_steps - 1], 'losses': losses}
 
   return loop
 

@@ -1,8 +1,7 @@
 """Compile budget: one compilation of each program per `train()` call, short final batch included.
 
-Counted with `jax.monitoring` (every lowering of a jitted program to XLA records
-`/jax/core/compile/jaxpr_to_mlir_module_duration`, persistent cache hit or not) and named with
-`jax.log_compiles()` for the failure message. No timing is asserted.
+Counted with `jax.monitoring` (conftest's `compile_counter`) and named with `jax.log_compiles()`.
+No timing is asserted.
 """
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import contextlib
 import logging
 
 import jax
-import jax.monitoring
 import numpy as np
 import pytest
 
@@ -23,14 +21,9 @@ _LOWERING = '/jax/core/compile/jaxpr_to_mlir_module_duration'
 
 
 @contextlib.contextmanager
-def compilations():
-  """Yields a list that collects `(count, names)` of programs lowered inside the block."""
+def compiled_names():
+  """Yields the list of programs (`jit(name)`) compiled inside the block."""
   names: list[str] = []
-  count = [0]
-
-  def on_duration(event, duration, **kwargs):
-    if event == _LOWERING:
-      count[0] += 1
 
   class Names(logging.Handler):
     def emit(self, record):
@@ -41,15 +34,11 @@ def compilations():
   handler = Names(logging.WARNING)
   logger = logging.getLogger('jax')
   logger.addHandler(handler)
-  jax.monitoring.register_event_duration_secs_listener(on_duration)
-  out: list = []
   try:
     with jax.log_compiles():
-      yield out
+      yield names
   finally:
-    jax.monitoring.unregister_event_duration_listener(on_duration)
     logger.removeHandler(handler)
-    out.extend([count[0], names])
 
 
 def _input(x, y, epochs):
@@ -59,24 +48,25 @@ def _input(x, y, epochs):
 
 
 @pytest.mark.parametrize('steps_per_loop', [1, 3])
-def test_one_compilation_per_program_with_a_short_final_batch(tmp_path, steps_per_loop):
+def test_one_compilation_per_program_with_a_short_final_batch(tmp_path, steps_per_loop,
+                                                              compile_counter):
   x, y = _models.make_data(100)
   est = Estimator(_models.linear_model_fn(padding_aware=True), str(tmp_path / 'm'),
                   config=RunConfig(steps_per_loop=steps_per_loop))
-  with compilations() as first:
+  with compiled_names() as names:
     est.train(_input(x, y, 2))
-  count, names = first
   # The state's initialiser (variables + optimizer state in one program) and the train step;
   # with steps_per_loop the loop too (every group size runs in it), and the step once for the
   # short batch.
   want = ['jit(create)', 'jit(train_step)'] + (['jit(loop)'] if steps_per_loop > 1 else [])
   assert sorted(names) == sorted(want), names
-  assert count == len(want), names
+  assert compile_counter.n == len(want), names
   assert int(est.get_variable_value('global_step')) == 7
 
-  with compilations() as second:  # a second train() on the same object compiles nothing
+  compile_counter.reset()
+  with compiled_names() as names:  # a second train() on the same object compiles nothing
     est.train(_input(x, y, 1))
-  assert second[0] == 0, second[1]
+  assert compile_counter.n == 0, names
   assert int(est.get_variable_value('global_step')) == 11
 
 

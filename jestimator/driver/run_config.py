@@ -31,6 +31,10 @@ class RunConfig:
     steps_per_loop: train steps run in one device dispatch (`lax.scan`), as TPUEstimator's
       `iterations_per_loop`; hooks, summaries and checkpoints act at loop boundaries.
     strategy: a `jestimator.distributed` strategy; None is `SingleDevice()`.
+    compilation_cache: turn on JAX's persistent compilation cache (at
+      `~/.cache/jestimator/jax_compilation_cache` unless a JAX cache directory is set, which wins),
+      so a new process reuses the programs an earlier one compiled; False leaves JAX's setting
+      alone. See `jestimator.driver.compilation_cache`.
   """
 
   model_dir: str | None = None
@@ -42,6 +46,7 @@ class RunConfig:
   log_step_count_steps: int = 100
   steps_per_loop: int = 1
   strategy: Any = None
+  compilation_cache: bool = True
 
   def __post_init__(self):
     secs = self.save_checkpoints_secs
@@ -57,6 +62,9 @@ class RunConfig:
     if self.save_checkpoints_steps is not None and self.save_checkpoints_steps <= 0:
       raise ValueError('RunConfig.save_checkpoints_steps must be positive, got '
                        f'{self.save_checkpoints_steps}')
+    if not isinstance(self.compilation_cache, bool):
+      raise TypeError(f'RunConfig.compilation_cache must be a bool, got '
+                      f'{self.compilation_cache!r}')
     if self.model_dir == '':
       raise ValueError('RunConfig.model_dir must not be empty')
 

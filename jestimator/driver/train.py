@@ -89,7 +89,7 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
   # by the program already compiled for the first batch's size. Mutable collections (BatchNorm
   # statistics) would see the padded rows, so models with them run short batches unpadded.
   pad = strategy.pads_train_batches and traced.padding_aware and not state.collections
-  compiled_size = pipeline.padded_size(first.size)
+  compiled_size = first.size  # not rounded up: a batch that does not divide still fails loudly
   train_step, train_loop = compiled.train_step(), compiled.train_loop()
   for h in all_hooks:
     h.begin()
@@ -118,7 +118,7 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
     if len(group) == 1 and (full == 1 or group[0].size != compiled_size):
       batch = group[0]
       if pad:
-        pad_to = pipeline.pad_target(batch.size, compiled_size, True)
+        pad_to = max(batch.size, compiled_size)
         state, outputs = train_step(state, *pipeline.place_padded(batch, pad_to))
       else:
         state, outputs = train_step(state, pipeline.place(batch.features),

@@ -20,6 +20,14 @@ from jestimator.state.train_state import TrainState
 
 logger = logging.getLogger('jestimator')
 
+#: Initialisers run once: XLA's backend optimisations would cost more compile time (about half
+#: of it, for the census DNN on a CPU) than they could ever save at run time.
+INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0}
+
+
+def _init_jit(fn: Callable) -> Callable:
+  return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS)
+
 
 class CompiledModel:
   """The model_fn's pure functions, compiled for one strategy, with their caches.
@@ -58,7 +66,7 @@ class CompiledModel:
     """Fresh variables for a batch, from the seed (one compiled program per mode)."""
     model = self.model
     init = self._program(('init', mode),
-                         lambda: jax.jit(lambda f, l: model.init(self._keys()[0], f, l, mode)))
+                         lambda: _init_jit(lambda f, l: model.init(self._keys()[0], f, l, mode)))
     return init(features, labels)
 
   def abstract_variables(self, features, labels, mode: str) -> Any:
@@ -90,12 +98,12 @@ class CompiledModel:
         init_rng, train_rng = self._keys()
         return TrainState.create(model.init(init_rng, f, l, train), spec.optimizer, train_rng)
 
-      return self._program('create_state', lambda: jax.jit(create))(features, labels)
+      return self._program('create_state', lambda: _init_jit(create))(features, labels)
     variables = self.init_variables(features, labels, train)
     variables, names = warm_start_lib.warm_start(variables, warm_start)
     logger.info('Warm-started %d variables from %s', len(names),
                 warm_start.ckpt_to_initialize_from)
-    create = self._program('create_from', lambda: jax.jit(
+    create = self._program('create_from', lambda: _init_jit(
         lambda v: TrainState.create(v, spec.optimizer, self._keys()[1])))
     return create(variables)
 

@@ -1,6 +1,6 @@
 """Compile budget: one compilation of each program per `train()` call, short final batch included.
 
-Counted with `jax.monitoring` (conftest's `compile_counter`) and named with `jax.log_compiles()`.
+Counted with `jax.monitoring` (conftest's `compile_counter`) and named from JAX's compile log.
 No timing is asserted.
 """
 from __future__ import annotations
@@ -34,10 +34,13 @@ def compiled_names():
   handler = Names(logging.WARNING)
   logger = logging.getLogger('jax')
   logger.addHandler(handler)
+  # Process-wide (`jax.log_compiles()` is thread-local): the train step may compile in a thread.
+  before = jax.config.jax_log_compiles
+  jax.config.update('jax_log_compiles', True)
   try:
-    with jax.log_compiles():
-      yield names
+    yield names
   finally:
+    jax.config.update('jax_log_compiles', before)
     logger.removeHandler(handler)
 
 

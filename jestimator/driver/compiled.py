@@ -7,6 +7,7 @@ mode and report padding-awareness explicitly (`TracedSpec.padding_aware`).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Callable
 
 import jax
@@ -45,6 +46,8 @@ class CompiledModel:
     self._programs: dict[Any, Callable] = {}
     self._traced: dict[str, TracedSpec] = {}
     self._zero_states: dict[tuple, Any] = {}
+    self._ahead: set[tuple] = set()
+    self._abstract_states: dict[tuple, TrainState] = {}
 
   @property
   def takes_labels(self) -> bool:
@@ -108,12 +111,16 @@ class CompiledModel:
     return create(variables)
 
   def abstract_train_state(self, features, labels) -> TrainState:
-    """The train state's shapes and dtypes, for restoring a checkpoint into."""
-    def create():
-      variables = self.model.init(jax.random.PRNGKey(0), features, labels, ModeKeys.TRAIN)
-      spec = self.traced(ModeKeys.TRAIN, variables, features, labels).spec
-      return TrainState.create(variables, spec.optimizer, jax.random.PRNGKey(0))
-    return jax.eval_shape(create)
+    """The train state's shapes and dtypes (restore targets, compile-ahead arguments); traced
+    once per batch signature."""
+    key = _signature((features, labels))
+    if key not in self._abstract_states:
+      def create():
+        variables = self.model.init(jax.random.PRNGKey(0), features, labels, ModeKeys.TRAIN)
+        spec = self.traced(ModeKeys.TRAIN, variables, features, labels).spec
+        return TrainState.create(variables, spec.optimizer, jax.random.PRNGKey(0))
+      self._abstract_states[key] = jax.eval_shape(create)
+    return self._abstract_states[key]
 
   # -- steps ----------------------------------------------------------------------------------------
   def train_step(self) -> Callable:
@@ -131,6 +138,30 @@ class CompiledModel:
   def predict_step(self) -> Callable:
     """Compiled `(variables, features, mask) -> predictions`."""
     return self._program('predict_step', lambda: self.strategy.predict_step(self.model))
+
+  def compile_ahead(self, name: str, program: Callable, *abstract_args
+                    ) -> threading.Thread | None:
+    """Starts compiling `program` (the step called `name`, e.g. `self.train_step()`) for these
+    abstract arguments (`ShapeDtypeStruct`s) in a background thread, once per signature.
+
+    XLA compiles without holding the GIL, so this overlaps with the caller's own work (say the
+    initialiser's compile). The executable reaches the step's first real call through JAX's
+    persistent compilation cache; errors are left for that call to raise.
+    """
+    key = (name, _signature(abstract_args))
+    if key in self._ahead:
+      return None
+    self._ahead.add(key)
+
+    def compile_():
+      try:
+        program.lower(*abstract_args).compile()
+      except Exception:  # noqa: BLE001 - the real call reports it with its own arguments
+        logger.debug('compiling %s ahead failed', name, exc_info=True)
+
+    thread = threading.Thread(target=compile_, name=f'jestimator-compile-{name}', daemon=True)
+    thread.start()
+    return thread
 
   def zero_metric_states(self, variables, features, labels, mask) -> Any:
     """Zero metric states for the eval step's output on these placed inputs (cached by shape)."""

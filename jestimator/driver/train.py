@@ -12,6 +12,7 @@ import numpy as np
 from jestimator.driver import hooks as hooks_lib
 from jestimator.driver import summaries
 from jestimator.driver.agreement import any_process
+from jestimator.driver.strategy import SingleDevice
 from jestimator.model.mode_keys import ModeKeys
 
 logger = logging.getLogger('jestimator')
@@ -40,9 +41,13 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     return
   target = start + steps if steps is not None else max_steps
   source = pipeline.open(input_fn, ModeKeys.TRAIN, meta.get('input_state'))
+  ahead = None
   try:
     first = source.first('training')
+    ahead = _compile_ahead(compiled, config, first)
     state = store.train_state(ckpt, first.features, first.labels)
+    if ahead is not None:
+      ahead.join()  # the first step then finds its program compiled
     ckpt = store.writer()
     writer = summaries.SummaryWriter(config.model_dir)
     try:
@@ -51,8 +56,53 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     finally:
       writer.close()  # also after an exception (say a NaN loss): no event-writer thread left
   finally:
+    if ahead is not None:
+      ahead.join()
     source.close()
     ckpt.wait()
+
+
+def _plan(traced, strategy, first, has_collections: bool) -> tuple[bool, int]:
+  """`(pad, compiled_size)`: whether short batches run padded, and the size steps compile for.
+
+  A padding-aware loss lets a short (final) batch run padded, with zero weight on the padding,
+  by the program already compiled for the first batch's size. Mutable collections (BatchNorm
+  statistics) would see the padded rows, so models with them run short batches unpadded. The
+  size is the first batch's, not rounded up: a batch that does not divide still fails loudly.
+  """
+  pad = strategy.pads_train_batches and traced.padding_aware and not has_collections
+  return pad, first.size
+
+
+def _compile_ahead(compiled, config, first):
+  """Compiles the first dispatch's program in a thread while the state is created or restored.
+
+  The real call then finds the executable in the jitted function's own cache (and in the
+  persistent compilation cache). Single device only: there abstract arguments lower exactly as
+  the placed ones do; elsewhere a mismatch would cost a second compile.
+  Returns the thread, or None.
+  """
+  strategy = compiled.strategy
+  if jax.process_count() > 1 or not isinstance(strategy, SingleDevice):
+    return None
+  # The state arrives placed (committed to the device), batches as numpy: lower them alike.
+  placed = jax.sharding.SingleDeviceSharding(strategy.device)
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=placed),
+                          compiled.abstract_train_state(first.features, first.labels))
+  traced = compiled.traced(ModeKeys.TRAIN, abstract.variables, first.features, first.labels)
+  pad, size = _plan(traced, strategy, first, bool(abstract.collections))
+  spec = lambda tree, lead=(): jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(lead + np.shape(a), np.asarray(a).dtype), tree)
+  full = config.steps_per_loop
+  if full == 1:
+    args = (spec(first.features), spec(first.labels))
+    if pad:
+      args += (jax.ShapeDtypeStruct((size,), np.float32),)
+    return compiled.compile_ahead('train_step', compiled.train_step(), abstract, *args)
+  return compiled.compile_ahead('train_loop', compiled.train_loop(), abstract,
+                                spec(first.features, (full,)),
+                                spec(first.labels, (full,)),
+                                jax.ShapeDtypeStruct((), np.int32))
 
 
 def _next_group(source, pending: collections.deque, k: int) -> list:
@@ -85,11 +135,7 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
   traced = compiled.traced(ModeKeys.TRAIN, state.variables, first.features, first.labels)
   all_hooks = _all_hooks(hooks, traced.spec, config, writer)
   strategy = compiled.strategy
-  # A padding-aware loss lets a short (final) batch run padded, with zero weight on the padding,
-  # by the program already compiled for the first batch's size. Mutable collections (BatchNorm
-  # statistics) would see the padded rows, so models with them run short batches unpadded.
-  pad = strategy.pads_train_batches and traced.padding_aware and not state.collections
-  compiled_size = first.size  # not rounded up: a batch that does not divide still fails loudly
+  pad, compiled_size = _plan(traced, strategy, first, bool(state.collections))
   train_step, train_loop = compiled.train_step(), compiled.train_loop()
   for h in all_hooks:
     h.begin()

@@ -108,6 +108,7 @@ def _child(runner: str, model: str, config: dict[str, Any], model_dir: str, out:
   jax.monitoring.register_event_listener(on_event)
   if runner == 'baseline':
     steps, loss = _baseline_train(model, config)
+    assert 'jestimator' not in sys.modules  # a hand-written process does not import it
   else:
     steps, loss = _estimator_train(model, config, model_dir)
   first_train_s = time.perf_counter() - t0
@@ -117,12 +118,22 @@ def _child(runner: str, model: str, config: dict[str, Any], model_dir: str, out:
                'peak_host_rss_mib': rss_mib, **counts}, f)
 
 
-def _data(config):
-  from jestimator.datasets import adult
+def _standalone(relpath: str):
+  """A module of the repository loaded from its file without importing its package: the
+  hand-written process reads the bundled CSV and uses an FTRL port, not the jestimator package."""
+  import importlib.util
+  name = '_cold_' + os.path.basename(relpath)[:-3]
+  spec = importlib.util.spec_from_file_location(name, os.path.join(_REPO, relpath))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _data(config, adult):
   train, test = adult.load()
   if config['train_rows']:
     train = {k: v[:config['train_rows']] for k, v in train.items()}
-  return adult, train, test
+  return train, test
 
 
 def _estimator_train(model: str, config: dict[str, Any], model_dir: str) -> tuple[int, float]:
@@ -130,7 +141,8 @@ def _estimator_train(model: str, config: dict[str, Any], model_dir: str) -> tupl
 
   import jestimator as je
   from benchmarks.workloads import adult as workload
-  adult, train, _ = _data(config)
+  from jestimator.datasets import adult
+  train, _ = _data(config, adult)
   y = train.pop(adult.LABEL_COLUMN)
   wide, deep = workload.feature_columns(train)
   labels = list(adult.LABEL_VOCABULARY)
@@ -168,8 +180,10 @@ def _baseline_train(model: str, config: dict[str, Any]) -> tuple[int, float]:
   import numpy as np
   import optax
 
-  from benchmarks.workloads import adult as workload
-  adult, train, test = _data(config)
+  from benchmarks.workloads import _adult_model as workload
+  adult = _standalone('jestimator/datasets/adult.py')
+  ftrl = _standalone('jestimator/canned/optimizers.py').ftrl
+  train, test = _data(config, adult)
   y = (train.pop(adult.LABEL_COLUMN) == adult.LABEL_VOCABULARY[1]).astype(np.float32)
   test.pop(adult.LABEL_COLUMN)
   x, _, sizes = workload.preprocess(train, test)
@@ -177,7 +191,7 @@ def _baseline_train(model: str, config: dict[str, Any]) -> tuple[int, float]:
                              deep=model != 'linear')
   b = config['batch_size']
   params = module.init(jax.random.PRNGKey(0), {k: v[:b] for k, v in x.items()})['params']
-  optimizer = workload._optimizer(model)
+  optimizer = workload.optimizer(model, ftrl)
   opt_state = optimizer.init(params)
 
   @jax.jit

@@ -117,7 +117,11 @@ def summary_table(result: dict[str, Any]) -> str:
             'eval x', 'pred x', 'compile s', 'ckpt save s', 'RSS MiB', 'acc/auc', 'base acc/auc')
   rows = [header]
   notes = []
+  cold = []
   for name, w in result['workloads'].items():
+    if 'cold_cases' in w:
+      cold.extend(w['cold_cases'])
+      continue
     if 'cases' not in w:
       why = w.get('skipped') or 'ERROR: ' + w.get('error', '').strip().splitlines()[-1]
       notes.append(f'{name}: {why}')
@@ -144,6 +148,32 @@ def summary_table(result: dict[str, Any]) -> str:
   lines.append('ratio = jestimator/baseline training examples/sec; eval x, pred x: the same for '
                'evaluate/predict; a/b columns: jestimator/baseline')
   lines.extend(notes)
+  if cold:
+    lines.append(cold_table(cold))
+  return '\n'.join(lines)
+
+
+def cold_table(cases: list[dict[str, Any]]) -> str:
+  """Fresh-process first `train()`: seconds, compilations (cache hits), peak RSS per runner."""
+  header = ('cold start', 'jestimator s', 'cached s', 'baseline s', 'x base', 'cached x base',
+            'compiles j/c/b', 'RSS MiB j/b')
+  rows = [header]
+  for c in cases:
+    j, k, b, r = c['jestimator'], c['jestimator_cached'], c['baseline'], c['ratio']
+    rows.append((c['case'], _fmt(j['first_train_s'], '.2f'), _fmt(k['first_train_s'], '.2f'),
+                 _fmt(b['first_train_s'], '.2f'), _fmt(r['jestimator/first_train_s'], '.2f'),
+                 _fmt(r['jestimator_cached/first_train_s'], '.2f'),
+                 f"{j['compilations']}/{k['compilations']} ({k['cache_hits']} hits)/"
+                 f"{b['compilations']}",
+                 f"{_fmt(j['peak_host_rss_mib'])}/{_fmt(b['peak_host_rss_mib'])}"))
+  widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+  lines = ['  '.join(str(v).ljust(w) if j == 0 else str(v).rjust(w)
+                     for j, (v, w) in enumerate(zip(row, widths))) for row in rows]
+  lines.insert(1, '  '.join('-' * w for w in widths))
+  lines.insert(0, '')
+  lines.append('seconds from a fresh process\'s first line to the end of its first train() '
+               '(imports, data, build included); cached: a second process reusing the '
+               'persistent compilation cache')
   return '\n'.join(lines)
 
 

@@ -41,13 +41,31 @@ def _cases(result):
 def test_tiny_suite_is_a_valid_document(tiny):
   doc = {k: v for k, v in tiny.items() if k != '_progress'}
   assert _schema.problems(doc) == []
-  assert list(doc['workloads']) == ['adult', 'ctr', 'mlp', 'steps_per_loop', 'strategies']
+  assert list(doc['workloads']) == ['adult', 'cold_start', 'ctr', 'mlp', 'steps_per_loop',
+                                    'strategies']
+  assert 'cold_cases' in doc['workloads']['cold_start'], doc['workloads']['cold_start'].get('error')
   for name in ('adult', 'ctr', 'mlp', 'steps_per_loop'):
     assert 'cases' in doc['workloads'][name], doc['workloads'][name].get('error')
   strategies = doc['workloads']['strategies']
   assert ('skipped' in strategies) == (jax.device_count() < 2)
   json.loads(json.dumps(doc))  # plain JSON all the way down (no numpy scalars)
   assert doc['machine']['device_count'] == jax.device_count()
+
+
+def test_cold_start_figures_are_consistent(tiny):
+  for case in tiny['workloads']['cold_start']['cold_cases']:
+    runs = {r: case[r] for r in ('jestimator', 'jestimator_cached', 'baseline')}
+    # The same 2 epochs in batches: equal step counts, the short final batch included.
+    assert len({r['train_steps'] for r in runs.values()}) == 1, runs
+    # The first process starts from an empty cache; the second one reads what it wrote.
+    assert runs['jestimator']['cache_hits'] == 0 and runs['jestimator_cached']['cache_hits'] > 0
+    assert runs['baseline']['cache_hits'] == 0
+    for runner in ('jestimator', 'jestimator_cached'):
+      for k in ('first_train_s', 'process_s', 'peak_host_rss_mib'):
+        want = runs[runner][k] / runs['baseline'][k]
+        assert case['ratio'][f'{runner}/{k}'] == pytest.approx(want), (runner, k)
+    for r in runs.values():
+      assert r['first_train_s'] <= r['process_s'] and math.isfinite(r['final_loss'])
 
 
 def test_tiny_suite_figures_are_consistent(tiny):
@@ -75,10 +93,14 @@ def test_tiny_suite_figures_are_consistent(tiny):
 
 def test_progress_and_summary_table(tiny):
   progress = tiny['_progress']
-  for i, name in enumerate(['adult', 'ctr', 'mlp', 'steps_per_loop', 'strategies'], 1):
-    assert f'({i}/5) {name}: start' in progress
+  names = ['adult', 'cold_start', 'ctr', 'mlp', 'steps_per_loop', 'strategies']
+  for i, name in enumerate(names, 1):
+    assert f'({i}/6) {name}: start' in progress
   text = run.summary_table(tiny)
   for name, case in _cases(tiny):
+    assert case['case'] in text
+  assert 'cold start' in text
+  for case in tiny['workloads']['cold_start']['cold_cases']:
     assert case['case'] in text
   assert 'strategies:' in text or 'strategies ' in text
 

@@ -2,7 +2,8 @@
 
 Each workload module has `NAME`, `DESCRIPTION`, `CONFIGS` (`{suite: config dict}`) and
 `run(config, budget, progress) -> {'cases': [...]}` (or `{'skipped': reason}`); every case holds a
-`jestimator` and a `baseline` result dict and their `ratio`s (see `_task.run_case`).
+`jestimator` and a `baseline` result dict and their `ratio`s (see `_task.run_case`). `cold_start`
+returns `{'cold_cases': [...]}` instead: fresh-process figures (see its docstring).
 
 Suites: `tiny` (seconds; the tests), `quick` (under 5 minutes on a 2-core CPU), `full` (the
 numbers to publish; tens of minutes on a CPU).
@@ -15,7 +16,7 @@ from types import ModuleType
 from benchmarks.workloads._measure import Budget
 
 #: Workload names in the order the harness runs them.
-WORKLOADS = ('adult', 'ctr', 'mlp', 'steps_per_loop', 'strategies')
+WORKLOADS = ('adult', 'cold_start', 'ctr', 'mlp', 'steps_per_loop', 'strategies')
 
 SUITES = ('tiny', 'quick', 'full')
 

@@ -58,9 +58,13 @@ def problems(result: Mapping[str, Any]) -> list[str]:
     for k in ('description', 'config'):
       if k not in w:
         errs.append(f'{where}: missing {k!r}')
-    kinds = [k for k in ('cases', 'skipped', 'error') if k in w]
+    kinds = [k for k in ('cases', 'cold_cases', 'skipped', 'error') if k in w]
     if len(kinds) != 1:
-      errs.append(f'{where}: needs exactly one of cases / skipped / error, has {kinds}')
+      errs.append(f'{where}: needs exactly one of cases / cold_cases / skipped / error, has '
+                  f'{kinds}')
+      continue
+    if kinds[0] == 'cold_cases':
+      errs.extend(_cold_problems(w['cold_cases'], where))
       continue
     if kinds[0] != 'cases':
       if not isinstance(w[kinds[0]], str):
@@ -118,6 +122,31 @@ def _case_problems(case: Mapping[str, Any], where: str) -> list[str]:
     errs.append(f'{where}.ratio must hold exactly {RATIO_KEYS}')
   elif any(v is not None and not _is_number(v) for v in ratio.values()):
     errs.append(f'{where}.ratio values must be numbers or null')
+  return errs
+
+
+def _cold_problems(cases: Any, where: str) -> list[str]:
+  """Problems of a `cold_start` workload's `cold_cases`."""
+  from benchmarks.workloads.cold_start import COLD_KEYS, COLD_RATIO_KEYS, RUNNERS
+  if not isinstance(cases, list) or not cases:
+    return [f'{where}.cold_cases must be a non-empty list']
+  errs = []
+  for i, case in enumerate(cases):
+    at = f'{where}.cold_cases[{i}]'
+    if not isinstance(case.get('case'), str) or not isinstance(case.get('params'), Mapping):
+      errs.append(f'{at} needs a case name and params')
+    for runner in RUNNERS:
+      run = case.get(runner)
+      if not isinstance(run, Mapping) or set(run) != set(COLD_KEYS):
+        errs.append(f'{at}.{runner} must hold exactly {COLD_KEYS}')
+        continue
+      bad = {k: v for k, v in run.items() if not _is_number(v) or (v < 0 and k != 'final_loss')}
+      if bad:
+        errs.append(f'{at}.{runner}: values must be numbers >= 0, got {bad}')
+    wanted = {f'{r}/{k}' for r in RUNNERS[:2] for k in COLD_RATIO_KEYS}
+    ratio = case.get('ratio')
+    if not isinstance(ratio, Mapping) or set(ratio) != wanted:
+      errs.append(f'{at}.ratio must hold exactly {sorted(wanted)}')
   return errs
 
 

@@ -128,6 +128,8 @@ class DataParallel(Strategy):
     return state  # replicated global arrays: Orbax saves them from every process collectively
 
   # -- compiled steps -----------------------------------------------------------------------------
+  pads_train_batches = True  # one global jit: a masked loss is exact over the whole batch
+
   def train_step(self, model, with_outputs: bool = False) -> Callable:
     rep = self._sharding(P())
     return jax.jit(steps_lib.make_train_step(model, with_outputs=with_outputs),

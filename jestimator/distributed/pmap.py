@@ -121,9 +121,9 @@ class Pmap(Strategy):
   def train_loop(self, model, with_outputs: bool = False) -> Callable:
     loop = steps_lib.make_model_train_loop(model, self.axis_name, with_outputs)
     # `[K, batch, ...]` stacks become `[K, n_devices, per_device, ...]`, mapped over axis 1.
-    mapped = self._pmap(loop, in_axes=(None, 1, 1), out_axes=None)
-    return jax.jit(lambda state, features, labels: mapped(state, self._split(features, 1),
-                                                          self._split(labels, 1)))
+    mapped = self._pmap(loop, in_axes=(None, 1, 1, None), out_axes=None)
+    return jax.jit(lambda state, features, labels, num_steps=None: mapped(
+        state, self._split(features, 1), self._split(labels, 1), num_steps))
 
   def eval_step(self, model) -> Callable:
     # The step psums the states over devices, so the merged accumulator is the same everywhere.

@@ -7,6 +7,7 @@ mode and report padding-awareness explicitly (`TracedSpec.padding_aware`).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Callable
 
 import jax
@@ -19,6 +20,14 @@ from jestimator.state import warm_start as warm_start_lib
 from jestimator.state.train_state import TrainState
 
 logger = logging.getLogger('jestimator')
+
+#: Initialisers run once: XLA's backend optimisations would cost more compile time (about half
+#: of it, for the census DNN on a CPU) than they could ever save at run time.
+INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0}
+
+
+def _init_jit(fn: Callable) -> Callable:
+  return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS)
 
 
 class CompiledModel:
@@ -37,6 +46,8 @@ class CompiledModel:
     self._programs: dict[Any, Callable] = {}
     self._traced: dict[str, TracedSpec] = {}
     self._zero_states: dict[tuple, Any] = {}
+    self._ahead: set[tuple] = set()
+    self._abstract_states: dict[tuple, TrainState] = {}
 
   @property
   def takes_labels(self) -> bool:
@@ -49,7 +60,8 @@ class CompiledModel:
 
   # -- variables and train state -------------------------------------------------------------------
   def _keys(self) -> tuple[jax.Array, jax.Array]:
-    """`(init key, train key)` from the seed."""
+    """`(init key, train key)` from the seed; called inside the compiled programs, where the
+    derivation folds into constants instead of running as eager ops."""
     init_rng, train_rng = jax.random.split(jax.random.PRNGKey(self.seed))
     return init_rng, train_rng
 
@@ -57,15 +69,18 @@ class CompiledModel:
     """Fresh variables for a batch, from the seed (one compiled program per mode)."""
     model = self.model
     init = self._program(('init', mode),
-                         lambda: jax.jit(lambda r, f, l: model.init(r, f, l, mode)))
-    return init(self._keys()[0], features, labels)
+                         lambda: _init_jit(lambda f, l: model.init(self._keys()[0], f, l, mode)))
+    return init(features, labels)
 
   def abstract_variables(self, features, labels, mode: str) -> Any:
     """The variables' shapes and dtypes (`ShapeDtypeStruct`s); computes nothing."""
     return jax.eval_shape(lambda: self.model.init(jax.random.PRNGKey(0), features, labels, mode))
 
   def traced(self, mode: str, variables, features, labels) -> TracedSpec:
-    """The model_fn's spec in `mode` and its padding-awareness, traced once per mode."""
+    """The model_fn's spec in `mode` and its padding-awareness, traced once per mode.
+
+    `variables` may be abstract (`ShapeDtypeStruct`s): tracing computes nothing.
+    """
     if mode not in self._traced:
       self._traced[mode] = self.model.trace(variables, features, labels, mode)
     return self._traced[mode]
@@ -81,18 +96,38 @@ class CompiledModel:
     return variables
 
   def create_train_state(self, features, labels, warm_start: Any = None) -> TrainState:
-    """A fresh train state (variables warm-started from `warm_start` settings if given)."""
-    variables = self.fresh_variables(features, labels, ModeKeys.TRAIN, warm_start)
-    spec = self.traced(ModeKeys.TRAIN, variables, features, labels).spec
-    return TrainState.create(variables, spec.optimizer, self._keys()[1])
+    """A fresh train state (variables warm-started from `warm_start` settings if given).
+
+    Without warm start one compiled program derives the keys, initialises the variables and the
+    optimizer state: no eager op-by-op work (each eager op would be a compilation of its own).
+    """
+    train = ModeKeys.TRAIN
+    spec = self.traced(train, self.abstract_variables(features, labels, train), features,
+                       labels).spec
+    if warm_start is None:
+      model = self.model
+
+      def create(f, l):
+        init_rng, train_rng = self._keys()
+        return TrainState.create(model.init(init_rng, f, l, train), spec.optimizer, train_rng)
+
+      return self._program('create_state', lambda: _init_jit(create))(features, labels)
+    variables = self.fresh_variables(features, labels, train, warm_start)
+    create = self._program('create_from', lambda: _init_jit(
+        lambda v: TrainState.create(v, spec.optimizer, self._keys()[1])))
+    return create(variables)
 
   def abstract_train_state(self, features, labels) -> TrainState:
-    """The train state's shapes and dtypes, for restoring a checkpoint into."""
-    def create():
-      variables = self.model.init(jax.random.PRNGKey(0), features, labels, ModeKeys.TRAIN)
-      spec = self.traced(ModeKeys.TRAIN, variables, features, labels).spec
-      return TrainState.create(variables, spec.optimizer, jax.random.PRNGKey(0))
-    return jax.eval_shape(create)
+    """The train state's shapes and dtypes (restore targets, compile-ahead arguments); traced
+    once per batch signature."""
+    key = _signature((features, labels))
+    if key not in self._abstract_states:
+      def create():
+        variables = self.model.init(jax.random.PRNGKey(0), features, labels, ModeKeys.TRAIN)
+        spec = self.traced(ModeKeys.TRAIN, variables, features, labels).spec
+        return TrainState.create(variables, spec.optimizer, jax.random.PRNGKey(0))
+      self._abstract_states[key] = jax.eval_shape(create)
+    return self._abstract_states[key]
 
   # -- steps ----------------------------------------------------------------------------------------
   def train_step(self, with_outputs: bool = False) -> Callable:
@@ -114,6 +149,30 @@ class CompiledModel:
     """Compiled `(variables, features, mask) -> predictions`, or `(predictions, outputs)`."""
     return self._program(('predict_step', with_outputs),
                          lambda: self.strategy.predict_step(self.model, with_outputs=with_outputs))
+
+  def compile_ahead(self, name: str, program: Callable, *abstract_args
+                    ) -> threading.Thread | None:
+    """Starts compiling `program` (the step called `name`, e.g. `self.train_step()`) for these
+    abstract arguments (`ShapeDtypeStruct`s) in a background thread, once per signature.
+
+    XLA compiles without holding the GIL, so this overlaps with the caller's own work (say the
+    initialiser's compile). The executable reaches the step's first real call through JAX's
+    persistent compilation cache; errors are left for that call to raise.
+    """
+    key = (name, _signature(abstract_args))
+    if key in self._ahead:
+      return None
+    self._ahead.add(key)
+
+    def compile_():
+      try:
+        program.lower(*abstract_args).compile()
+      except Exception:  # noqa: BLE001 - the real call reports it with its own arguments
+        logger.debug('compiling %s ahead failed', name, exc_info=True)
+
+    thread = threading.Thread(target=compile_, name=f'jestimator-compile-{name}', daemon=True)
+    thread.start()
+    return thread
 
   def zero_metric_states(self, variables, features, labels, mask) -> Any:
     """Zero metric states for the eval step's output on these placed inputs (cached by shape)."""

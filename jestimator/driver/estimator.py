@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from jestimator.driver import compilation_cache
 from jestimator.driver.compiled import CompiledModel
 from jestimator.driver.hooks import CheckpointSaverListener, Hook
 from jestimator.driver.run_config import RunConfig
@@ -78,6 +79,8 @@ class Estimator:
       model_dir = tempfile.mkdtemp(prefix='jestimator_')
       logger.warning('Using temporary folder as model directory: %s', model_dir)
     self._config = config.replace(model_dir=model_dir)
+    if self._config.compilation_cache:
+      compilation_cache.enable()
     model = ModelFn(model_fn, params, self._config)
     self._feature_columns = None if feature_columns is None else tuple(feature_columns)
     preprocessor = host_stage_lib.Preprocessor(

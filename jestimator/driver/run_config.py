@@ -34,6 +34,10 @@ class RunConfig:
     check_nan_loss: check every step's loss on the device (read at the next sync, no extra
       one) and raise `hooks.NanLossDuringTrainingError` naming the first non-finite step; no
       checkpoint is written after it. False turns the check off (TF: no `NanTensorHook`).
+    compilation_cache: turn on JAX's persistent compilation cache (at
+      `~/.cache/jestimator/jax_compilation_cache` unless a JAX cache directory is set, which wins),
+      so a new process reuses the programs an earlier one compiled; False leaves JAX's setting
+      alone. See `jestimator.driver.compilation_cache`.
   """
 
   model_dir: str | None = None
@@ -46,6 +50,7 @@ class RunConfig:
   steps_per_loop: int = 1
   strategy: Any = None
   check_nan_loss: bool = True
+  compilation_cache: bool = True
 
   def __post_init__(self):
     secs = self.save_checkpoints_secs
@@ -63,6 +68,9 @@ class RunConfig:
                        f'{self.save_checkpoints_steps}')
     if not isinstance(self.check_nan_loss, bool):
       raise TypeError(f'RunConfig.check_nan_loss must be a bool, got {self.check_nan_loss!r}')
+    if not isinstance(self.compilation_cache, bool):
+      raise TypeError(f'RunConfig.compilation_cache must be a bool, got '
+                      f'{self.compilation_cache!r}')
     if self.model_dir == '':
       raise ValueError('RunConfig.model_dir must not be empty')
 

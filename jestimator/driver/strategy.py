@@ -47,6 +47,11 @@ class Strategy(abc.ABC):
   #: deadlock when too many are in flight (see jax_stack_notes.md).
   sync_every: int | None = None
 
+  #: Whether `train_step` takes a global `mask` (4th argument) that a padding-aware loss honours
+  #: exactly, so a short final training batch can be padded instead of compiled for. Per-replica
+  #: losses averaged over replicas (pmap) would weight padded replicas wrongly.
+  pads_train_batches: bool = False
+
   @property
   def num_replicas_in_sync(self) -> int:
     return 1
@@ -69,12 +74,13 @@ class Strategy(abc.ABC):
 
   @abc.abstractmethod
   def train_step(self, model, with_outputs: bool = False) -> Callable:
-    """Compiled `(state, features, labels) -> (state, outputs)` (see `steps.make_train_step`)."""
+    """Compiled `(state, features, labels[, mask]) -> (state, outputs)` (mask: see
+    `pads_train_batches`; see `steps.make_train_step`)."""
 
   @abc.abstractmethod
   def train_loop(self, model, with_outputs: bool = False) -> Callable:
-    """Compiled `(state, features[K], labels[K]) -> (state, outputs)`; `with_outputs`: the last
-    step's summaries too (see `steps.make_train_loop`)."""
+    """Compiled `(state, features[K], labels[K], num_steps=None) -> (state, outputs)`;
+    `with_outputs`: the last step's summaries too (see `steps.make_train_loop`)."""
 
   @abc.abstractmethod
   def eval_step(self, model) -> Callable:
@@ -109,6 +115,8 @@ class SingleDevice(Strategy):
   Args:
     device: a `jax.Device`; None takes the first local device.
   """
+
+  pads_train_batches = True
 
   def __init__(self, device: jax.Device | None = None):
     self.device = device or jax.local_devices()[0]

@@ -2,6 +2,7 @@
 and to the `StateStore`; hooks, listeners and summaries at their cadence."""
 from __future__ import annotations
 
+import collections
 import logging
 import time
 
@@ -13,6 +14,7 @@ from jestimator.driver import progress
 from jestimator.driver import summaries
 from jestimator.driver.agreement import any_process, gather_ints
 from jestimator.driver.nan_check import NanCheck
+from jestimator.driver.strategy import SingleDevice
 from jestimator.model.mode_keys import ModeKeys
 from jestimator.state import checkpoints
 
@@ -54,9 +56,13 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
                      'repeats every step (as TF did with tensors): give steps or max_steps, or '
                      'return an iterable of batches that ends')
   lock = None
+  ahead = None
   try:
     first = source.first('training')
+    ahead = _compile_ahead(compiled, config, first)
     state = store.train_state(ckpt, first.features, first.labels)
+    if ahead is not None:
+      ahead.join()  # the first step then finds its program compiled
     lock = _lock(config.model_dir, ckpt, latest)
     ckpt = store.writer()
     own = writers is None
@@ -68,6 +74,8 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
       # Also after an exception (say a NaN loss): every event written so far is kept.
       writers.close() if own else writers.flush()
   finally:
+    if ahead is not None:
+      ahead.join()
     source.close()
     ckpt.wait()
     if lock is not None:
@@ -97,18 +105,58 @@ def _lock(model_dir, ckpt, latest):
   return lock
 
 
-def _next_group(source, pending: list, k: int) -> list:
+def _plan(traced, strategy, first, has_collections: bool) -> tuple[bool, int]:
+  """`(pad, compiled_size)`: whether short batches run padded, and the size steps compile for.
+
+  A padding-aware loss lets a short (final) batch run padded, with zero weight on the padding,
+  by the program already compiled for the first batch's size. Mutable collections (BatchNorm
+  statistics) would see the padded rows, so models with them run short batches unpadded. The
+  size is the first batch's, not rounded up: a batch that does not divide still fails loudly.
+  """
+  pad = strategy.pads_train_batches and traced.padding_aware and not has_collections
+  return pad, first.size
+
+
+def _compile_ahead(compiled, config, first):
+  """Compiles the first dispatch's program in a thread while the state is created or restored.
+
+  The real call then finds the executable in the jitted function's own cache (and in the
+  persistent compilation cache). Single device only: there abstract arguments lower exactly as
+  the placed ones do; elsewhere a mismatch would cost a second compile.
+  Returns the thread, or None.
+  """
+  strategy = compiled.strategy
+  if jax.process_count() > 1 or not isinstance(strategy, SingleDevice):
+    return None
+  # The state arrives placed (committed to the device), batches as numpy: lower them alike.
+  placed = jax.sharding.SingleDeviceSharding(strategy.device)
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=placed),
+                          compiled.abstract_train_state(first.features, first.labels))
+  traced = compiled.traced(ModeKeys.TRAIN, abstract.variables, first.features, first.labels)
+  pad, size = _plan(traced, strategy, first, bool(abstract.collections))
+  spec = lambda tree, lead=(): jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(lead + np.shape(a), np.asarray(a).dtype), tree)
+  full = config.steps_per_loop
+  if full == 1:
+    args = (spec(first.features), spec(first.labels))
+    if pad:
+      args += (jax.ShapeDtypeStruct((size,), np.float32),)
+    return compiled.compile_ahead('train_step', compiled.train_step(), abstract, *args)
+  return compiled.compile_ahead('train_loop', compiled.train_loop(), abstract,
+                                spec(first.features, (full,)),
+                                spec(first.labels, (full,)),
+                                jax.ShapeDtypeStruct((), np.int32))
+
+
+def _next_group(source, pending: collections.deque, k: int) -> list:
   """Up to k consecutive batches of one shape; `pending` holds a batch held over."""
   group = []
   while len(group) < k:
-    if pending:
-      batch = pending.pop()
-    else:
-      batch = next(source, None)
-      if batch is None:
-        break
+    batch = pending.popleft() if pending else next(source, None)
+    if batch is None:
+      break
     if group and batch.size != group[0].size:
-      pending.append(batch)  # a short batch: run it in its own dispatch
+      pending.appendleft(batch)  # a short batch: run it in its own dispatch
       break
     group.append(batch)
   return group
@@ -148,14 +196,16 @@ _LEAN_OUTPUTS = frozenset({'loss', 'losses', 'nonfinite'})
 
 def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, state, source, first,
          target):
-  spec = compiled.traced(ModeKeys.TRAIN, state.variables, first.features, first.labels).spec
-  all_hooks = list(hooks) + list(spec.training_hooks)
+  traced = compiled.traced(ModeKeys.TRAIN, state.variables, first.features, first.labels)
+  all_hooks = list(hooks) + list(traced.spec.training_hooks)
   # A NanLossHook(fail_on_nan_loss=False) of the caller's makes the built-in check stop instead.
   nan_check = NanCheck(config.check_nan_loss, fail=not any(
       isinstance(h, hooks_lib.NanLossHook) and not h.fail_on_nan_loss for h in all_hooks))
   summary_hook = hooks_lib.SummarySaverHook(writer, config.save_summary_steps)
   all_hooks += [progress.ProgressHook(ModeKeys.TRAIN, config.log_step_count_steps),
                 hooks_lib.StepCounterHook(writer, config.log_step_count_steps), summary_hook]
+  strategy = compiled.strategy
+  pad, compiled_size = _plan(traced, strategy, first, bool(state.collections))
   for h in all_hooks:
     h.begin()
   for h in all_hooks:
@@ -168,12 +218,12 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
       step + source.batches_left if source.batches_left is not None else None)
   saved_step, saved_time = step, clock()
   position = None
-  pending = [first]
+  pending = collections.deque([first])
   stop = False
   dispatches = 0
   outputs = None
   multi_process = jax.process_count() > 1
-  strategy = compiled.strategy
+  per_loop = config.steps_per_loop
   group = _next_group(source, pending, _group_size(config, step, target))
   if multi_process:
     _, _, group = _agree(False, False, group, step)
@@ -185,16 +235,26 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
       wanted.update(h.before_step(ctx) or ())
     full = bool(wanted - _LEAN_OUTPUTS)
     position = group[-1].position
-    if len(group) == 1 and config.steps_per_loop == 1:
+    if len(group) == 1 and (per_loop == 1 or group[0].size != compiled_size):
       batch = group[0]
-      state, outputs = compiled.train_step(full)(state, pipeline.place(batch.features),
-                                                 pipeline.place(batch.labels))
+      if pad:
+        pad_to = max(batch.size, compiled_size)
+        state, outputs = compiled.train_step(full)(state, *pipeline.place_padded(batch, pad_to))
+      else:
+        state, outputs = compiled.train_step(full)(state, pipeline.place(batch.features),
+                                                   pipeline.place(batch.labels))
     else:
-      state, outputs = compiled.train_loop(full)(state, *pipeline.place_stacked(group))
+      # Always a stack of steps_per_loop batches (the last repeated): one loop program runs any
+      # shorter group, training on its first len(group) batches only.
+      stack = group + [group[-1]] * (per_loop - len(group))
+      state, outputs = compiled.train_loop(full)(state, *pipeline.place_stacked(stack),
+                                                 np.int32(len(group)))
     nan_check.add(step + 1, outputs['nonfinite'])
     step += len(group)
     dispatches += 1
     values = hooks_lib.fetch_values(outputs, wanted, strategy.to_host, what='train step')
+    if 'losses' in values:
+      values['losses'] = values['losses'][:len(group)]
     synced = bool(values)
     if strategy.sync_every and dispatches % strategy.sync_every == 0 and not values:
       jax.block_until_ready(outputs['loss'])

@@ -43,14 +43,17 @@ def _as_model_fn(model_fn_or_estimator) -> ModelFn:
 
 def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformation | None = None,
                     axis_name: str | None = None, with_outputs: bool = False
-                    ) -> Callable[[TrainState, Any, Any], tuple[TrainState, StepOutputs]]:
-  """`train_step(state, features, labels) -> (state, outputs)`, pure.
+                    ) -> Callable[..., tuple[TrainState, StepOutputs]]:
+  """`train_step(state, features, labels, mask=None) -> (state, outputs)`, pure.
 
   `outputs` holds `loss`, `losses` (`[1]`, as a `make_train_loop` dispatch's `[K]`) and
   `nonfinite` (True when the loss is NaN or infinite; computed on the device, so checking it
   costs no sync until it is fetched). With `with_outputs`, also
   `summaries`: `{'scalars', 'histograms', 'tensors'}` of the model_fn's `jestimator.summary`
   calls and `LoggingTensorHook` tensors (left out otherwise, so XLA drops their computation).
+
+  `mask` (optional, `[batch]` float32, 1.0 for real rows) is published to `example_mask()`, so a
+  padding-aware loss can ignore the rows a short final batch was padded with.
 
   Args:
     model_fn_or_estimator: a model_fn, a `ModelFn` or an `Estimator`.
@@ -62,7 +65,7 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
   """
   model = _as_model_fn(model_fn_or_estimator)
 
-  def train_step(state: TrainState, features, labels):
+  def train_step(state: TrainState, features, labels, mask=None):
     rng = jax.random.fold_in(state.rng, state.step)
     if axis_name is not None:
       rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
@@ -72,7 +75,7 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
     def loss_fn(params):
       with summary_lib.collecting() as collector:
         spec, updated = model.apply({'params': params, **state.collections}, features, labels,
-                                    ModeKeys.TRAIN, rng=rng, mutable=mutable)
+                                    ModeKeys.TRAIN, rng=rng, mask=mask, mutable=mutable)
       box['optimizer'] = spec.optimizer
       # Collected values leave the gradient trace as aux, never as closed-over tracers.
       return spec.loss, (updated, collector.outputs() if with_outputs else None)
@@ -109,26 +112,50 @@ def _reduce_outputs(collected, axis_name: str | None):
 
 
 def make_train_loop(train_step: Callable, last_step: Callable | None = None) -> Callable:
-  """K steps in one dispatch: `loop(state, features[K, B...], labels[K, B...])` via `lax.scan`.
+  """K steps in one dispatch: `loop(state, features[K, B...], labels[K, B...], num_steps=None)`.
 
-  Returns `(state, {'loss': last step's loss, 'losses': [K], 'nonfinite': [K] bool, ...})`, like
-  TPUEstimator's `iterations_per_loop`. With `last_step` (a `with_outputs` train step), the last
-  of the K steps runs it and its `summaries` are returned too.
+  Returns `(state, {'loss': the last step's loss, 'losses': [K], 'nonfinite': [K] bool, ...})`,
+  like TPUEstimator's `iterations_per_loop`. Without `num_steps` all K steps run (`lax.scan`);
+  with it (an int32 scalar, `1 <= num_steps <= K`, traced so one program serves every count)
+  only the first `num_steps` batches of the stack are trained on, and `losses[num_steps:]` are 0
+  and `nonfinite[num_steps:]` False. With `last_step` (a `with_outputs` train step), the last
+  step trained runs it and its `summaries` are returned too.
   """
 
-  def loop(state, features, labels):
-    def body(s, batch):
-      s, out = train_step(s, *batch)
-      return s, (out['loss'], out['nonfinite'])
+  def loop(state, features, labels, num_steps=None):
+    if num_steps is None:
+      def body(s, batch):
+        s, out = train_step(s, *batch)
+        return s, (out['loss'], out['nonfinite'])
 
+      if last_step is None:
+        state, (losses, nonfinite) = lax.scan(body, state, (features, labels))
+        return state, {'loss': losses[-1], 'losses': losses, 'nonfinite': nonfinite}
+      head = jax.tree.map(lambda a: a[:-1], (features, labels))
+      state, (losses, nonfinite) = lax.scan(body, state, head)
+      state, out = last_step(state, *jax.tree.map(lambda a: a[-1], (features, labels)))
+      out = dict(out, losses=jnp.append(losses, out['loss']),
+                 nonfinite=jnp.append(nonfinite, out['nonfinite']))
+      return state, out
+
+    k = jax.tree.leaves((features, labels))[0].shape[0]
+    take = lambda i, tree: jax.tree.map(lambda a: lax.dynamic_index_in_dim(a, i, 0, False), tree)
+
+    def step_i(i, carry):
+      s, losses, nonfinite = carry
+      s, out = train_step(s, take(i, features), take(i, labels))
+      return (s, losses.at[i].set(out['loss'].astype(jnp.float32)),
+              nonfinite.at[i].set(out['nonfinite']))
+
+    plain = num_steps if last_step is None else num_steps - 1
+    carry = (state, jnp.zeros((k,), jnp.float32), jnp.zeros((k,), bool))
+    state, losses, nonfinite = lax.fori_loop(0, plain, step_i, carry)
     if last_step is None:
-      state, (losses, nonfinite) = lax.scan(body, state, (features, labels))
-      return state, {'loss': losses[-1], 'losses': losses, 'nonfinite': nonfinite}
-    head = jax.tree.map(lambda a: a[:-1], (features, labels))
-    state, (losses, nonfinite) = lax.scan(body, state, head)
-    state, out = last_step(state, *jax.tree.map(lambda a: a[-1], (features, labels)))
-    out = dict(out, losses=jnp.append(losses, out['loss']),
-               nonfinite=jnp.append(nonfinite, out['nonfinite']))
+      return state, {'loss': losses[num_steps - 1], 'losses': losses, 'nonfinite': nonfinite}
+    last = num_steps - 1
+    state, out = last_step(state, take(last, features), take(last, labels))
+    out = dict(out, losses=losses.at[last].set(out['loss'].astype(jnp.float32)),
+               nonfinite=nonfinite.at[last].set(out['nonfinite']))
     return state, out
 
   return loop

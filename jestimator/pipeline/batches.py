@@ -1,6 +1,7 @@
 """Host-side batch checks of the input pipeline: structure, numpy conversion, sizes, padding."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 import jax
@@ -100,16 +101,26 @@ def prepare(item: Any, mode: str, host_stage: Preprocessor, needs_labels: bool,
 
 
 def pad_rows(tree, n: int, size: int):
-  """Pads every array of `tree` from `n` to `size` rows (repeating row 0) + a float mask."""
+  """Pads every array of `tree` from `n` to `size` rows (repeating row 0) + a float mask.
+
+  The mask is read-only; a full batch's is shared between calls (padding-aware training asks for
+  one every step).
+  """
+  if n == size:
+    return tree, _full_mask(size)
   mask = np.zeros(size, np.float32)
   mask[:n] = 1.0
-  if n == size:
-    return tree, mask
+  mask.setflags(write=False)
   # Row 0 rather than zeros keeps padded rows valid inputs (ids in range, no log(0)).
   pad = lambda a: np.concatenate([a, np.repeat(a[:1], size - n, axis=0)], axis=0)
   return jax.tree.map(pad, tree), mask
 
 
+@functools.lru_cache(maxsize=16)
+def _full_mask(size: int) -> np.ndarray:
+  mask = np.ones(size, np.float32)
+  mask.setflags(write=False)
+  return mask
 
 
 def round_up(n: int, multiple: int) -> int:

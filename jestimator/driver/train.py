@@ -192,6 +192,8 @@ def _agree(stop: bool, due: bool, group: list, step: int) -> tuple[bool, bool, l
 
 # Step outputs the lean (default) train step returns; asking for others runs the full variant.
 _LEAN_OUTPUTS = frozenset({'loss', 'losses', 'nonfinite'})
+# What a model_fn without summaries or hook tensors produces for them.
+_NO_SUMMARIES = {'scalars': {}, 'histograms': {}, 'tensors': {}}
 
 
 def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, state, source, first,
@@ -233,7 +235,9 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
     wanted = set()
     for h in all_hooks:
       wanted.update(h.before_step(ctx) or ())
-    full = bool(wanted - _LEAN_OUTPUTS)
+    # The variant with summaries and hook tensors, only when a hook asks for them and the model_fn
+    # has any (else it would be the same program compiled twice).
+    full = traced.has_outputs and bool(wanted - _LEAN_OUTPUTS)
     position = group[-1].position
     if len(group) == 1 and (per_loop == 1 or group[0].size != compiled_size):
       batch = group[0]
@@ -249,6 +253,8 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
       stack = group + [group[-1]] * (per_loop - len(group))
       state, outputs = compiled.train_loop(full)(state, *pipeline.place_stacked(stack),
                                                  np.int32(len(group)))
+    if not traced.has_outputs:
+      outputs = dict(outputs, **{hooks_lib.SUMMARIES: _NO_SUMMARIES})
     nan_check.add(step + 1, outputs['nonfinite'])
     step += len(group)
     dispatches += 1

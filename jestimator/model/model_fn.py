@@ -42,9 +42,12 @@ class TracedSpec:
     spec: the `EstimatorSpec` (static parts only: optimizer, hooks, string and export outputs).
     padding_aware: whether the model_fn read `jestimator.example_mask()` in this mode, i.e. its
       loss honours the mask, so a short batch may be padded to the compiled size.
+    has_outputs: whether it writes `jestimator.summary` values or builds `LoggingTensorHook`s;
+      without any, the steps' `with_outputs` variants would add nothing (and need no compile).
   """
   spec: EstimatorSpec
   padding_aware: bool
+  has_outputs: bool = True
 
 
 class ModelFn:
@@ -132,8 +135,9 @@ class ModelFn:
       box['spec'] = spec
       return spec.loss if spec.loss is not None else 0.0
 
-    jax.eval_shape(capture, variables, features, labels)
-    return TracedSpec(box['spec'], box['aware'])
+    with summary_lib.collecting() as collector:
+      jax.eval_shape(capture, variables, features, labels)
+    return TracedSpec(box['spec'], box['aware'], not collector.empty)
 
 
 def _summary_scope():

@@ -62,6 +62,11 @@ class Collector:
     self._hooks += 1
     return self._hooks - 1
 
+  @property
+  def empty(self) -> bool:
+    """True when the model_fn wrote no summary and built no `LoggingTensorHook`."""
+    return not (self.scalars or self.histograms or self.tensors)
+
   def outputs(self) -> dict[str, dict[str, jax.Array]]:
     """`{'scalars': ..., 'histograms': Histogram states, 'tensors': ...}` (step outputs)."""
     return {'scalars': dict(self.scalars),

@@ -16,7 +16,7 @@ logger = logging.getLogger('jestimator')
 
 
 def evaluate(compiled, store, pipeline, input_fn, steps, hooks, checkpoint_path, eval_dir,
-             writers: summaries.Writers | None = None, log_step_count_steps: int = 100
+             writers: summaries.Writers, log_step_count_steps: int = 100
              ) -> dict[str, Any]:
   """Evaluates to the end of input (or `steps` batches); see `Estimator.evaluate`.
 
@@ -24,7 +24,7 @@ def evaluate(compiled, store, pipeline, input_fn, steps, hooks, checkpoint_path,
     compiled, store, pipeline: the Estimator's `CompiledModel`, `StateStore`, `InputPipeline`.
     input_fn, steps, hooks, checkpoint_path: as `Estimator.evaluate` (checked by it).
     eval_dir: where the results are written as summaries and appended as JSON records.
-    writers: the Estimator's open event writers; None opens and closes one for this call.
+    writers: the Estimator's open event writers (`summaries.Writers`), flushed at the end.
     log_step_count_steps: the progress-line cadence (`RunConfig.log_step_count_steps`).
   """
   strategy = compiled.strategy
@@ -74,12 +74,10 @@ def evaluate(compiled, store, pipeline, input_fn, steps, hooks, checkpoint_path,
       h.end(variables)
   finally:
     source.close()
-  own = writers is None
-  writers = summaries.Writers() if own else writers
   try:
     _write(writers.get(eval_dir), eval_dir, global_step, results, summary_states, path)
   finally:
-    writers.close() if own else writers.flush()
+    writers.flush()
   return results
 
 

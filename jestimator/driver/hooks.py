@@ -71,8 +71,8 @@ class Hook:
     Fetchable names: `loss` (train, evaluate), the names of the model_fn's `summary.scalar`
     calls, the prediction keys (predict), `SUMMARIES` (every summary of the step), and what a
     `LoggingTensorHook` registered. A name the step does not produce is a ValueError that lists
-    the ones it does; asking for anything but `loss` runs the step variant that returns
-    summaries (one extra compilation).
+    the ones it does. In train, asking for anything but `loss`, `losses` (`[num_steps]`) and
+    `nonfinite` runs the step variant that returns summaries (one extra compilation).
     """
     return None
 

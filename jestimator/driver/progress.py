@@ -58,7 +58,6 @@ class ProgressHook(Hook):
     self.mode, self.every_n_steps, self.terminal_secs = mode, every_n_steps, terminal_secs
     self.stream = stream if stream is not None else sys.stderr
     self.fetch_loss, self.show_loss = fetch_loss, show_loss
-    self.lines: list[str] = []  # every line shown (terminal or log), for inspection
 
   def begin(self):
     self._terminal = _on_terminal(self.stream) and (
@@ -118,7 +117,6 @@ class ProgressHook(Hook):
     if eta is not None:
       parts.append(f'ETA {eta}')
     line = f'{verb}: ' + ', '.join(parts)
-    self.lines.append(line)
     self._last_draw = now
     self._shown_step = ctx.step
     if self._terminal:

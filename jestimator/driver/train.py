@@ -7,7 +7,6 @@ import logging
 import time
 
 import jax
-import numpy as np
 
 from jestimator.driver import hooks as hooks_lib
 from jestimator.driver import progress
@@ -25,7 +24,7 @@ clock = time.monotonic
 
 
 def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, listeners,
-          writers: summaries.Writers | None = None) -> None:
+          writers: summaries.Writers) -> None:
   """Trains until `steps` more steps, `max_steps` in total, a hook's stop, or end of input.
 
   Args:
@@ -34,7 +33,7 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     pipeline: the `InputPipeline`.
     config: the `RunConfig`.
     input_fn, hooks, steps, max_steps, listeners: as `Estimator.train` (checked by it).
-    writers: the Estimator's open event writers (flushed at the end); None opens and closes one.
+    writers: the Estimator's open event writers (`summaries.Writers`), flushed at the end.
   """
   ckpt = store.reader()
   latest = ckpt.latest_step()
@@ -65,14 +64,12 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
       ahead.join()  # the first step then finds its program compiled
     lock = _lock(config.model_dir, ckpt, latest)
     ckpt = store.writer()
-    own = writers is None
-    writers = summaries.Writers() if own else writers
     try:
       _run(compiled, store, pipeline, config, ckpt, writers.get(config.model_dir), hooks,
            listeners, state, source, first, target)
     finally:
       # Also after an exception (say a NaN loss): every event written so far is kept.
-      writers.close() if own else writers.flush()
+      writers.flush()
   finally:
     if ahead is not None:
       ahead.join()

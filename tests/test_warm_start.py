@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import flax.linen as nn
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest

@@ -113,9 +113,9 @@ class CompiledModel:
 
       return self._program('create_state', lambda: _init_jit(create))(features, labels)
     variables = self.fresh_variables(features, labels, train, warm_start)
-    create = self._program('create_from', lambda: _init_jit(
+    create_from = self._program('create_from', lambda: _init_jit(
         lambda v: TrainState.create(v, spec.optimizer, self._keys()[1])))
-    return create(variables)
+    return create_from(variables)
 
   def abstract_train_state(self, features, labels) -> TrainState:
     """The train state's shapes and dtypes (restore targets, compile-ahead arguments); traced

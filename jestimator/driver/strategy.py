@@ -11,7 +11,6 @@ import dataclasses
 from typing import Any, Callable
 
 import jax
-import numpy as np
 
 from jestimator.model import steps as steps_lib
 

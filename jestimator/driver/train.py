@@ -7,6 +7,7 @@ import logging
 import time
 
 import jax
+import numpy as np
 
 from jestimator.driver import hooks as hooks_lib
 from jestimator.driver import progress

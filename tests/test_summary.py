@@ -182,7 +182,7 @@ def test_summary_name_clashing_with_a_metric_is_an_error(data, model_dir):
 
 # -- canned DNN ---------------------------------------------------------------------------------
 @pytest.mark.parametrize('kind', ['dnn', 'wide_and_deep'])
-def test_canned_dnn_writes_tf_layer_summaries(data, model_dir, kind):
+def test_canned_dnn_writes_tf_layer_summaries_in_training(data, model_dir, kind):
   x, y = data
   col = je.columns.numeric_column('x', shape=(4,))
   config = je.RunConfig(save_summary_steps=2, seed=1)
@@ -193,23 +193,27 @@ def test_canned_dnn_writes_tf_layer_summaries(data, model_dir, kind):
     est = je.DNNLinearCombinedClassifier(model_dir=model_dir, linear_feature_columns=[col],
                                          dnn_feature_columns=[col], dnn_hidden_units=[6, 3],
                                          config=config)
-  est.train(_in_order(x, y), steps=4)
-  est.evaluate(_in_order(x, y, num_epochs=1))
-  for logdir in (model_dir, est.eval_dir()):
-    tags = _events(logdir).Tags()
-    for layer in ('hiddenlayer_0', 'hiddenlayer_1', 'logits'):
-      assert f'dnn/{layer}/fraction_of_zero_values' in tags['scalars'], (logdir, tags)
-      assert f'dnn/{layer}/activation' in tags['histograms'], (logdir, tags)
-  # The eval value, recomputed with numpy from the checkpoint: relu(x @ W + b) == 0.
+  est.train(_in_order(x, y), steps=3)
   names = est.get_variable_names()
   kernel_name = next(n for n in names if n.startswith('params/') and
                      n.endswith('hiddenlayer_0/kernel'))
-  kernel = est.get_variable_value(kernel_name)
+  kernel = est.get_variable_value(kernel_name)  # step 3's weights: step 4 trains from them
   bias = est.get_variable_value(kernel_name.replace('kernel', 'bias'))
-  per_batch = [np.mean(np.maximum(x[i:i + BATCH] @ kernel + bias, 0) == 0)
-               for i in range(0, len(x), BATCH)]
-  (_, value), = _scalars(_events(est.eval_dir()), 'dnn/hiddenlayer_0/fraction_of_zero_values')
-  np.testing.assert_allclose(value, np.mean(per_batch), rtol=1e-5)
+  est.train(_in_order(x, y), steps=1)  # resumes at the 4th batch; step 4 writes summaries
+  est.evaluate(_in_order(x, y, num_epochs=1))
+  tags = _events(model_dir).Tags()
+  for layer in ('hiddenlayer_0', 'hiddenlayer_1', 'logits'):
+    assert f'dnn/{layer}/fraction_of_zero_values' in tags['scalars'], tags
+    assert f'dnn/{layer}/activation' in tags['histograms'], tags
+  # As TF, evaluation writes the metrics and the loss, not the layer summaries (computing them
+  # on every eval batch would triple a small network's evaluation time).
+  eval_tags = _events(est.eval_dir()).Tags()
+  assert not [t for t in eval_tags['scalars'] + eval_tags['histograms'] if 'hiddenlayer' in t]
+  assert 'accuracy' in eval_tags['scalars']
+  # Step 4's value, recomputed with numpy: relu(x @ W + b) == 0 on the 4th batch.
+  want = np.mean(np.maximum(x[3 * BATCH:4 * BATCH] @ kernel + bias, 0) == 0)
+  values = dict(_scalars(_events(model_dir), 'dnn/hiddenlayer_0/fraction_of_zero_values'))
+  np.testing.assert_allclose(values[4], want, rtol=1e-5)
 
 
 def test_padding_rows_of_a_short_eval_batch_are_not_counted(data, model_dir):

@@ -18,9 +18,10 @@ class DNN(nn.Module):
 
   Each hidden layer is Dense(glorot_uniform) + activation, then Dropout (TRAIN only; `dropout`
   is the drop probability), then BatchNorm(momentum=0.999) when `batch_norm`. Parameters are
-  named `hiddenlayer_<i>/{kernel,bias}` and `logits/{kernel,bias}`. As TF, each hidden layer's
-  output and the logits write summaries `<name>/hiddenlayer_<i>/fraction_of_zero_values`
-  (scalar) and `<name>/hiddenlayer_<i>/activation` (histogram), `<name>/logits/...` likewise.
+  named `hiddenlayer_<i>/{kernel,bias}` and `logits/{kernel,bias}`. As TF, in training each
+  hidden layer's output and the logits write summaries
+  `<name>/hiddenlayer_<i>/fraction_of_zero_values` (scalar) and `<name>/hiddenlayer_<i>/activation`
+  (histogram), `<name>/logits/...` likewise; evaluation writes only metrics, as TF's did.
   """
   feature_columns: tuple
   hidden_units: tuple[int, ...]
@@ -41,10 +42,12 @@ class DNN(nn.Module):
       if self.batch_norm:
         net = nn.BatchNorm(use_running_average=not training, momentum=0.999,
                            name=f'batchnorm_{i}')(net)
-      _layer_summary(net, f'{self.name or "dnn"}/hiddenlayer_{i}')
+      if training:
+        _layer_summary(net, f'{self.name or "dnn"}/hiddenlayer_{i}')
     logits = nn.Dense(self.logits_dimension, kernel_init=nn.initializers.glorot_uniform(),
                       name='logits')(net)
-    _layer_summary(logits, f'{self.name or "dnn"}/logits')
+    if training:
+      _layer_summary(logits, f'{self.name or "dnn"}/logits')
     return logits
 
 

@@ -5,6 +5,7 @@ exactly those of the same batches sent from the host.
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from jestimator import Estimator, RunConfig, inputs
@@ -68,3 +69,23 @@ def test_steps_per_loop_uses_host_stacks(tmp_path, gathers):
   looped = _train(tmp_path / 'loop', _numpy_fn(x, y), steps_per_loop=3)
   assert gathers == []
   assert int(looped['global_step']) == 7
+
+
+def test_a_nan_is_named_at_its_step_and_never_checkpointed(tmp_path, gathers):
+  # Row 501 in batches of 10 in order: step 51 is the first non-finite one. The device path
+  # carries a sticky flag; reading it still names the exact step from the per-step flags.
+  from jestimator import hooks as hooks_lib
+  from jestimator.checkpoints import Checkpointer
+  x, y = _models.make_data(1000)
+  x[501] = np.nan
+  est = Estimator(_models.linear_model_fn(padding_aware=True), str(tmp_path / 'm'),
+                  config=RunConfig(save_checkpoints_steps=10, keep_checkpoint_max=20,
+                                   log_step_count_steps=1000, save_summary_steps=1000))
+  fn = inputs.numpy_input_fn({'x': x}, y, batch_size=10, num_epochs=None, shuffle=False)
+  with pytest.raises(hooks_lib.NanLossDuringTrainingError, match='at step 51;'):
+    est.train(fn, max_steps=95)
+  assert gathers == [False]
+  ckpt = Checkpointer(est.model_dir, read_only=True)
+  assert ckpt.all_steps() == [10, 20, 30, 40, 50]  # every save before the NaN, none after
+  for value in ckpt.restore_raw_variables(50).values():
+    assert np.all(np.isfinite(value))

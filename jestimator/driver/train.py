@@ -141,7 +141,8 @@ def _compile_ahead(compiled, pipeline, config, source, first):
     whole = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=placed),
                          resident)
     return compiled.compile_ahead('gather_train_step', compiled.gather_train_step(), abstract,
-                                  *whole, jax.ShapeDtypeStruct((size,), np.int32), mask)
+                                  *whole, jax.ShapeDtypeStruct((size,), np.int32), mask,
+                                  jax.ShapeDtypeStruct((), np.bool_, sharding=placed))
   if full == 1:
     args = (spec(first.features), spec(first.labels))
     if pad:
@@ -226,8 +227,9 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
   strategy = compiled.strategy
   pad, compiled_size = _plan(traced, strategy, first, bool(state.collections))
   resident = _resident(pipeline, config, source, pad)
+  seen = None  # the gathering step's sticky non-finite flag
   if resident is not None:
-    resident = pipeline.place_whole(resident)
+    resident, seen = pipeline.place_whole((resident, np.False_))
     source.rows_only()
   for h in all_hooks:
     h.begin()
@@ -264,7 +266,8 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
       batch = group[0]
       if resident is not None:
         rows, mask = pipeline.place_rows(batch, max(batch.size, compiled_size))
-        state, outputs = compiled.gather_train_step(full)(state, *resident, rows, mask)
+        state, outputs = compiled.gather_train_step(full)(state, *resident, rows, mask, seen)
+        seen = outputs['nonfinite_seen']
       elif pad:
         pad_to = max(batch.size, compiled_size)
         state, outputs = compiled.train_step(full)(state, *pipeline.place_padded(batch, pad_to))
@@ -279,7 +282,7 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
                                                  np.int32(len(group)))
     if not traced.has_outputs:
       outputs = dict(outputs, **{hooks_lib.SUMMARIES: _NO_SUMMARIES})
-    nan_check.add(step + 1, outputs['nonfinite'])
+    nan_check.add(step + 1, outputs['nonfinite'], seen)
     step += len(group)
     dispatches += 1
     values = hooks_lib.fetch_values(outputs, wanted, strategy.to_host, what='train step')

@@ -136,6 +136,14 @@ class CompiledModel:
     return self._program(('train_step', with_outputs),
                          lambda: self.strategy.train_step(self.model, with_outputs=with_outputs))
 
+  def gather_train_step(self, with_outputs: bool = False) -> Callable:
+    """Compiled `(state, all_features, all_labels, rows, mask, seen) -> (state, outputs)`: the train
+    step on rows of in-memory arrays kept on the device (single device; see
+    `SingleDevice.gather_train_step`)."""
+    return self._program(('gather_train_step', with_outputs),
+                         lambda: self.strategy.gather_train_step(self.model,
+                                                                 with_outputs=with_outputs))
+
   def train_loop(self, with_outputs: bool = False) -> Callable:
     """Compiled `(state, features[K], labels[K]) -> (state, outputs)` (`steps_per_loop`)."""
     return self._program(('train_loop', with_outputs),

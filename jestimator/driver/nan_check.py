@@ -34,12 +34,19 @@ class NanCheck:
   def __init__(self, enabled: bool = True, fail: bool = True):
     self.enabled, self.fail = enabled, fail
     self._pending: list[tuple[int, jax.Array]] = []
+    self._seen = None
     self.bad_step: int | None = None
 
-  def add(self, first_step: int, nonfinite) -> None:
-    """Flags of a dispatch whose first step is global step `first_step` (scalar or `[K]`)."""
+  def add(self, first_step: int, nonfinite, seen=None) -> None:
+    """Flags of a dispatch whose first step is global step `first_step` (scalar or `[K]`).
+
+    `seen`: a step program's sticky flag, True once any step of this train() was non-finite,
+    given with every dispatch or none: `check()` then reads only the latest one unless it is
+    True (each flag read costs microseconds of host time).
+    """
     if self.enabled and self.bad_step is None:
       self._pending.append((first_step, nonfinite))
+      self._seen = seen
 
   @property
   def overdue(self) -> bool:
@@ -50,6 +57,8 @@ class NanCheck:
 
     Raises `NanLossDuringTrainingError` naming the first bad step (when `fail`).
     """
+    if self.bad_step is None and self._seen is not None and not bool(self._seen):
+      self._pending.clear()  # no step of this train() so far was non-finite
     if self.bad_step is None and self._pending:
       flags = jax.device_get([f for _, f in self._pending])
       for (first, _), f in zip(self._pending, flags):

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 
 from jestimator.model import steps as steps_lib
 
@@ -132,6 +133,21 @@ class SingleDevice(Strategy):
 
   def train_step(self, model, with_outputs=False):
     return jax.jit(steps_lib.make_train_step(model, with_outputs=with_outputs))
+
+  def gather_train_step(self, model, with_outputs=False):
+    """`(state, all_features, all_labels, rows, mask, seen) -> (state, outputs)`: the train step
+    on rows `rows` (`[batch]` int32) of whole arrays already on the device, gathered inside the
+    program. `seen` (bool scalar) is carried into `outputs['nonfinite_seen']`, True once any
+    step so far was non-finite, so the NaN check reads one flag instead of one per step."""
+    step = steps_lib.make_train_step(model, with_outputs=with_outputs)
+
+    # Named as the plain step: it is the train step program of this train() (compile logs).
+    def train_step(state, features, labels, rows, mask, seen):
+      take = lambda a: jnp.take(a, rows, axis=0, mode='clip')  # rows are always in range
+      state, outputs = step(state, jax.tree.map(take, features), jax.tree.map(take, labels), mask)
+      return state, dict(outputs, nonfinite_seen=seen | jnp.any(outputs['nonfinite']))
+
+    return jax.jit(train_step)
 
   def train_loop(self, model, with_outputs=False):
     return jax.jit(steps_lib.make_model_train_loop(model, with_outputs=with_outputs))

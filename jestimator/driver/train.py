@@ -59,7 +59,7 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
   ahead = None
   try:
     first = source.first('training')
-    ahead = _compile_ahead(compiled, config, first)
+    ahead = _compile_ahead(compiled, pipeline, config, source, first)
     state = store.train_state(ckpt, first.features, first.labels)
     if ahead is not None:
       ahead.join()  # the first step then finds its program compiled
@@ -115,7 +115,7 @@ def _plan(traced, strategy, first, has_collections: bool) -> tuple[bool, int]:
   return pad, first.size
 
 
-def _compile_ahead(compiled, config, first):
+def _compile_ahead(compiled, pipeline, config, source, first):
   """Compiles the first dispatch's program in a thread while the state is created or restored.
 
   The real call then finds the executable in the jitted function's own cache (and in the
@@ -135,15 +135,35 @@ def _compile_ahead(compiled, config, first):
   spec = lambda tree, lead=(): jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(lead + np.shape(a), np.asarray(a).dtype), tree)
   full = config.steps_per_loop
+  mask = jax.ShapeDtypeStruct((size,), np.float32)
+  resident = _resident(pipeline, config, source, pad)
+  if resident is not None:
+    whole = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=placed),
+                         resident)
+    return compiled.compile_ahead('gather_train_step', compiled.gather_train_step(), abstract,
+                                  *whole, jax.ShapeDtypeStruct((size,), np.int32), mask,
+                                  jax.ShapeDtypeStruct((), np.bool_, sharding=placed))
   if full == 1:
     args = (spec(first.features), spec(first.labels))
     if pad:
-      args += (jax.ShapeDtypeStruct((size,), np.float32),)
+      args += (mask,)
     return compiled.compile_ahead('train_step', compiled.train_step(), abstract, *args)
   return compiled.compile_ahead('train_loop', compiled.train_loop(), abstract,
                                 spec(first.features, (full,)),
                                 spec(first.labels, (full,)),
                                 jax.ShapeDtypeStruct((), np.int32))
+
+
+def _resident(pipeline, config, source, pad: bool):
+  """The in-memory input's whole host arrays when steps gather their rows on the device, else None.
+
+  On one device, one step per dispatch, with short batches padded (so every dispatch runs the
+  one gathering program): each step then sends only its row numbers, not every feature.
+  """
+  if not (pad and config.steps_per_loop == 1 and jax.process_count() == 1 and
+          isinstance(pipeline.strategy, SingleDevice)):
+    return None
+  return pipeline.resident(source)
 
 
 def _next_group(source, pending: collections.deque, k: int) -> list:
@@ -206,6 +226,11 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
                 hooks_lib.StepCounterHook(writer, config.log_step_count_steps), summary_hook]
   strategy = compiled.strategy
   pad, compiled_size = _plan(traced, strategy, first, bool(state.collections))
+  resident = _resident(pipeline, config, source, pad)
+  seen = None  # the gathering step's sticky non-finite flag
+  if resident is not None:
+    resident, seen = pipeline.place_whole((resident, np.False_))
+    source.rows_only()
   for h in all_hooks:
     h.begin()
   for h in all_hooks:
@@ -239,7 +264,11 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
     position = group[-1].position
     if len(group) == 1 and (per_loop == 1 or group[0].size != compiled_size):
       batch = group[0]
-      if pad:
+      if resident is not None:
+        rows, mask = pipeline.place_rows(batch, max(batch.size, compiled_size))
+        state, outputs = compiled.gather_train_step(full)(state, *resident, rows, mask, seen)
+        seen = outputs['nonfinite_seen']
+      elif pad:
         pad_to = max(batch.size, compiled_size)
         state, outputs = compiled.train_step(full)(state, *pipeline.place_padded(batch, pad_to))
       else:
@@ -253,7 +282,7 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
                                                  np.int32(len(group)))
     if not traced.has_outputs:
       outputs = dict(outputs, **{hooks_lib.SUMMARIES: _NO_SUMMARIES})
-    nan_check.add(step + 1, outputs['nonfinite'])
+    nan_check.add(step + 1, outputs['nonfinite'], seen)
     step += len(group)
     dispatches += 1
     values = hooks_lib.fetch_values(outputs, wanted, strategy.to_host, what='train step')

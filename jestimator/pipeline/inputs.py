@@ -77,16 +77,28 @@ class ResumableIterator:
   def __iter__(self) -> 'ResumableIterator':
     return self
 
-  def __next__(self):
+  def next_rows(self) -> np.ndarray:
+    """The row numbers (`[batch]` int) of the next batch, advancing as `next()` does.
+
+    Raises StopIteration at the end of a finite input.
+    """
     fn = self._fn
-    n = fn.num_examples
-    if n == 0:
+    if fn.num_examples == 0:
       raise StopIteration
-    if self._offset >= n:
+    if self._offset >= fn.num_examples:
       self._next_epoch()
     if fn.num_epochs is not None and self._epoch >= fn.num_epochs:
       raise StopIteration
-    index = self._next_index()
+    return self._next_index()
+
+  @property
+  def arrays(self) -> tuple[dict[str, np.ndarray], Any]:
+    """`(x, y)`: the whole arrays the batches are rows of."""
+    return self._fn.x, self._fn.y
+
+  def __next__(self):
+    fn = self._fn
+    index = self.next_rows()
     features = {k: v[index] for k, v in fn.x.items()}
     if fn.y is None:
       return features

@@ -22,6 +22,10 @@ from jestimator.pipeline.prefetch import Inline, Prefetcher
 
 logger = logging.getLogger('jestimator')
 
+#: In-memory training arrays up to this size are kept on the device for a train() call and each
+#: batch is gathered there (`InputPipeline.resident`); larger ones are sliced and sent per step.
+RESIDENT_MAX_BYTES = 1 << 28
+
 
 @dataclasses.dataclass
 class HostBatch:
@@ -32,11 +36,14 @@ class HostBatch:
     labels: labels (array or dict), None in PREDICT or when the input yields none.
     size: the number of real rows.
     position: the input's `get_state()` after this batch (None when it cannot save one).
+    rows: for an in-memory input (`InMemorySource`), the row numbers `[size]` of its arrays this
+      batch holds; else None.
   """
-  features: dict[str, np.ndarray]
+  features: dict[str, np.ndarray] | None
   labels: Any
   size: int
   position: dict | None = None
+  rows: np.ndarray | None = None
 
 
 class BatchSource:
@@ -72,6 +79,36 @@ class BatchSource:
 
   def close(self) -> None:
     self._produced.close()
+
+
+class InMemorySource(BatchSource):
+  """Batches of whole arrays held in memory (transformed and validated once), with their rows.
+
+  Each `HostBatch` carries its `rows`; after `rows_only()` it carries nothing else (features and
+  labels None), for a loop that keeps the whole arrays (`features`, `labels`) on the device and
+  gathers each batch there. Positions are the iterator's either way.
+  """
+
+  def __init__(self, iterator: inputs_lib.ResumableIterator, with_labels: bool):
+    # Batches come from `__next__` below; the base only closes the (threadless) producer.
+    super().__init__(Inline(iterator, None), batches_left=iterator.batches_left())
+    self._iterator = iterator
+    self.features, labels = iterator.arrays
+    self.labels = labels if with_labels else None
+    self._sliced = True
+
+  def rows_only(self) -> None:
+    """From the next batch on, batches carry `rows` only (no host slicing)."""
+    self._sliced = False
+
+  def __next__(self) -> HostBatch:
+    rows = self._iterator.next_rows()
+    position = self._iterator.get_state()
+    if not self._sliced:
+      return HostBatch(None, None, len(rows), position, rows)
+    take = lambda a: a[rows]
+    return HostBatch({k: take(v) for k, v in self.features.items()},
+                     jax.tree.map(take, self.labels), len(rows), position, rows)
 
 
 class InputPipeline:
@@ -130,13 +167,7 @@ class InputPipeline:
     if in_memory and isinstance(iterator, inputs_lib.ResumableIterator):
       # Whole arrays were transformed and validated once: batches are ready slices, and slicing
       # costs less than a thread hand-off would.
-      def produce_slice(item):
-        features, labels = batches_lib.split(item, mode)
-        if mode == ModeKeys.PREDICT:
-          labels = None
-        size = len(next(iter(features.values()))) if features else len(labels)
-        return features, labels, size
-      return BatchSource(Inline(iterator, produce_slice), batches_left=iterator.batches_left())
+      return InMemorySource(iterator, with_labels=mode != ModeKeys.PREDICT)
 
     def produce(item):
       return batches_lib.prepare(item, mode, self.preprocessor, needs_labels, self.takes_labels)
@@ -172,6 +203,28 @@ class InputPipeline:
     features = jax.tree.map(lambda *a: np.stack(a), *[b.features for b in group])
     labels = jax.tree.map(lambda *a: np.stack(a), *[b.labels for b in group])
     return self.place(features, stacked=True), self.place(labels, stacked=True)
+
+  @staticmethod
+  def resident(source: BatchSource) -> tuple[Any, Any] | None:
+    """`(features, labels)`: the whole host arrays of an in-memory source that may be kept on the
+    device (`place_whole`), for a loop that gathers each batch's `rows` there (`rows_only()`)
+    instead of slicing and sending every feature per step. None when `source` is not in memory
+    or its arrays exceed `RESIDENT_MAX_BYTES`."""
+    if not isinstance(source, InMemorySource):
+      return None
+    arrays = (source.features, source.labels)
+    if sum(a.nbytes for a in jax.tree.leaves(arrays)) > RESIDENT_MAX_BYTES:
+      return None
+    return arrays
+
+  def place_whole(self, tree: Any) -> Any:
+    """Places a host pytree whole on the device (single-device strategies: `resident` arrays)."""
+    return self.strategy.put_state(tree)
+
+  def place_rows(self, batch: HostBatch, pad_to: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(rows, mask)` of a `rows_only()` batch padded to `pad_to` rows as `place_padded` pads
+    (repeating the first row, mask 0.0 on padding); rows as int32 for the on-device gather."""
+    return batches_lib.pad_rows(batch.rows.astype(np.int32), batch.size, pad_to)
 
   def padded_size(self, n: int) -> int:
     """`n` rounded up to the batch multiple: the size a first batch of `n` rows compiles for."""

@@ -115,7 +115,7 @@ def table(paths: Sequence[str], results: Sequence[dict[str, Any]],
   lines.extend(fmt(r) for r in body)
   for p, r in zip(paths, results):
     for name, w in r['workloads'].items():
-      if 'cases' not in w:
+      if 'cases' not in w and 'cold_cases' not in w:  # cold starts have a table of their own
         why = w.get('skipped') or 'error (see the file)'
         lines.append(f'{os.path.basename(p)}: {name} not run: {why}')
   return '\n'.join(lines) + '\n'

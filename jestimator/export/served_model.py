@@ -162,9 +162,9 @@ class ServedModel:
   def parse(self, serialized) -> dict[str, np.ndarray]:
     """Raw features of a batch of serialized Examples, parsed with the export's parse spec."""
     if self.parse_spec is None:
-      raise ValueError(f'{self.path!r} takes raw features, not serialized Examples: export with '
-                       'serving_input_fn=jestimator.export.build_parsing_serving_input_fn(spec) '
-                       'to serve Examples')
+      raise ValueError(f'{self.path!r} takes raw features ({sorted(self.inputs)}), not serialized '
+                       'Examples: export with serving_input_fn='
+                       'jestimator.export.build_parsing_serving_input_fn(spec) to serve Examples')
     from jestimator.io import parsing
     return parsing.parse_example(serialized, self.parse_spec)
 
@@ -179,10 +179,7 @@ class ServedModel:
     if self.parse_spec is None and not (len(raw) and all(
         isinstance(r, (bytes, bytearray)) for r in raw)):
       return None  # not Examples either: the raw-feature checks say what is wrong
-    if self.parse_spec is None:
-      raise ValueError(f'{self.path!r} takes raw features ({sorted(self.inputs)}), not serialized '
-                       'Examples; export with build_parsing_serving_input_fn to serve Examples')
-    return raw
+    return raw  # `parse` says so when this export takes no Examples
 
   def run(self, features: dict[str, np.ndarray], n: int, signature: str = signatures.DEFAULT
           ) -> dict[str, np.ndarray]:

@@ -4,6 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
+# A static path (.pth) instead of setuptools' import hook, so type checkers (mypy, pyright) find
+# the package in this editable install; plain `-e .` if a setuptools without compat mode refuses.
+EDITABLE_FLAGS := --config-settings editable_mode=compat
 
 .PHONY: demo test test-quick clean
 
@@ -16,7 +19,7 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' $(EDITABLE_FLAGS) || $(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -20,10 +20,10 @@ import signal
 import sys
 import threading
 
-from jestimator._serving import config as config_lib
-from jestimator._serving import rest
-from jestimator._serving.server import ModelServer
-from jestimator._serving.versions import VersionPolicy
+from jestimator.serving import config as config_lib
+from jestimator.serving import rest
+from jestimator.serving.server import ModelServer
+from jestimator.serving.versions import VersionPolicy
 
 __all__ = ['ModelServer', 'VersionPolicy', 'main']
 

@@ -103,3 +103,60 @@ def test_mypy_sees_real_types_in_an_installed_wheel(wheel, tmp_path):
   assert re.search(r'Revealed type is "dict\[str, numpy\.ndarray', out), out
   assert re.search(r'"steps" to "train" of "Estimator" has incompatible type "str"', out), out
   assert 'py.typed' not in out and 'import-untyped' not in out, out
+
+
+_MODULE_PATHS_SCRIPT = '''\
+import jestimator as je
+from jestimator.estimator import Estimator
+from jestimator.hooks import Hook
+from jestimator.mode_keys import ModeKeys
+from jestimator.run_config import RunConfig
+
+reveal_type(Hook)
+reveal_type(ModeKeys.TRAIN)
+reveal_type(RunConfig().seed)
+reveal_type(je.export.load)
+reveal_type(je.serving.load)
+Estimator(lambda features, labels, mode: None, model_dir=3)
+'''
+
+
+def _editable_flags() -> list[str]:
+  """The flags `make test` installs the project with (the Makefile's `EDITABLE_FLAGS`)."""
+  with open(os.path.join(_REPO, 'Makefile')) as f:
+    return re.search(r'^EDITABLE_FLAGS\s*:=\s*(.*)$', f.read(), re.M).group(1).split()
+
+
+def test_mypy_sees_the_documented_module_paths_in_an_editable_install(tmp_path):
+  """The project's own `make test` install (editable): mypy resolves `jestimator.hooks` etc."""
+  src = tmp_path / 'src'
+  files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=_REPO, text=True,
+                         capture_output=True, check=True).stdout.split()
+  for f in files:
+    if os.path.isfile(os.path.join(_REPO, f)):
+      os.makedirs(src / os.path.dirname(f), exist_ok=True)
+      shutil.copy2(os.path.join(_REPO, f), src / f)
+  env_dir = tmp_path / 'env'
+  venv.create(env_dir, with_pip=False)
+  python = env_dir / 'bin' / 'python'
+  site = subprocess.run([str(python), '-c', 'import sysconfig; print(sysconfig.get_paths()'
+                         '["purelib"])'], capture_output=True, text=True, check=True).stdout.strip()
+  deps = [p for p in sys.path if p.endswith('site-packages')]  # pip, setuptools, jax, ...
+  with open(os.path.join(site, 'deps.pth'), 'w') as f:
+    f.write('\n'.join(deps) + '\n')
+  run = subprocess.run([str(python), '-m', 'pip', 'install', '-q', '--no-deps',
+                        '--no-build-isolation', '-e', str(src)] + _editable_flags(),
+                       capture_output=True, text=True)
+  assert run.returncode == 0, run.stdout + run.stderr
+  script = tmp_path / 'user.py'
+  script.write_text(_MODULE_PATHS_SCRIPT)
+  run = subprocess.run([sys.executable, '-m', 'mypy', '--python-executable', str(python),
+                        '--cache-dir', str(tmp_path / 'cache'), '--no-error-summary', 'user.py'],
+                       cwd=tmp_path, capture_output=True, text=True)
+  out = run.stdout + run.stderr
+  assert 'Cannot find implementation' not in out and 'import-untyped' not in out, out
+  assert 'Revealed type is "def () -> jestimator.driver.hooks.Hook"' in out, out
+  assert re.search(r'Revealed type is "(builtins\.)?str"', out), out
+  assert 'Revealed type is "int | None"' in out, out
+  assert out.count('-> jestimator.serving.loader.ServedModel"') == 2, out
+  assert re.search(r'"model_dir" to "Estimator" has incompatible type "int"', out), out

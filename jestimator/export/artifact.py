@@ -34,14 +34,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jestimator.state import checkpoints as ckpt_lib
-from jestimator.export import _device_inputs, _manifest, _tensors, signatures
-from jestimator.export import serving_input as si
+from jestimator.serving import device_inputs, manifest, signatures, tensors
+from jestimator.serving import input_spec as si
+from jestimator.serving.format import FORMAT, FORMAT_VERSION
 from jestimator.model.mode_keys import ModeKeys
 
 logger = logging.getLogger('jestimator')
 
-FORMAT = 'jestimator.export'
-FORMAT_VERSION = 1
 _PLATFORMS = ('cpu', 'cuda', 'rocm', 'tpu')
 
 
@@ -74,12 +73,12 @@ def export_estimator(est, export_dir_base: str, serving_input_fn: Callable | Non
 
   # Most general first: variable widths for every list-like input; a model (or host stage) that
   # cannot take them gets fixed widths for the univalent features.
-  levels = _device_inputs.widening_levels(raw_spec)
+  levels = device_inputs.widening_levels(raw_spec)
   for i, ragged in enumerate(levels):
     last = i == len(levels) - 1
     try:  # the host stage may refuse lists (numeric columns), or drop them (pass-through)
       probe_b = preprocess(si.example_batch(raw_spec, 3, 3, ragged))
-      inputs_doc = _device_inputs.describe(probe_a, probe_b, 2, 3)
+      inputs_doc = device_inputs.describe(probe_a, probe_b, 2, 3)
     except (TypeError, ValueError):
       if last:
         raise
@@ -87,7 +86,7 @@ def export_estimator(est, export_dir_base: str, serving_input_fn: Callable | Non
     try:
       exported, sig_docs, platforms_done = _export_signatures(
           model, outputs, spec.string_outputs, names, treedef, weight_specs,
-          _device_inputs.specs(inputs_doc), platforms)
+          device_inputs.specs(inputs_doc), platforms)
       break
     except Exception as e:  # noqa: BLE001 - shape-polymorphism failures take many forms
       if last:
@@ -235,7 +234,7 @@ def _write_atomically(base: str, doc: dict, weights: dict, functions: dict,
     for file, blob in functions.items():
       with open(os.path.join(tmp, file), 'wb') as f:
         f.write(blob)
-    _tensors.write(os.path.join(tmp, 'variables.safetensors'), weights,
+    tensors.write(os.path.join(tmp, 'variables.safetensors'), weights,
                    {'format': FORMAT, 'global_step': doc['global_step']})
     if columns_doc is not None:
       columns_doc = _copy_assets(columns_doc, tmp)
@@ -244,7 +243,7 @@ def _write_atomically(base: str, doc: dict, weights: dict, functions: dict,
     # signature.json last: its presence marks a complete export even before the rename.
     with open(os.path.join(tmp, 'signature.json'), 'w') as f:
       json.dump(doc, f, indent=1)
-    _manifest.write(tmp)  # over every file written above, so tampering shows at load
+    manifest.write(tmp)  # over every file written above, so tampering shows at load
     while True:
       version = max(int(time.time()), _newest_version(base) + 1)
       final = os.path.join(base, str(version))

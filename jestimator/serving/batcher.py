@@ -15,7 +15,7 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
-from jestimator.export import raw_features as raw_lib
+from jestimator.serving import raw_features as raw_lib
 
 
 Run = Callable[[dict, int], dict]

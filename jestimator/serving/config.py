@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jestimator._serving.versions import VersionPolicy
+from jestimator.serving.versions import VersionPolicy
 
 _TOKEN = re.compile(r'\s*(?:#[^\n]*\n?\s*)*(?:(?P<word>[A-Za-z_][A-Za-z0-9_.]*)|(?P<num>-?\d+)|'
                     r'(?P<str>"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')|(?P<sym>[:{}<>;,]))')

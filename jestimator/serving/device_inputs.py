@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from jestimator.pipeline import batches as batches_lib
-from jestimator.export import serving_input as si
+from jestimator.serving import input_spec as si
 
 
 def widening_levels(raw_spec: Mapping[str, Mapping[str, Any]]) -> list[frozenset[str]]:

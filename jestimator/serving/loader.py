@@ -21,10 +21,10 @@ import numpy as np
 
 from jestimator.pipeline import batches as batches_lib
 from jestimator.pipeline.host_stage import Preprocessor
-from jestimator.export import _device_inputs, _manifest, _tensors, signatures
-from jestimator.export import raw_features as raw_lib
-from jestimator.export import serving_input as si
-from jestimator.export.artifact import FORMAT, FORMAT_VERSION
+from jestimator.serving import device_inputs, manifest, signatures, tensors
+from jestimator.serving import raw_features as raw_lib
+from jestimator.serving import input_spec as si
+from jestimator.serving.format import FORMAT, FORMAT_VERSION
 
 MAX_BATCH_BUCKET = 1024
 EXAMPLES = 'examples'  # the single string input of a parsing signature (as TF's parsing receiver)
@@ -103,7 +103,7 @@ class ServedModel:
     self.global_step = int(doc.get('global_step', 0))
     self.platforms = tuple(doc.get('platforms', ()))
     _check_platform(path, self.platforms)
-    _manifest.verify(path)  # before reading any weights, program or vocabulary
+    manifest.verify(path)  # before reading any weights, program or vocabulary
     self.inputs = {k: dict(v) for k, v in doc['inputs'].items()}
     self.parse_spec = None
     request_inputs = self.inputs
@@ -113,7 +113,7 @@ class ServedModel:
       request_inputs = {EXAMPLES: {'dtype': si.STRING, 'shape': [], 'multivalent': False}}
     self._host, self._rename = self._host_stage(doc)
     self._device_inputs = doc['device_inputs']
-    weights = _tensors.read(os.path.join(path, 'variables.safetensors'))
+    weights = tensors.read(os.path.join(path, 'variables.safetensors'))
     self._weights = jax.device_put(weights)
     self.signatures: dict[str, Signature] = {}
     self._calls = {}
@@ -239,11 +239,11 @@ class ServedModel:
 
   def _device_features(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if self._host is None:
-      return _device_inputs.align(features, self._device_inputs)
+      return device_inputs.align(features, self._device_inputs)
     out = self._host.features(features)
     if self._rename:
       out = {self._rename.get(k, k): v for k, v in out.items()}
-    return _device_inputs.align(out, self._device_inputs)
+    return device_inputs.align(out, self._device_inputs)
 
 
 def _read_doc(path: str) -> dict:

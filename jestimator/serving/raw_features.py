@@ -6,7 +6,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from jestimator.pipeline.batches import as_array
-from jestimator.export.serving_input import STRING
+from jestimator.serving.input_spec import STRING
 
 _STRING_KINDS = 'OSU'
 _SMALL = 64

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from jestimator.export import signatures as sigs
+from jestimator.serving import signatures as sigs
 
 
 class RequestError(ValueError):

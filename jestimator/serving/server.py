@@ -18,12 +18,12 @@ import threading
 import time
 from typing import Any, Sequence
 
-from jestimator._serving import metrics as metrics_lib
-from jestimator._serving import rest, transport
-from jestimator._serving.batcher import Batcher
-from jestimator._serving.versions import ModelVersions, VersionPolicy
-from jestimator.export import served_model
-from jestimator.export import signatures as sigs
+from jestimator.serving import metrics as metrics_lib
+from jestimator.serving import rest, transport
+from jestimator.serving.batcher import Batcher
+from jestimator.serving.versions import ModelVersions, VersionPolicy
+from jestimator.serving import loader
+from jestimator.serving import signatures as sigs
 
 logger = logging.getLogger('jestimator.serve')
 
@@ -97,12 +97,12 @@ class ModelServer:
     return f'http://{self.host}:{self.port}'
 
   @property
-  def model(self) -> served_model.ServedModel:
+  def model(self) -> loader.ServedModel:
     """The newest loaded version of the first model."""
     return self.models[self.model_name].get()
 
-  def _load(self, path: str) -> served_model.ServedModel:
-    model = served_model.load(path)
+  def _load(self, path: str) -> loader.ServedModel:
+    model = loader.load(path)
     if self._warmup:
       model.warmup(self._warmup)
     return model

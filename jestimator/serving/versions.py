@@ -17,7 +17,7 @@ import os
 import threading
 from typing import Callable
 
-from jestimator.export import served_model
+from jestimator.serving import loader
 
 logger = logging.getLogger('jestimator.serve')
 
@@ -71,7 +71,7 @@ def _on_disk(base_path: str) -> list[int]:
     names = os.listdir(base_path)
   except OSError:
     return []
-  return [int(n) for n in names if n.isdigit() and served_model.is_export(os.path.join(base_path,
+  return [int(n) for n in names if n.isdigit() and loader.is_export(os.path.join(base_path,
                                                                                           n))]
 
 
@@ -82,17 +82,17 @@ class ModelVersions:
     name: the model name (NAME in the URLs).
     base_path: a folder of numbered exports, or one export (served as a fixed single version).
     policy: a `VersionPolicy`.
-    load: `path -> model` (default `served_model.load`), e.g. to warm up after loading.
+    load: `path -> model` (default `loader.load`), e.g. to warm up after loading.
   """
 
   def __init__(self, name: str, base_path: str, policy: VersionPolicy = VersionPolicy(),
-               load: Callable[[str], served_model.ServedModel] = served_model.load):
+               load: Callable[[str], loader.ServedModel] = loader.load):
     self.name, self.policy, self._load = name, policy, load
     self.base_path = os.path.abspath(os.fspath(base_path))
     self._lock = threading.Lock()  # one poll at a time; readers take `self._loaded` lock-free
-    self._loaded: dict[int, served_model.ServedModel] = {}
+    self._loaded: dict[int, loader.ServedModel] = {}
     self._failed: dict[int, float] = {}  # version -> mtime of its signature.json when it failed
-    self.single = served_model.is_export(self.base_path)
+    self.single = loader.is_export(self.base_path)
     if self.single:
       model = load(self.base_path)
       self._loaded = {model.version if model.version is not None else 1: model}
@@ -109,12 +109,12 @@ class ModelVersions:
       raise ValueError(f'model {name!r}: no servable version under {self.base_path!r} for '
                        f'policy {self.policy} (found {found}): {detail}')
 
-  def snapshot(self) -> dict[int, served_model.ServedModel]:
+  def snapshot(self) -> dict[int, loader.ServedModel]:
     """The loaded versions now (a dict that later polls never change)."""
     return self._loaded
 
   def resolve(self, version: int | None = None
-              ) -> tuple[int, served_model.ServedModel] | None:
+              ) -> tuple[int, loader.ServedModel] | None:
     """`(version, model)` for the given version, or the newest loaded one; None if not loaded."""
     loaded = self._loaded
     if version is None:
@@ -122,7 +122,7 @@ class ModelVersions:
     model = loaded.get(version) if version is not None else None
     return None if model is None else (version, model)
 
-  def get(self, version: int | None = None) -> served_model.ServedModel | None:
+  def get(self, version: int | None = None) -> loader.ServedModel | None:
     """The given version's model, or the newest loaded one; None when not loaded."""
     found = self.resolve(version)
     return found[1] if found else None

@@ -23,7 +23,15 @@ from typing import Any, Iterator
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
+
+from jestimator.logging import root_handlers, undo_import_basic_config
+
+# absl (through orbax) runs `logging.basicConfig()` when it logs during this import; undo it so the
+# user's own `logging.basicConfig(level=...)` works (see jestimator.logging).
+_root_handlers = root_handlers()
+import orbax.checkpoint as ocp  # noqa: E402
+undo_import_basic_config(_root_handlers)
+del _root_handlers
 
 FORMAT_VERSION = 1
 _ITEMS = ('variables', 'train', 'meta')

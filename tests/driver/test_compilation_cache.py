@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-_TESTS = os.path.dirname(os.path.abspath(__file__))
+_TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _REPO = os.path.dirname(_TESTS)
 
 _SCRIPT = '''

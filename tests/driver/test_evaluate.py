@@ -104,8 +104,8 @@ def test_no_checkpoint_is_a_warning_visible_by_default(tmp_path):
   import subprocess
   import sys
   typo = str(tmp_path / 'modle_dir')
-  script = _NO_CHECKPOINT_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)),
-                                        model_dir=typo)
+  tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  script = _NO_CHECKPOINT_SCRIPT.format(tests=tests, model_dir=typo)
   out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
                        timeout=120)  # no logging configured: Python's defaults
   assert out.returncode == 0, out.stderr[-3000:]

@@ -236,7 +236,8 @@ _SCRIPT = textwrap.dedent('''
 @pytest.mark.parametrize('switch', ['logging.basicConfig(level=logging.INFO)',
                                     'je.logging.set_verbosity(logging.INFO)'])
 def test_progress_lines_shown_by_the_documented_switches(tmp_path, switch):
-  script = _SCRIPT.format(tests=os.path.dirname(__file__), switch=switch,
+  tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  script = _SCRIPT.format(tests=tests, switch=switch,
                           model_dir=str(tmp_path / 'm'))
   err = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
                        timeout=120, check=True).stderr

@@ -12,7 +12,7 @@ from _export_models import CUSTOM_SPEC, make_raw
 from jestimator import export
 from jestimator.canned import dnn
 from jestimator import columns as fc
-from jestimator.export import _tensors
+from jestimator.serving import tensors
 
 
 @pytest.fixture(scope='module')
@@ -50,7 +50,7 @@ def test_layout_and_signature_json(custom):
 
 def test_variables_are_stored_apart_from_the_program(custom):
   est, path = custom
-  stored = _tensors.read(os.path.join(path, 'variables.safetensors'))
+  stored = tensors.read(os.path.join(path, 'variables.safetensors'))
   saved = _checkpoint_variables(est)
   assert set(stored) == set(saved)
   for name in saved:

@@ -12,7 +12,7 @@ import pytest
 
 from _export_models import estimator_predict, make_raw
 from _http import call as _call, wait_until_serving
-from jestimator._serving.server import ModelServer
+from jestimator.serving.server import ModelServer
 
 pytestmark = pytest.mark.slow
 

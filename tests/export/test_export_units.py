@@ -8,12 +8,12 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from jestimator._serving import rest
-from jestimator._serving.batcher import Batcher
-from jestimator.export import _device_inputs, _tensors, signatures
-from jestimator.export import raw_features as raw_lib
-from jestimator.export import served_model
-from jestimator.export.serving_input import build_raw_serving_input_fn
+from jestimator.serving import rest
+from jestimator.serving.batcher import Batcher
+from jestimator.serving import device_inputs, signatures, tensors
+from jestimator.serving import raw_features as raw_lib
+from jestimator.serving import loader
+from jestimator.serving.input_spec import build_raw_serving_input_fn
 
 
 # -- tensor files ---------------------------------------------------------------------------------
@@ -22,8 +22,8 @@ def test_tensor_file_round_trip_in_safetensors_layout(tmp_path):
             'b': np.array([1, -2], np.int64), 'h': np.array([1.5], ml_dtypes.bfloat16),
             'flag': np.array([True, False])}
   path = str(tmp_path / 'v.safetensors')
-  _tensors.write(path, arrays, {'global_step': 7})
-  back = _tensors.read(path)
+  tensors.write(path, arrays, {'global_step': 7})
+  back = tensors.read(path)
   assert set(back) == set(arrays)
   for k, v in arrays.items():
     assert back[k].dtype == v.dtype and back[k].shape == v.shape
@@ -40,10 +40,10 @@ def test_tensor_file_round_trip_in_safetensors_layout(tmp_path):
 
 def test_tensor_file_errors(tmp_path):
   with pytest.raises(TypeError, match="array 'c' of dtype complex64"):
-    _tensors.write(str(tmp_path / 'x'), {'c': np.zeros(2, np.complex64)})
+    tensors.write(str(tmp_path / 'x'), {'c': np.zeros(2, np.complex64)})
   (tmp_path / 'bad').write_bytes(b'\x01')
   with pytest.raises(ValueError, match='not a tensor file'):
-    _tensors.read(str(tmp_path / 'bad'))
+    tensors.read(str(tmp_path / 'bad'))
 
 
 # -- raw input checks -----------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def test_serving_input_spec_spellings():
 
 
 def test_batch_buckets():
-  assert [served_model._bucket(n) for n in (1, 2, 3, 7, 8, 9, 1000, 1024)] == [
+  assert [loader._bucket(n) for n in (1, 2, 3, 7, 8, 9, 1000, 1024)] == [
       1, 2, 4, 8, 8, 16, 1024, 1024]
 
 
@@ -182,10 +182,10 @@ def test_device_inputs_sharing_a_width_are_padded_with_the_host_padding():
          'b': {'dtype': 'float32', 'shape': [-1, -1, 2], 'dims': ['b', 'd0', None],
                'pads': {'1': 0.5}},
          'c': {'dtype': 'int32', 'shape': [-1], 'dims': ['b'], 'pads': {}}}
-  out = _device_inputs.align({'a/ids': np.array([[3], [4]], np.int64),
+  out = device_inputs.align({'a/ids': np.array([[3], [4]], np.int64),
                               'b': np.ones((2, 4, 2), np.float32), 'c': np.array([1, 2])}, doc)
   assert out['a/ids'].tolist() == [[3, -1, -1, -1], [4, -1, -1, -1]]
   assert out['a/ids'].dtype == np.int32 and out['b'].shape == (2, 4, 2)
   with pytest.raises(ValueError, match=r"feature 'b'.*shape \[2, 4, 3\]"):
-    _device_inputs.align({'a/ids': np.zeros((2, 1)), 'b': np.zeros((2, 4, 3)),
+    device_inputs.align({'a/ids': np.zeros((2, 1)), 'b': np.zeros((2, 4, 3)),
                           'c': np.zeros(2)}, doc)

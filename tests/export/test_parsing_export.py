@@ -13,7 +13,7 @@ import jestimator as je
 from jestimator import columns as fc
 from jestimator import export
 from jestimator import io as jio
-from jestimator._serving.server import ModelServer
+from jestimator.serving.server import ModelServer
 
 N = 40
 

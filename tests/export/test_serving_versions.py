@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from _export_models import make_raw
 from _http import add_version, call, wait_until_serving
 from jestimator import export
-from jestimator._serving import config
-from jestimator._serving.versions import ModelVersions, VersionPolicy
+from jestimator.serving import config
+from jestimator.serving.versions import ModelVersions, VersionPolicy
 from jestimator.serve import ModelServer
 
 pytestmark = pytest.mark.slow

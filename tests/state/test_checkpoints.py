@@ -20,7 +20,8 @@ from jestimator import inputs
 from jestimator.estimator import Estimator
 from jestimator.run_config import RunConfig
 
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_train_script.py')
+_TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(_TESTS, '_train_script.py')
 
 
 def _steps(model_dir) -> list[int]:

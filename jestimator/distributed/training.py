@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from jestimator.driver.agreement import any_process
+from jestimator.driver.agreement import Agreement
 from jestimator.driver.estimator import Estimator
 from jestimator.driver.hooks import CheckpointSaverListener, Hook
 
@@ -256,8 +256,7 @@ class _EvalListener(CheckpointSaverListener):
     else:
       due = (self._last_eval_time is None or
              time.monotonic() - self._last_eval_time >= self.throttle)
-      if jax.process_count() > 1:  # a clock decision: every process must take the same one
-        (due,) = any_process(due)
+      (due,) = Agreement.of_this_run().any(due)  # a clock decision: every process takes it
       if not due:
         logger.info('Skipping evaluation of step %d: less than throttle_secs=%g since the last',
                     step, self.throttle)

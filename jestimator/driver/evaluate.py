@@ -7,10 +7,12 @@ from typing import Any
 import jax
 
 from jestimator.driver import hooks as hooks_lib
+from jestimator.driver.hook_runner import HookRunner
 from jestimator.driver import progress, summaries
 from jestimator.model import metrics as metrics_lib
 from jestimator.model import summary as summary_lib
 from jestimator.model.mode_keys import ModeKeys
+from jestimator.pipeline.plan import BatchPlan
 
 logger = logging.getLogger('jestimator')
 
@@ -35,34 +37,28 @@ def evaluate(compiled, store, pipeline, input_fn, steps, hooks, checkpoint_path,
                                                        ModeKeys.EVAL, checkpoint_path)
     traced = compiled.traced(ModeKeys.EVAL, variables, batch.features, batch.labels)
     eval_step = compiled.eval_step()
-    all_hooks = list(hooks) + list(traced.spec.evaluation_hooks)
     left = source.batches_left
     total = min(x for x in (steps, left) if x is not None) if (steps or left) else None
     # Fetches each shown batch's loss only to wait for it: one batch's loss is not the result.
-    all_hooks.append(progress.ProgressHook(ModeKeys.EVAL, log_step_count_steps, show_loss=False))
-    for h in all_hooks:
-      h.begin()
-    for h in all_hooks:
-      h.after_create_state(variables)
+    runner = HookRunner([*hooks, *traced.spec.evaluation_hooks,
+                         progress.ProgressHook(ModeKeys.EVAL, log_step_count_steps,
+                                               show_loss=False)], strategy.to_host, 'eval step')
+    runner.begin(variables)
     acc = None
-    compiled_size = pipeline.padded_size(batch.size)
+    plan = BatchPlan.for_eval(batch.size, pipeline.batch_multiple, traced.padding_aware)
     count = 0
     while batch is not None:
-      pad_to = pipeline.pad_target(batch.size, compiled_size, traced.padding_aware)
-      f, l, m = pipeline.place_padded(batch, pad_to, traced.padding_aware)
+      f, l, m = pipeline.place_batch(batch, plan)
       if acc is None:
         acc = compiled.zero_metric_states(variables, f, l, m)
       count += 1
       ctx = hooks_lib.StepContext(ModeKeys.EVAL, count, 1, batch.size, total)
-      wanted = set()
-      for h in all_hooks:
-        wanted.update(h.before_step(ctx) or ())
+      wanted = runner.before_step(ctx)
       acc, outputs = eval_step(variables, acc, f, l, m)
-      values = hooks_lib.fetch_values(outputs, wanted, strategy.to_host, what='eval step')
+      values = runner.fetch(outputs, wanted)
       if strategy.sync_every and count % strategy.sync_every == 0:
         jax.block_until_ready(acc)
-      for h in all_hooks:
-        h.after_step(ctx, values)
+      runner.after_step(ctx, values)
       if ctx.stop_requested or (steps is not None and count >= steps):
         break
       batch = next(source, None)
@@ -70,8 +66,7 @@ def evaluate(compiled, store, pipeline, input_fn, steps, hooks, checkpoint_path,
     summary_states = acc.pop(summary_lib.EVAL_KEY, {})
     results = metrics_lib.compute(acc)
     results['global_step'] = int(global_step)
-    for h in all_hooks:
-      h.end(variables)
+    runner.end(variables)
   finally:
     source.close()
   try:

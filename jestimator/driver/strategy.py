@@ -52,6 +52,11 @@ class Strategy(abc.ABC):
   #: losses averaged over replicas (pmap) would weight padded replicas wrongly.
   pads_train_batches: bool = False
 
+  #: One device in this process: abstract arguments lower exactly as placed ones do (so steps
+  #: can compile ahead of the state, see `abstract`), and whole arrays can stay on the device for
+  #: a train step that gathers its rows there (`gather_train_step`).
+  one_device: bool = False
+
   @property
   def num_replicas_in_sync(self) -> int:
     return 1
@@ -100,6 +105,11 @@ class Strategy(abc.ABC):
     """
     return None
 
+  def abstract(self, tree: Any) -> Any:
+    """`ShapeDtypeStruct`s of a host or abstract pytree, placed as `put_state` places (only where
+    `one_device`)."""
+    raise NotImplementedError(f'{type(self).__name__} places no abstract values')
+
   def to_host(self, tree: Any) -> Any:
     """Device values (as returned by the compiled steps) -> numpy, global view."""
     return jax.device_get(tree)
@@ -117,9 +127,15 @@ class SingleDevice(Strategy):
   """
 
   pads_train_batches = True
+  one_device = True
 
   def __init__(self, device: jax.Device | None = None):
     self.device = device or jax.local_devices()[0]
+
+  def abstract(self, tree):
+    placed = jax.sharding.SingleDeviceSharding(self.device)
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=placed),
+                        tree)
 
   def put_state(self, state):
     return jax.device_put(state, self.device)

@@ -2,7 +2,8 @@
 
 The loops get batches only from here: `open()` calls the input_fn and yields validated numeric
 host batches (in a background thread for general input_fns, inline for in-memory ones), and
-`place()` / `place_padded()` / `place_stacked()` are the one place batches go to the device(s).
+`place_batch()` (as the verb's `BatchPlan` says) / `place_stacked()` are the one place batches go to
+the device(s).
 """
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ from jestimator.model.mode_keys import ModeKeys
 from jestimator.pipeline import batches as batches_lib
 from jestimator.pipeline import inputs as inputs_lib
 from jestimator.pipeline.host_stage import Preprocessor
+from jestimator.pipeline.plan import BatchPlan
 from jestimator.pipeline.prefetch import Inline, Prefetcher
 
 logger = logging.getLogger('jestimator')
 
-#: In-memory training arrays up to this size are kept on the device for a train() call and each
-#: batch is gathered there (`InputPipeline.resident`); larger ones are sliced and sent per step.
+#: In-memory training arrays up to this size (the default of `InputPipeline.resident_max_bytes`)
+#: are kept on the device for a train() call and each batch is gathered there
+#: (`InputPipeline.resident`); larger ones are sliced and sent per step.
 RESIDENT_MAX_BYTES = 1 << 28
 
 
@@ -121,6 +124,10 @@ class InputPipeline:
       takes none is an error, as in TF).
     params: the hyper-parameters passed to input_fns that name `params`.
     config: the `RunConfig`, passed to input_fns that name `config`.
+
+  Attributes:
+    resident_max_bytes: the largest in-memory training input kept whole on the device
+      (`resident`); `RESIDENT_MAX_BYTES` unless set.
   """
 
   def __init__(self, preprocessor: Preprocessor, strategy: Any, takes_labels: bool,
@@ -130,6 +137,7 @@ class InputPipeline:
     self.takes_labels = takes_labels
     self.params = params
     self.config = config
+    self.resident_max_bytes = RESIDENT_MAX_BYTES
     # One transformed copy of the latest in-memory input per mode.
     self._in_memory: dict[str, tuple[Any, Any]] = {}
 
@@ -204,16 +212,15 @@ class InputPipeline:
     labels = jax.tree.map(lambda *a: np.stack(a), *[b.labels for b in group])
     return self.place(features, stacked=True), self.place(labels, stacked=True)
 
-  @staticmethod
-  def resident(source: BatchSource) -> tuple[Any, Any] | None:
+  def resident(self, source: BatchSource) -> tuple[Any, Any] | None:
     """`(features, labels)`: the whole host arrays of an in-memory source that may be kept on the
     device (`place_whole`), for a loop that gathers each batch's `rows` there (`rows_only()`)
     instead of slicing and sending every feature per step. None when `source` is not in memory
-    or its arrays exceed `RESIDENT_MAX_BYTES`."""
+    or its arrays exceed `resident_max_bytes`."""
     if not isinstance(source, InMemorySource):
       return None
     arrays = (source.features, source.labels)
-    if sum(a.nbytes for a in jax.tree.leaves(arrays)) > RESIDENT_MAX_BYTES:
+    if sum(a.nbytes for a in jax.tree.leaves(arrays)) > self.resident_max_bytes:
       return None
     return arrays
 
@@ -221,34 +228,22 @@ class InputPipeline:
     """Places a host pytree whole on the device (single-device strategies: `resident` arrays)."""
     return self.strategy.put_state(tree)
 
-  def place_rows(self, batch: HostBatch, pad_to: int) -> tuple[np.ndarray, np.ndarray]:
-    """`(rows, mask)` of a `rows_only()` batch padded to `pad_to` rows as `place_padded` pads
+  def rows_and_mask(self, batch: HostBatch, plan: BatchPlan) -> tuple[np.ndarray, np.ndarray]:
+    """`(rows, mask)` on the host of a `rows_only()` batch, padded as `place_batch` pads
     (repeating the first row, mask 0.0 on padding); rows as int32 for the on-device gather."""
-    return batches_lib.pad_rows(batch.rows.astype(np.int32), batch.size, pad_to)
+    return batches_lib.pad_rows(batch.rows.astype(np.int32), batch.size, plan.rows(batch.size))
 
-  def padded_size(self, n: int) -> int:
-    """`n` rounded up to the batch multiple: the size a first batch of `n` rows compiles for."""
-    return batches_lib.round_up(n, self.batch_multiple)
-
-  def pad_target(self, n: int, compiled_size: int, padding_aware: bool) -> int:
-    """The row count a batch of `n` real rows runs at.
-
-    A short batch of a padding-aware model_fn pads to the compiled size (no second compile);
-    otherwise only to the strategy's batch multiple.
+  def place_batch(self, batch: HostBatch, plan: BatchPlan) -> tuple[Any, Any, Any]:
+    """`(features, labels, mask)` placed as `plan` says: padded from `batch.size` to
+    `plan.rows(batch.size)` rows, the mask 1.0 for real rows and 0.0 for padding (None for a plan
+    without a mask). When padding would dilute the loss of a model_fn that ignores the mask, the
+    batch runs whole on every device if the strategy can.
     """
-    if padding_aware and n < compiled_size:
-      return compiled_size
-    return self.padded_size(n)
-
-  def place_padded(self, batch: HostBatch, pad_to: int, padding_aware: bool = True
-                   ) -> tuple[Any, Any, Any]:
-    """`(features, labels, mask)` placed, padded from `batch.size` to `pad_to` rows.
-
-    The mask is 1.0 for real rows, 0.0 for padding. When padding would dilute the loss of a
-    model_fn that ignores the mask, the batch runs whole on every device if the strategy can.
-    """
+    if not plan.masked:
+      return self.place(batch.features), self.place(batch.labels), None
     n = batch.size
-    if pad_to != n and not padding_aware:
+    pad_to = plan.rows(n)
+    if pad_to != n and not plan.mask_aware:
       whole = self.strategy.put_unsharded((batch.features, batch.labels, np.ones(n, np.float32)))
       if whole is not None:
         return whole

@@ -10,7 +10,6 @@ import pytest
 
 from jestimator import Estimator, RunConfig, inputs
 from jestimator.driver.strategy import SingleDevice
-from jestimator.pipeline import source as source_lib
 
 from tests import _models
 
@@ -20,9 +19,11 @@ def _numpy_fn(x, y):
   return inputs.numpy_input_fn({'x': x}, y, batch_size=32, num_epochs=2, shuffle=True, seed=3)
 
 
-def _train(model_dir, input_fn, **config):
+def _train(model_dir, input_fn, resident_max_bytes=None, **config):
   est = Estimator(_models.linear_model_fn(padding_aware=True), str(model_dir),
                   config=RunConfig(**config))
+  if resident_max_bytes is not None:
+    est.input_pipeline.resident_max_bytes = resident_max_bytes
   est.train(input_fn)
   return _models.checkpoint_params(est)
 
@@ -55,11 +56,10 @@ def test_device_gather_trains_exactly_as_host_batches(tmp_path, gathers):
   assert _models.tree_equal(resident, host)
 
 
-def test_large_inputs_stay_on_the_host(tmp_path, gathers, monkeypatch):
+def test_large_inputs_stay_on_the_host(tmp_path, gathers):
   x, y = _models.make_data(100)
   resident = _train(tmp_path / 'resident', _numpy_fn(x, y))
-  monkeypatch.setattr(source_lib, 'RESIDENT_MAX_BYTES', x.nbytes)  # x and y exceed it
-  sliced = _train(tmp_path / 'sliced', _numpy_fn(x, y))
+  sliced = _train(tmp_path / 'sliced', _numpy_fn(x, y), resident_max_bytes=x.nbytes)  # x, y exceed
   assert gathers == [False]  # only the first train() gathered
   assert _models.tree_equal(resident, sliced)
 

@@ -30,17 +30,35 @@ est.train(lambda: None, steps='ten')
 '''
 
 
-@pytest.fixture(scope='module')
-def wheel(tmp_path_factory):
-  """`(path of the wheel, build output)`, built from a copy of the tracked and new files."""
-  tmp = tmp_path_factory.mktemp('wheel')
-  src = tmp / 'src'
+def _copy_checkout(src) -> None:
+  """Copies the tracked and new (not ignored) files to `src`, as a fresh clone would hold."""
   files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=_REPO, text=True,
                          capture_output=True, check=True).stdout.split()
   for f in files:
     if os.path.isfile(os.path.join(_REPO, f)):
       os.makedirs(src / os.path.dirname(f), exist_ok=True)
       shutil.copy2(os.path.join(_REPO, f), src / f)
+
+
+def _bare_env(env_dir):
+  """`(python, site-packages)` of a new venv that sees the test environment's dependencies
+  (jax, numpy, pip, setuptools, ...) but not its own jestimator."""
+  venv.create(env_dir, with_pip=False)
+  python = env_dir / 'bin' / 'python'
+  site = subprocess.run([str(python), '-c', 'import sysconfig; print(sysconfig.get_paths()'
+                         '["purelib"])'], capture_output=True, text=True, check=True).stdout.strip()
+  deps = [p for p in sys.path if p.endswith('site-packages')]
+  with open(os.path.join(site, 'deps.pth'), 'w') as f:
+    f.write('\n'.join(deps) + '\n')
+  return python, site
+
+
+@pytest.fixture(scope='module')
+def wheel(tmp_path_factory):
+  """`(path of the wheel, build output)`, built from a copy of the tracked and new files."""
+  tmp = tmp_path_factory.mktemp('wheel')
+  src = tmp / 'src'
+  _copy_checkout(src)
   run = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
                         '-w', str(tmp / 'dist'), str(src)], capture_output=True, text=True,
                        env={**os.environ, 'PYTHONWARNINGS': 'default'})
@@ -80,18 +98,11 @@ def test_version_has_one_source():
 def test_mypy_sees_real_types_in_an_installed_wheel(wheel, tmp_path):
   """A user script type-checked against the installed wheel (not the source tree)."""
   path, _ = wheel
-  env_dir = tmp_path / 'env'
-  venv.create(env_dir, with_pip=False)
-  python = env_dir / 'bin' / 'python'
-  site = subprocess.run([str(python), '-c', 'import sysconfig; print(sysconfig.get_paths()'
-                         '["purelib"])'], capture_output=True, text=True, check=True).stdout.strip()
-  with zipfile.ZipFile(path) as z:
-    z.extractall(site)
   # The dependencies (jax, numpy, ...) come from the test environment, jestimator only from the
   # wheel: the test environment's own (editable) jestimator is not on this path.
-  deps = [p for p in sys.path if p.endswith('site-packages')]
-  with open(os.path.join(site, 'deps.pth'), 'w') as f:
-    f.write('\n'.join(deps) + '\n')
+  python, site = _bare_env(tmp_path / 'env')
+  with zipfile.ZipFile(path) as z:
+    z.extractall(site)
   script = tmp_path / 'user.py'
   script.write_text(_USER_SCRIPT)
   run = subprocess.run([sys.executable, '-m', 'mypy', '--python-executable', str(python),
@@ -130,20 +141,8 @@ def _editable_flags() -> list[str]:
 def test_mypy_sees_the_documented_module_paths_in_an_editable_install(tmp_path):
   """The project's own `make test` install (editable): mypy resolves `jestimator.hooks` etc."""
   src = tmp_path / 'src'
-  files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=_REPO, text=True,
-                         capture_output=True, check=True).stdout.split()
-  for f in files:
-    if os.path.isfile(os.path.join(_REPO, f)):
-      os.makedirs(src / os.path.dirname(f), exist_ok=True)
-      shutil.copy2(os.path.join(_REPO, f), src / f)
-  env_dir = tmp_path / 'env'
-  venv.create(env_dir, with_pip=False)
-  python = env_dir / 'bin' / 'python'
-  site = subprocess.run([str(python), '-c', 'import sysconfig; print(sysconfig.get_paths()'
-                         '["purelib"])'], capture_output=True, text=True, check=True).stdout.strip()
-  deps = [p for p in sys.path if p.endswith('site-packages')]  # pip, setuptools, jax, ...
-  with open(os.path.join(site, 'deps.pth'), 'w') as f:
-    f.write('\n'.join(deps) + '\n')
+  _copy_checkout(src)
+  python, _ = _bare_env(tmp_path / 'env')
   run = subprocess.run([str(python), '-m', 'pip', 'install', '-q', '--no-deps',
                         '--no-build-isolation', '-e', str(src)] + _editable_flags(),
                        capture_output=True, text=True)

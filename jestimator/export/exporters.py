@@ -166,9 +166,9 @@ class BestExporter(_SavedModelExporter):
   Args:
     name: folder under `model_dir/export/`.
     serving_input_fn: as `export_saved_model` (optional with feature columns).
-    event_file_pattern: TF's default `'eval/*.tfevents.*'` keeps the best result across
-      restarts (here in `best_eval_result.json`); None forgets it, as TF does without event files.
-      Other patterns are refused: the best result is not read from event files.
+    event_file_pattern: a pattern (TF's default `'eval/*.tfevents.*'`) keeps the best result
+      across restarts, here in `best_eval_result.json` whatever the pattern (TF reads it back from
+      the matching event files); None forgets it, as TF does without event files.
     compare_fn: called as `compare_fn(best_eval_result=..., current_eval_result=...)` (by
       keyword, as TF: it must name exactly these two parameters), True when current is better;
       default `loss_smaller`.
@@ -182,10 +182,8 @@ class BestExporter(_SavedModelExporter):
                assets_extra: Mapping[str, str] | None = None, as_text: bool = False,
                exports_to_keep: int | None = 5, platforms=None):
     super().__init__(name, serving_input_fn, assets_extra, as_text, platforms)
-    if event_file_pattern not in (DEFAULT_EVENT_FILE_PATTERN, None):
-      raise ValueError(f'event_file_pattern must be {DEFAULT_EVENT_FILE_PATTERN!r} (the best '
-                       f'result survives restarts in {BEST_RESULT_FILE}) or None (it does not); '
-                       f'got {event_file_pattern!r}')
+    if event_file_pattern is not None and not isinstance(event_file_pattern, str):
+      raise TypeError(f'event_file_pattern must be a string or None, got {event_file_pattern!r}')
     _verify_compare_fn_args(compare_fn)
     self._compare = compare_fn
     self._keep = _check_keep(exports_to_keep)

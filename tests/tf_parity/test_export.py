@@ -323,3 +323,21 @@ def test_documented_submodules_are_attributes():
   run = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                        timeout=120)
   assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_export_saved_model_takes_tf_order_and_assets_extra(served, tmp_path):
+  """TF's `export_saved_model(export_dir_base, serving_input_receiver_fn, assets_extra=None,
+  as_text=False, checkpoint_path=None)`; assets_extra lands in `assets.extra/` (export_lib.py)."""
+  _, _, est, _ = served
+  src = tmp_path / 'vocab.txt'
+  src.write_text('hello\n')
+  fn = export.build_raw_serving_input_fn({'x': ('float32', [2])})
+  base = str(tmp_path / 'export')
+  with pytest.raises(ValueError, match='relative path'):
+    est.export_saved_model(base, fn, {'../out.txt': str(src)})
+  assert not os.path.exists(base)  # refused before anything was written
+  path = est.export_saved_model(base, fn, {'my/vocab.txt': str(src)}, False,
+                                est.latest_checkpoint())
+  with open(os.path.join(path, 'assets.extra', 'my', 'vocab.txt')) as f:
+    assert f.read() == 'hello\n'
+  assert export.load(path).global_step == 1  # the manifest covers the extra file

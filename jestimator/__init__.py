@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports o
   from jestimator import (  # noqa: F401  (modules reachable as attributes)
       canned, checkpoints, columns, datasets, distributed, early_stopping, estimator, export,
       export_output, heads, hooks, inputs, io, metric_states, metrics, mode_keys, model_fn,
-      optimizers, padding, run_config, serving, spec, steps, strategy, summaries, summary,
+      optimizers, padding, run_config, serve, serving, spec, steps, strategy, summaries, summary,
       train_state, warm_start)
   from jestimator.canned import (BaselineClassifier, BaselineEstimator, BaselineRegressor,
                                  DNNClassifier, DNNEstimator, DNNLinearCombinedClassifier,
@@ -47,8 +47,8 @@ __version__ = '0.1.0'
 _MODULES = frozenset({
     'canned', 'checkpoints', 'columns', 'datasets', 'distributed', 'early_stopping', 'estimator',
     'export', 'export_output', 'heads', 'hooks', 'inputs', 'io', 'metric_states', 'metrics',
-    'mode_keys', 'model_fn', 'optimizers', 'padding', 'run_config', 'serving', 'spec', 'steps',
-    'strategy', 'summaries', 'summary', 'train_state', 'warm_start'})
+    'mode_keys', 'model_fn', 'optimizers', 'padding', 'run_config', 'serve', 'serving', 'spec',
+    'steps', 'strategy', 'summaries', 'summary', 'train_state', 'warm_start'})
 
 # Top-level names: `name -> module` that defines it.
 _NAMES = {

@@ -78,7 +78,9 @@ def valid_weights(ids: jax.Array, weights: jax.Array | None, n: int, prune: bool
                   ) -> tuple[jax.Array, jax.Array]:
   """(ids with invalid entries set to 0, float32 weights that are 0 for invalid entries).
 
-  Invalid: id < 0 or >= n, and with `prune` also weight <= 0 (TF's safe embedding lookup).
+  Invalid: id < 0 or >= n, and with `prune` also weight <= 0: TF 2.15's safe embedding lookup
+  prunes those for the 'mean' and 'sqrtn' combiners only (`prunes_weights`); 'sum' and multi-hot
+  keep them, so a negative weight subtracts.
   """
   valid = (ids >= 0) & (ids < n)
   if weights is None:
@@ -88,6 +90,11 @@ def valid_weights(ids: jax.Array, weights: jax.Array | None, n: int, prune: bool
       valid = valid & (weights > 0)
     w = jnp.where(valid, weights, 0.0)
   return jnp.where(valid, ids, 0), w
+
+
+def prunes_weights(combiner: str) -> bool:
+  """Whether TF's safe embedding lookup drops entries with weight <= 0 for `combiner`."""
+  return combiner != 'sum'
 
 
 def combine(rows: jax.Array, w: jax.Array, combiner: str) -> jax.Array:
@@ -129,8 +136,11 @@ def clip_rows(rows: jax.Array, max_norm: float | None) -> jax.Array:
 
 def embedding_lookup(table: jax.Array, ids: jax.Array, weights: jax.Array | None,
                      combiner: str, max_norm: float | None) -> jax.Array:
-  """`[batch, d]`: the combined embeddings of each row's valid ids (zeros for an empty row)."""
-  safe, w = valid_weights(ids, weights, table.shape[0], prune=True)
+  """`[batch, d]`: the combined embeddings of each row's valid ids (zeros for an empty row).
+
+  As TF's `safe_embedding_lookup_sparse`: entries with weight <= 0 count only for 'sum'.
+  """
+  safe, w = valid_weights(ids, weights, table.shape[0], prune=prunes_weights(combiner))
   return combine(clip_rows(jnp.take(table, safe, axis=0), max_norm), w, combiner)
 
 

@@ -298,8 +298,9 @@ class WeightedCategoricalColumn(base.CategoricalColumn):
   """A categorical column whose ids carry float weights from feature `weight_feature_key`.
 
   The weights line up with the ids value by value (same ragged structure). Embeddings and
-  `LinearModel` use them in the combiner (entries with weight <= 0 are dropped, as TF's safe
-  lookup); `indicator_column` sums them per bucket.
+  `LinearModel` use them in the combiner: with 'sum' every entry counts (a negative weight
+  subtracts); 'mean' and 'sqrtn' drop entries with weight <= 0, as TF 2.15's safe embedding lookup
+  does. `indicator_column` sums them per bucket, negative ones included.
   """
   categorical_column: base.CategoricalColumn
   weight_feature_key: str

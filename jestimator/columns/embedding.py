@@ -28,8 +28,9 @@ class EmbeddingColumn(_CategoricalView):
   """`[batch, dimension]` combination (`combiner`) of the embeddings of each example's ids.
 
   Flax parameter: `<name>/embedding_weights` of shape `[num_buckets, dimension]`, initialised by
-  `initializer` (default truncated normal with stddev `1/sqrt(dimension)`, as TF). Invalid ids and
-  ids with weight <= 0 are ignored; an example with no valid id gives zeros (TF's safe lookup).
+  `initializer` (default truncated normal with stddev `1/sqrt(dimension)`, as TF). Invalid ids are
+  ignored; ids with weight <= 0 too for 'mean' and 'sqrtn' (TF 2.15's safe lookup), while 'sum'
+  keeps them; an example with no valid id gives zeros.
   `max_norm` clips each looked-up embedding to that l2 norm before combining.
   """
   categorical_column: base.CategoricalColumn

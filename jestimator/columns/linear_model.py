@@ -19,8 +19,9 @@ class LinearModel(nn.Module):
   Categorical columns (vocabulary, identity, hash bucket, crossed, weighted, bucketized) are sparse
   lookups of per-bucket weight rows `<col name>/weights` `[num_buckets, units]`, combined over each
   example's valid ids with `sparse_combiner` ('sum'; 'mean' divides by the summed weights, 'sqrtn'
-  by their l2 norm). No dense one-hot is ever built, so 1e6 hash buckets cost one gather. Dense
-  columns (numeric, embedding, indicator) go through a matmul with `<col name>/weights`
+  by their l2 norm). As TF's, 'sum' keeps entries whose weight is <= 0 (a negative weight
+  subtracts); 'mean' and 'sqrtn' drop them (TF's safe embedding lookup). No dense one-hot is ever
+  built, so 1e6 hash buckets cost one gather. Dense columns (numeric, embedding, indicator) go through a matmul with `<col name>/weights`
   `[output_dim, units]`. Weights start at zero, as TF's; columns are processed in name order.
 
   Example:
@@ -57,7 +58,8 @@ class LinearModel(nn.Module):
         weights = _device.ParamGroup((('weights', (c.num_buckets, self.units), zeros),),
                                      name=c.name)()['weights']
         ids, w = _device.categorical_ids(c, features, layer)
-        safe, w = _device.valid_weights(ids, w, c.num_buckets, prune=True)
+        safe, w = _device.valid_weights(ids, w, c.num_buckets,
+                                        prune=_device.prunes_weights(self.sparse_combiner))
         out = _device.combine(jnp.take(weights, safe, axis=0), w, self.sparse_combiner)
       else:
         spec = (('weights', (c.output_dim, self.units), zeros),)

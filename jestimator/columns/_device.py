@@ -71,7 +71,7 @@ def categorical_ids(col: base.CategoricalColumn, features, layer: str
     return ids, w
   if isinstance(col, sequence.SequenceCategoricalColumn):
     return categorical_ids(col.categorical_column, features, layer)
-  raise TypeError(f'{layer}: unsupported categorical column {col!r:.100}')
+  raise base.ColumnTypeError(f'{layer}: unsupported categorical column {col!r:.100}')
 
 
 def valid_weights(ids: jax.Array, weights: jax.Array | None, n: int, prune: bool

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from jestimator.columns import hashing
+from jestimator.columns import base, hashing
 
 try:  # optional: a C hash table that makes object (pandas) string columns ~4x faster to parse
   import pandas as _pd
@@ -88,7 +88,7 @@ def is_ragged(key: str, arr: np.ndarray, what: str) -> bool:
     return False
   others = types - listy - {type(None)}
   if others:
-    raise TypeError(f"{what}: feature '{key}' mixes lists and scalars "
+    raise base.ColumnTypeError(f"{what}: feature '{key}' mixes lists and scalars "
                     f'({sorted(t.__name__ for t in others)}) across examples; give every '
                     'example a list (or None for no value)')
   return True
@@ -134,9 +134,10 @@ def _factorize(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return codes, filled
 
 
-def _type_error(key: str, what: str, expected: str, bad) -> TypeError:
-  return TypeError(f"{what}: feature '{key}' must hold {expected}, got {type(bad).__name__} "
-                   f'(e.g. {bad!r:.40})')
+def _type_error(key: str, what: str, expected: str, bad) -> base.ColumnTypeError:
+  return base.ColumnTypeError(
+      f"{what}: feature '{key}' must hold {expected}, got {type(bad).__name__} "
+      f'(e.g. {bad!r:.40})')
 
 
 def _object_strings(key: str, flat: np.ndarray, what: str,
@@ -174,9 +175,10 @@ def flat_strings(key: str, flat: np.ndarray, what: str,
     return _object_strings(key, flat, what, hashing_fn)
   if flat.size == 0:
     return np.zeros(0, np.uint64), np.zeros(0, bool)
-  raise TypeError(f"{what}: feature '{key}' holds {flat.dtype} values but the column expects "
-                  "strings; for integer features create the column with dtype=int64 (or use "
-                  'categorical_column_with_identity)')
+  raise base.ColumnTypeError(
+      f"{what}: feature '{key}' holds {flat.dtype} values but the column expects "
+      "strings; for integer features create the column with dtype=int64 (or use "
+      'categorical_column_with_identity)')
 
 
 def flat_ints(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +192,8 @@ def flat_ints(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.nda
     v = np.where(ok, flat, 0)
     if np.any(v != np.floor(v)):
       bad = flat[np.flatnonzero(v != np.floor(v))[0]]
-      raise TypeError(f"{what}: feature '{key}' must hold integers, got the non-integral {bad!r}")
+      raise base.ColumnTypeError(
+          f"{what}: feature '{key}' must hold integers, got the non-integral {bad!r}")
     v = np.where(ok, v.astype(np.int64), ABSENT_INT)
     return v, ok & (v != -1)
   if kind == 'O':
@@ -205,8 +208,9 @@ def flat_ints(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.nda
     return v, (codes >= 0) & (v != -1)
   if flat.size == 0:
     return np.zeros(0, np.int64), np.zeros(0, bool)
-  raise TypeError(f"{what}: feature '{key}' holds strings (dtype {flat.dtype}) but the column "
-                  'expects integers; use a string column (e.g. dtype=str) or convert the feature')
+  raise base.ColumnTypeError(
+      f"{what}: feature '{key}' holds strings (dtype {flat.dtype}) but the column "
+      'expects integers; use a string column (e.g. dtype=str) or convert the feature')
 
 
 def flat_floats(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +222,7 @@ def flat_floats(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.n
         v = np.where(missing, np.nan, flat).astype(np.float32)
         ok = ~np.isnan(v)
         return np.where(ok, v, 0).astype(np.float32), ok
-    raise TypeError(f"{what}: feature '{key}' holds strings but must hold numbers")
+    raise base.ColumnTypeError(f"{what}: feature '{key}' holds strings but must hold numbers")
   v = flat.astype(np.float32)
   ok = ~np.isnan(v)
   return np.where(ok, v, 0).astype(np.float32, copy=False), ok
@@ -254,12 +258,13 @@ def _object_numbers(key: str, arr: np.ndarray, what: str) -> tuple[np.ndarray, b
   missing = np.equal(arr, None)
   present = arr[~missing]
   if any(issubclass(t, (str, bytes)) for t in set(map(type, present))):
-    raise TypeError(f"{what}: feature '{key}' holds strings but a numeric column needs numbers; "
-                    'convert it (astype(float)) or use a categorical column')
+    raise base.ColumnTypeError(
+        f"{what}: feature '{key}' holds strings but a numeric column needs numbers; "
+        'convert it (astype(float)) or use a categorical column')
   try:
     out = np.where(missing, np.nan, arr).astype(np.float64)
   except (TypeError, ValueError) as e:
-    raise TypeError(f"{what}: feature '{key}' must hold numbers ({e})") from e
+    raise base.ColumnTypeError(f"{what}: feature '{key}' must hold numbers ({e})") from e
   return out, bool(missing.any())
 
 
@@ -268,8 +273,9 @@ def parse_numeric(key: str, value, shape: tuple[int, ...], default, what: str) -
   arr = to_array(key, value)
   had_none = False
   if arr.dtype.kind in 'USa':
-    raise TypeError(f"{what}: feature '{key}' holds strings (dtype {arr.dtype}) but a numeric "
-                    'column needs numbers; convert it (astype(float)) or use a categorical column')
+    raise base.ColumnTypeError(
+        f"{what}: feature '{key}' holds strings (dtype {arr.dtype}) but a numeric "
+        'column needs numbers; convert it (astype(float)) or use a categorical column')
   if arr.dtype == object:
     if is_ragged(key, arr, what):
       flat, lengths = flatten_ragged(arr)
@@ -306,7 +312,7 @@ def parse_sequence_numeric(key: str, value, shape: tuple[int, ...], default: flo
   """(`[batch, T, *shape]` float32 padded with `default`, `[batch]` int32 lengths)."""
   arr = to_array(key, value)
   if arr.dtype.kind in 'USa':
-    raise TypeError(f"{what}: feature '{key}' holds strings but must hold numbers")
+    raise base.ColumnTypeError(f"{what}: feature '{key}' holds strings but must hold numbers")
   if is_ragged(key, arr, what):
     flat, lengths = flatten_ragged(arr)
     if flat.dtype == object:

@@ -21,6 +21,15 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 
+class ColumnTypeError(TypeError, ValueError):
+  """A value of the wrong type or dtype given to a feature column (argument or raw feature).
+
+  Both a `TypeError` (what the check is about) and a `ValueError`, the class TF's feature columns
+  raise for most of these checks, so ported `except ValueError` / `assertRaises(ValueError)` code
+  catches it too (as numpy's `AxisError` is both a `ValueError` and an `IndexError`).
+  """
+
+
 class FeatureColumn(abc.ABC):
   """Base class of every column. Subclasses are frozen dataclasses."""
 
@@ -98,12 +107,14 @@ def canonical_dtype(dtype: Any, what: str) -> str:
   try:
     d = np.dtype(name if isinstance(name, str) and not isinstance(dtype, np.dtype) else dtype)
   except TypeError as e:
-    raise TypeError(f'{what}: unsupported dtype {dtype!r}; expected str, an int or a float dtype') from e
+    raise ColumnTypeError(
+        f'{what}: unsupported dtype {dtype!r}; expected str, an int or a float dtype') from e
   if d.kind in 'USO':
     return 'string'
   if d.kind in 'iufb':
     return d.name
-  raise TypeError(f'{what}: unsupported dtype {dtype!r}; expected str, an int or a float dtype')
+  raise ColumnTypeError(
+      f'{what}: unsupported dtype {dtype!r}; expected str, an int or a float dtype')
 
 
 def categorical_dtype(dtype: Any, what: str) -> str:
@@ -113,7 +124,8 @@ def categorical_dtype(dtype: Any, what: str) -> str:
     return d
   if np.dtype(d).kind in 'iu':
     return 'int64'
-  raise TypeError(f'{what}: categorical columns take string or integer values, got dtype {dtype!r}')
+  raise ColumnTypeError(
+      f'{what}: categorical columns take string or integer values, got dtype {dtype!r}')
 
 
 def check_key(key: Any, what: str) -> str:
@@ -176,12 +188,12 @@ def as_column_list(feature_columns: Any, what: str) -> tuple[FeatureColumn, ...]
   if isinstance(feature_columns, FeatureColumn):
     feature_columns = (feature_columns,)
   if isinstance(feature_columns, (str, bytes)) or not isinstance(feature_columns, Iterable):
-    raise TypeError(f'{what}: feature_columns must be an iterable of feature columns, got '
+    raise ColumnTypeError(f'{what}: feature_columns must be an iterable of feature columns, got '
                     f'{type(feature_columns).__name__}')
   cols = tuple(feature_columns)
   for c in cols:
     if not isinstance(c, FeatureColumn):
-      raise TypeError(f'{what}: every item of feature_columns must be a feature column (from '
+      raise ColumnTypeError(f'{what}: every item of feature_columns must be a feature column (from '
                       f'jestimator.columns), got {type(c).__name__}: {c!r:.80}')
   return cols
 

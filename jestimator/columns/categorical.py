@@ -18,7 +18,7 @@ def _check_oov(default_value: int | None, num_oov_buckets: int, size: int | None
   if default_value is None:
     return
   if isinstance(default_value, bool) or not isinstance(default_value, (int, np.integer)):
-    raise TypeError(f'{what}: default_value must be an int, got {default_value!r}')
+    raise base.ColumnTypeError(f'{what}: default_value must be an int, got {default_value!r}')
   if num_oov_buckets and default_value != -1:
     raise ValueError(f'{what}: default_value ({default_value}) and num_oov_buckets '
                      f'({num_oov_buckets}) are mutually exclusive')
@@ -74,7 +74,8 @@ class VocabularyListCategoricalColumn(base.CategoricalColumn):
 
 def _normalise_vocab(vocabulary_list: Sequence[Any], dtype: Any, what: str) -> tuple[tuple, str]:
   if isinstance(vocabulary_list, (str, bytes)):
-    raise TypeError(f'{what}: vocabulary_list must be a list of values, not a single string')
+    raise base.ColumnTypeError(
+        f'{what}: vocabulary_list must be a list of values, not a single string')
   vocab = list(vocabulary_list)
   if not vocab:
     raise ValueError(f'{what}: vocabulary_list must not be empty')
@@ -82,12 +83,13 @@ def _normalise_vocab(vocabulary_list: Sequence[Any], dtype: Any, what: str) -> t
            'int64' if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else 'other'
            for v in vocab}
   if 'other' in kinds or len(kinds) > 1:
-    raise TypeError(f'{what}: vocabulary_list must hold only strings or only ints, got '
+    raise base.ColumnTypeError(f'{what}: vocabulary_list must hold only strings or only ints, got '
                     f'{sorted({type(v).__name__ for v in vocab})}')
   inferred = kinds.pop()
   d = inferred if dtype is None else base.categorical_dtype(dtype, f'{what}: dtype')
   if d != inferred:
-    raise TypeError(f'{what}: dtype {d!r} does not match the vocabulary values ({inferred})')
+    raise base.ColumnTypeError(
+        f'{what}: dtype {d!r} does not match the vocabulary values ({inferred})')
   if d == 'string':
     vocab = tuple(v.decode('utf-8') if isinstance(v, bytes) else str(v) for v in vocab)
     if '' in vocab:
@@ -327,11 +329,12 @@ def weighted_categorical_column(categorical_column: base.CategoricalColumn, weig
   from jestimator.columns.sequence import SequenceCategoricalColumn  # a cycle otherwise
   if not isinstance(categorical_column, base.CategoricalColumn) or \
       isinstance(categorical_column, (WeightedCategoricalColumn, SequenceCategoricalColumn)):
-    raise TypeError('weighted_categorical_column: categorical_column must be a (non-weighted, '
-                    f'non-sequence) categorical column, got {categorical_column!r:.100}')
+    raise base.ColumnTypeError(
+        'weighted_categorical_column: categorical_column must be a (non-weighted, '
+        f'non-sequence) categorical column, got {categorical_column!r:.100}')
   what = f"weighted_categorical_column '{categorical_column.name}_weighted_by_{weight_feature_key}'"
   base.check_key(weight_feature_key, f'{what}: weight_feature_key')
   d = base.canonical_dtype(dtype, f'{what}: dtype')
   if d == 'string' or np.dtype(d).kind != 'f':
-    raise TypeError(f'{what}: dtype must be a float dtype, got {dtype!r}')
+    raise base.ColumnTypeError(f'{what}: dtype must be a float dtype, got {dtype!r}')
   return WeightedCategoricalColumn(categorical_column, weight_feature_key, d)

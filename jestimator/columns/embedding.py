@@ -106,22 +106,24 @@ class IndicatorColumn(_CategoricalView):
 def _check_embedding_args(categorical_column, dimension, combiner, initializer, max_norm,
                           trainable, what: str) -> tuple[int, float | None]:
   if not isinstance(categorical_column, base.CategoricalColumn):
-    raise TypeError(f'{what}: categorical_column must be a categorical column (vocabulary, '
-                    f'identity, hash bucket, crossed, weighted, bucketized), got '
-                    f'{type(categorical_column).__name__}')
+    raise base.ColumnTypeError(
+        f'{what}: categorical_column must be a categorical column (vocabulary, '
+        f'identity, hash bucket, crossed, weighted, bucketized), got '
+        f'{type(categorical_column).__name__}')
   dimension = base.check_positive_int(dimension, f'{what}: dimension')
   if combiner not in _COMBINERS:
     raise ValueError(f'{what}: combiner must be one of {_COMBINERS}, got {combiner!r}')
   if initializer is not None and not callable(initializer):
-    raise TypeError(f'{what}: initializer must be callable (key, shape, dtype) -> array, got '
-                    f'{type(initializer).__name__}')
+    raise base.ColumnTypeError(
+        f'{what}: initializer must be callable (key, shape, dtype) -> array, got '
+        f'{type(initializer).__name__}')
   if max_norm is not None:
     if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or \
         not math.isfinite(max_norm) or max_norm <= 0:
       raise ValueError(f'{what}: max_norm must be a positive number or None, got {max_norm!r}')
     max_norm = float(max_norm)
   if not isinstance(trainable, bool):
-    raise TypeError(f'{what}: trainable must be a bool, got {trainable!r}')
+    raise base.ColumnTypeError(f'{what}: trainable must be a bool, got {trainable!r}')
   return dimension, max_norm
 
 
@@ -158,7 +160,7 @@ def shared_embeddings(categorical_columns: Sequence[base.CategoricalColumn], dim
     raise ValueError('shared_embeddings: categorical_columns must not be empty')
   for c in cols:
     if not isinstance(c, base.CategoricalColumn):
-      raise TypeError(f'shared_embeddings: every item must be a categorical column, got '
+      raise base.ColumnTypeError(f'shared_embeddings: every item must be a categorical column, got '
                       f'{type(c).__name__}')
   name = shared_embedding_collection_name or \
       '_'.join(sorted(c.name for c in cols)) + '_shared_embedding'
@@ -188,6 +190,7 @@ def indicator_column(categorical_column: base.CategoricalColumn) -> IndicatorCol
   Example: `indicator_column(categorical_column_with_vocabulary_list('gender', ['F', 'M']))`.
   """
   if not isinstance(categorical_column, base.CategoricalColumn):
-    raise TypeError('indicator_column: categorical_column must be a categorical column, got '
-                    f'{type(categorical_column).__name__}')
+    raise base.ColumnTypeError(
+        'indicator_column: categorical_column must be a categorical column, got '
+        f'{type(categorical_column).__name__}')
   return IndicatorColumn(categorical_column)

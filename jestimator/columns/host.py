@@ -218,7 +218,7 @@ class HostStage:
                           embedding.IndicatorColumn)):
       self._register(col.categorical_column)
     else:
-      raise TypeError(f'host_stage: unsupported column {col!r:.100}')
+      raise base.ColumnTypeError(f'host_stage: unsupported column {col!r:.100}')
 
   def _prepare_ids(self, col: base.CategoricalColumn, in_sequence: bool):
     """Validates a host-id column, builds its vocabulary table and records its raw inputs."""
@@ -335,7 +335,7 @@ class HostStage:
   def __call__(self, raw_features: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Transforms one batch of raw features; see the class docstring."""
     if not isinstance(raw_features, Mapping):
-      raise TypeError(f'host stage: raw features must be a dict of arrays, got '
+      raise base.ColumnTypeError(f'host stage: raw features must be a dict of arrays, got '
                       f'{type(raw_features).__name__}')
     ctx = _Ctx(raw_features, self)
     return {k: fn(ctx) for k, (_, fn) in self._ops.items()}

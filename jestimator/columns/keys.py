@@ -32,7 +32,7 @@ def value_key(col: numeric.NumericColumn | sequence.SequenceNumericColumn) -> st
 def ids_key(col: base.CategoricalColumn) -> str:
   """Key of the int32 ids of a vocabulary / identity / hash bucket / crossed column."""
   if not isinstance(col, HOST_ID_COLUMNS):
-    raise TypeError(f'{col.describe()} has no host ids of its own')
+    raise base.ColumnTypeError(f'{col.describe()} has no host ids of its own')
   return f'{col.name}@{digest(col)}/ids'
 
 

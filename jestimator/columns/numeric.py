@@ -84,9 +84,10 @@ def numeric_column(key: str, shape: int | Sequence[int] = (1,), default_value: A
   shape = base.check_shape(shape, what)
   dtype = base.canonical_dtype(dtype, f'{what}: dtype')
   if dtype == 'string' or np.dtype(dtype).kind not in 'iuf':
-    raise TypeError(f'{what}: dtype must be a float or int dtype, got {dtype!r}')
+    raise base.ColumnTypeError(f'{what}: dtype must be a float or int dtype, got {dtype!r}')
   if normalizer_fn is not None and not callable(normalizer_fn):
-    raise TypeError(f'{what}: normalizer_fn must be callable, got {type(normalizer_fn).__name__}')
+    raise base.ColumnTypeError(
+        f'{what}: normalizer_fn must be callable, got {type(normalizer_fn).__name__}')
   return NumericColumn(key, shape, _check_default(default_value, shape, what), dtype,
                        normalizer_fn, normalizer)
 
@@ -96,7 +97,7 @@ def _check_default(default_value: Any, shape: tuple[int, ...], what: str):
     return None
   arr = np.asarray(default_value)
   if arr.dtype.kind not in 'iufb':
-    raise TypeError(f'{what}: default_value must be numeric, got {default_value!r}')
+    raise base.ColumnTypeError(f'{what}: default_value must be numeric, got {default_value!r}')
   if arr.ndim == 0:
     return float(arr)
   if arr.size != math.prod(shape):
@@ -166,7 +167,7 @@ def bucketized_column(source_column: NumericColumn, boundaries: Sequence[float] 
   Example: `bucketized_column(numeric_column('age'), [18, 25, 30, 35, 40, 45, 50, 55, 60, 65])`.
   """
   if not isinstance(source_column, NumericColumn):
-    raise TypeError('bucketized_column: source_column must be a numeric_column, got '
+    raise base.ColumnTypeError('bucketized_column: source_column must be a numeric_column, got '
                     f'{type(source_column).__name__}')
   what = f"bucketized_column '{source_column.name}_bucketized'"
   if isinstance(boundaries, str):
@@ -181,7 +182,8 @@ def bucketized_column(source_column: NumericColumn, boundaries: Sequence[float] 
   try:
     b = tuple(float(x) for x in boundaries)
   except (TypeError, ValueError) as e:
-    raise TypeError(f'{what}: boundaries must be a list of numbers, got {boundaries!r:.80}') from e
+    raise base.ColumnTypeError(
+        f'{what}: boundaries must be a list of numbers, got {boundaries!r:.80}') from e
   if not b:
     raise ValueError(f'{what}: boundaries must not be empty')
   if any(not lo < hi for lo, hi in zip(b, b[1:])):

@@ -59,12 +59,13 @@ class SequenceFeatures(nn.Module):
                          embedding.IndicatorColumn)) and c.is_sequence)
       if not ok:
         if isinstance(c, sequence.SequenceCategoricalColumn):
-          raise TypeError(f'{layer}: {c.describe()} has no dense value; wrap it: '
+          raise base.ColumnTypeError(f'{layer}: {c.describe()} has no dense value; wrap it: '
                           f'embedding_column(<{c.name}>, dimension=...) or '
                           f'indicator_column(<{c.name}>)')
-        raise TypeError(f'{layer}: {c.describe()} is not a sequence column; SequenceFeatures '
-                        'takes sequence_numeric_column and embedding/indicator columns of '
-                        'sequence_categorical_column_*; use DenseFeatures for the others')
+        raise base.ColumnTypeError(
+            f'{layer}: {c.describe()} is not a sequence column; SequenceFeatures '
+            'takes sequence_numeric_column and embedding/indicator columns of '
+            'sequence_categorical_column_*; use DenseFeatures for the others')
     tables = _device.Tables(layer)
     outs, lengths = [], []
     for c in cols:

@@ -88,9 +88,10 @@ def is_ragged(key: str, arr: np.ndarray, what: str) -> bool:
     return False
   others = types - listy - {type(None)}
   if others:
-    raise base.ColumnTypeError(f"{what}: feature '{key}' mixes lists and scalars "
-                    f'({sorted(t.__name__ for t in others)}) across examples; give every '
-                    'example a list (or None for no value)')
+    raise base.ColumnTypeError(
+        f"{what}: feature '{key}' mixes lists and scalars "
+        f'({sorted(t.__name__ for t in others)}) across examples; give every '
+        'example a list (or None for no value)')
   return True
 
 

@@ -189,12 +189,12 @@ def as_column_list(feature_columns: Any, what: str) -> tuple[FeatureColumn, ...]
     feature_columns = (feature_columns,)
   if isinstance(feature_columns, (str, bytes)) or not isinstance(feature_columns, Iterable):
     raise ColumnTypeError(f'{what}: feature_columns must be an iterable of feature columns, got '
-                    f'{type(feature_columns).__name__}')
+                          f'{type(feature_columns).__name__}')
   cols = tuple(feature_columns)
   for c in cols:
     if not isinstance(c, FeatureColumn):
       raise ColumnTypeError(f'{what}: every item of feature_columns must be a feature column (from '
-                      f'jestimator.columns), got {type(c).__name__}: {c!r:.80}')
+                            f'jestimator.columns), got {type(c).__name__}: {c!r:.80}')
   return cols
 
 

@@ -84,7 +84,7 @@ def _normalise_vocab(vocabulary_list: Sequence[Any], dtype: Any, what: str) -> t
            for v in vocab}
   if 'other' in kinds or len(kinds) > 1:
     raise base.ColumnTypeError(f'{what}: vocabulary_list must hold only strings or only ints, got '
-                    f'{sorted({type(v).__name__ for v in vocab})}')
+                               f'{sorted({type(v).__name__ for v in vocab})}')
   inferred = kinds.pop()
   d = inferred if dtype is None else base.categorical_dtype(dtype, f'{what}: dtype')
   if d != inferred:

@@ -161,7 +161,7 @@ def shared_embeddings(categorical_columns: Sequence[base.CategoricalColumn], dim
   for c in cols:
     if not isinstance(c, base.CategoricalColumn):
       raise base.ColumnTypeError(f'shared_embeddings: every item must be a categorical column, got '
-                      f'{type(c).__name__}')
+                                 f'{type(c).__name__}')
   name = shared_embedding_collection_name or \
       '_'.join(sorted(c.name for c in cols)) + '_shared_embedding'
   what = f"shared_embeddings '{name}'"

@@ -336,7 +336,7 @@ class HostStage:
     """Transforms one batch of raw features; see the class docstring."""
     if not isinstance(raw_features, Mapping):
       raise base.ColumnTypeError(f'host stage: raw features must be a dict of arrays, got '
-                      f'{type(raw_features).__name__}')
+                                 f'{type(raw_features).__name__}')
     ctx = _Ctx(raw_features, self)
     return {k: fn(ctx) for k, (_, fn) in self._ops.items()}
 

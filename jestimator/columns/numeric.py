@@ -168,7 +168,7 @@ def bucketized_column(source_column: NumericColumn, boundaries: Sequence[float] 
   """
   if not isinstance(source_column, NumericColumn):
     raise base.ColumnTypeError('bucketized_column: source_column must be a numeric_column, got '
-                    f'{type(source_column).__name__}')
+                               f'{type(source_column).__name__}')
   what = f"bucketized_column '{source_column.name}_bucketized'"
   if isinstance(boundaries, str):
     if boundaries != 'quantiles':

@@ -60,8 +60,8 @@ class SequenceFeatures(nn.Module):
       if not ok:
         if isinstance(c, sequence.SequenceCategoricalColumn):
           raise base.ColumnTypeError(f'{layer}: {c.describe()} has no dense value; wrap it: '
-                          f'embedding_column(<{c.name}>, dimension=...) or '
-                          f'indicator_column(<{c.name}>)')
+                                     f'embedding_column(<{c.name}>, dimension=...) or '
+                                     f'indicator_column(<{c.name}>)')
         raise base.ColumnTypeError(
             f'{layer}: {c.describe()} is not a sequence column; SequenceFeatures '
             'takes sequence_numeric_column and embedding/indicator columns of '

@@ -147,9 +147,13 @@ def check_shape(shape: Any, what: str) -> tuple[int, ...]:
   if isinstance(shape, (int, np.integer)):
     shape = (shape,)
   try:
-    shape = tuple(int(s) for s in shape)
+    dims = tuple(shape)
   except TypeError as e:
     raise ValueError(f'{what}: shape must be an int or a sequence of ints, got {shape!r}') from e
+  if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in dims):
+    # TF refuses float dimensions such as [1.0] (TypeError) rather than truncating them
+    raise ColumnTypeError(f'{what}: shape dimensions must be integers, got {shape!r}')
+  shape = tuple(int(s) for s in dims)
   if not shape or any(s < 1 for s in shape):
     raise ValueError(f'{what}: shape must be a non-empty sequence of positive ints, got {shape!r}')
   return shape

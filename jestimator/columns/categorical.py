@@ -22,9 +22,11 @@ def _check_oov(default_value: int | None, num_oov_buckets: int, size: int | None
   if num_oov_buckets and default_value != -1:
     raise ValueError(f'{what}: default_value ({default_value}) and num_oov_buckets '
                      f'({num_oov_buckets}) are mutually exclusive')
-  if default_value < -1 or (size is not None and default_value >= size):
-    raise ValueError(f'{what}: default_value must be -1 (drop) or an id in [0, {size}), '
-                     f'got {default_value}')
+  if size is not None and default_value >= size:
+    # TF accepts it, then its embedding lookup fails on the id and its indicator drops it:
+    # refused here, before any data is read
+    raise ValueError(f'{what}: default_value must be negative (drop out-of-vocabulary values) or '
+                     f'an id in [0, {size}), got {default_value}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,8 +291,6 @@ def categorical_column_with_hash_bucket(key: str, hash_bucket_size: int, dtype: 
   base.check_key(key, 'categorical_column_with_hash_bucket')
   what = f"categorical_column_with_hash_bucket '{key}'"
   size = base.check_positive_int(hash_bucket_size, f'{what}: hash_bucket_size')
-  if size < 2:
-    raise ValueError(f'{what}: hash_bucket_size must be > 1, got {size}')
   return HashedCategoricalColumn(key, size, base.categorical_dtype(dtype, f'{what}: dtype'),
                                  hashing_lib.check_hashing(hashing, what))
 
@@ -334,6 +334,8 @@ def weighted_categorical_column(categorical_column: base.CategoricalColumn, weig
         f'non-sequence) categorical column, got {categorical_column!r:.100}')
   what = f"weighted_categorical_column '{categorical_column.name}_weighted_by_{weight_feature_key}'"
   base.check_key(weight_feature_key, f'{what}: weight_feature_key')
+  if dtype is None:  # numpy would read None as float64; TF refuses it
+    raise base.ColumnTypeError(f'{what}: dtype must be a float dtype, got None')
   d = base.canonical_dtype(dtype, f'{what}: dtype')
   if d == 'string' or np.dtype(d).kind != 'f':
     raise base.ColumnTypeError(f'{what}: dtype must be a float dtype, got {dtype!r}')

@@ -5,7 +5,7 @@ import dataclasses
 import math
 from typing import Any, Callable, Sequence
 
-from jestimator.columns import base
+from jestimator.columns import base, categorical, sequence
 
 _COMBINERS = ('sum', 'mean', 'sqrtn')
 
@@ -142,6 +142,13 @@ def embedding_column(categorical_column: base.CategoricalColumn, dimension: int,
   return EmbeddingColumn(categorical_column, dimension, combiner, initializer, max_norm, trainable)
 
 
+def _unwrapped(col: base.CategoricalColumn) -> base.CategoricalColumn:
+  """The column under a weighted or sequence wrapper (TF compares those for shared tables)."""
+  if isinstance(col, (categorical.WeightedCategoricalColumn, sequence.SequenceCategoricalColumn)):
+    return col.categorical_column
+  return col
+
+
 def shared_embeddings(categorical_columns: Sequence[base.CategoricalColumn], dimension: int,
                       combiner: str = 'mean', initializer: Callable[..., Any] | None = None,
                       shared_embedding_collection_name: str | None = None,
@@ -168,6 +175,11 @@ def shared_embeddings(categorical_columns: Sequence[base.CategoricalColumn], dim
   for c in cols:
     dimension, max_norm = _check_embedding_args(c, dimension, combiner, initializer, max_norm,
                                                 trainable, what)
+  kinds = {type(_unwrapped(c)).__name__ for c in cols}
+  if len(kinds) > 1:
+    # as TF: one table serves one kind of id (an identity id and a hash bucket are unrelated)
+    raise ValueError(f'{what}: all categorical columns must have the same type (weighted or '
+                     f'sequence versions of it included), got {sorted(kinds)}')
   sizes = {}
   for c in cols:
     try:

@@ -88,16 +88,20 @@ def numeric_column(key: str, shape: int | Sequence[int] = (1,), default_value: A
   if normalizer_fn is not None and not callable(normalizer_fn):
     raise base.ColumnTypeError(
         f'{what}: normalizer_fn must be callable, got {type(normalizer_fn).__name__}')
-  return NumericColumn(key, shape, _check_default(default_value, shape, what), dtype,
+  return NumericColumn(key, shape, _check_default(default_value, shape, what, dtype), dtype,
                        normalizer_fn, normalizer)
 
 
-def _check_default(default_value: Any, shape: tuple[int, ...], what: str):
+def _check_default(default_value: Any, shape: tuple[int, ...], what: str, dtype: str):
   if default_value is None:
     return None
   arr = np.asarray(default_value)
   if arr.dtype.kind not in 'iufb':
     raise base.ColumnTypeError(f'{what}: default_value must be numeric, got {default_value!r}')
+  if np.dtype(dtype).kind in 'iu' and arr.dtype.kind == 'f' and np.any(arr != np.floor(arr)):
+    # TF: "default_value must be compatible with dtype" (TypeError) instead of truncating 2.5
+    raise base.ColumnTypeError(f'{what}: default_value {default_value!r} is not compatible with '
+                               f'dtype {dtype} (an integer column takes integer defaults)')
   if arr.ndim == 0:
     return float(arr)
   if arr.size != math.prod(shape):
@@ -170,6 +174,10 @@ def bucketized_column(source_column: NumericColumn, boundaries: Sequence[float] 
     raise base.ColumnTypeError('bucketized_column: source_column must be a numeric_column, got '
                                f'{type(source_column).__name__}')
   what = f"bucketized_column '{source_column.name}_bucketized'"
+  if len(source_column.shape) != 1:
+    raise ValueError(f'{what}: source_column must be one-dimensional (as in TF), got shape '
+                     f'{source_column.shape}; reshape the feature, e.g. numeric_column(key, '
+                     f'shape={math.prod(source_column.shape)})')
   if isinstance(boundaries, str):
     if boundaries != 'quantiles':
       raise ValueError(f"{what}: boundaries must be a sorted list or 'quantiles', got {boundaries!r}")

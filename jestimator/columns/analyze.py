@@ -41,6 +41,8 @@ def _batches(data: _Data) -> Iterable[Mapping[str, Any]]:
 
 def _flat_values(key: str, value, what: str) -> np.ndarray:
   arr = _parse.to_array(key, value)
+  if isinstance(arr, _parse.SparseInput):
+    return arr.values
   if _parse.is_ragged(key, arr, what):
     arr, _ = _parse.flatten_ragged(arr)
   return arr.reshape(-1)

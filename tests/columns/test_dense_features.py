@@ -96,7 +96,9 @@ def test_shared_embeddings_share_one_table():
   grad = np.asarray(g['params']['doc_query_shared_embedding']['embedding_weights'])
   np.testing.assert_allclose(grad[:, 0], [1.0, 2.0, 1.0])
   with pytest.raises(ValueError, match='same number of buckets'):
-    fc.shared_embeddings([q, fc.categorical_column_with_identity('z', 9)], 4)
+    fc.shared_embeddings([q, fc.categorical_column_with_vocabulary_list('z', ['a', 'b'])], 4)
+  with pytest.raises(ValueError, match='must have the same type'):  # as TF, even with 3 ids
+    fc.shared_embeddings([q, fc.categorical_column_with_identity('z', 3)], 4)
 
 
 def test_default_initializer_is_tf_truncated_normal():

@@ -5,12 +5,14 @@ id/weight extraction, combiners over the valid ids of each row, embedding lookup
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jestimator.columns import base, categorical, embedding, keys, numeric, sequence
 
@@ -172,9 +174,34 @@ def default_embedding_init(dimension: int):
   return nn.initializers.truncated_normal(stddev=1.0 / math.sqrt(dimension))
 
 
+def is_tf_initializer(fn) -> bool:
+  """Whether `fn` takes TF's `(shape, dtype, partition_info)` rather than Flax's `(key, shape,
+  dtype)`: its first parameter is named `shape` (TF's initializer classes and the initializer
+  functions of TF's tests)."""
+  try:
+    params = list(inspect.signature(fn).parameters.values())
+  except (TypeError, ValueError):  # no signature (a builtin): Flax's convention
+    return False
+  return bool(params) and params[0].name == 'shape'
+
+
+def flax_initializer(fn):
+  """`fn` as a Flax initializer; a TF-style one is called `fn(shape, dtype[, partition_info])`
+  with `dtype` numpy's float32, and its result (a numpy array or an eager TF tensor) converted."""
+  if fn is None or not is_tf_initializer(fn):
+    return fn
+  takes_partition = 'partition_info' in inspect.signature(fn).parameters
+
+  def init(key, shape, dtype=jnp.float32):
+    del key  # TF initializers draw from their own seed
+    kwargs = {'partition_info': None} if takes_partition else {}
+    return jnp.asarray(np.asarray(fn(tuple(shape), np.float32, **kwargs)), dtype).reshape(shape)
+  return init
+
+
 def table_spec(col) -> tuple:
   """The `(name, shape, init)` of an embedding column's table."""
-  init = col.initializer or default_embedding_init(col.dimension)
+  init = flax_initializer(col.initializer) or default_embedding_init(col.dimension)
   return ('embedding_weights', (col.categorical_column.num_buckets, col.dimension), init)
 
 

@@ -28,7 +28,9 @@ class EmbeddingColumn(_CategoricalView):
   """`[batch, dimension]` combination (`combiner`) of the embeddings of each example's ids.
 
   Flax parameter: `<name>/embedding_weights` of shape `[num_buckets, dimension]`, initialised by
-  `initializer` (default truncated normal with stddev `1/sqrt(dimension)`, as TF). Invalid ids are
+  `initializer` (default truncated normal with stddev `1/sqrt(dimension)`, as TF): Flax's
+  `(key, shape, dtype)` or TF's `(shape, dtype, partition_info)` convention, told apart by the
+  first parameter's name (`shape`: TF's; see `_device.flax_initializer`). Invalid ids are
   ignored; ids with weight <= 0 too for 'mean' and 'sqrtn' (TF 2.15's safe lookup), while 'sum'
   keeps them; an example with no valid id gives zeros.
   `max_norm` clips each looked-up embedding to that l2 norm before combining.
@@ -115,7 +117,8 @@ def _check_embedding_args(categorical_column, dimension, combiner, initializer, 
     raise ValueError(f'{what}: combiner must be one of {_COMBINERS}, got {combiner!r}')
   if initializer is not None and not callable(initializer):
     raise base.ColumnTypeError(
-        f'{what}: initializer must be callable (key, shape, dtype) -> array, got '
+        f'{what}: initializer must be callable: Flax-style (key, shape, dtype) or TF-style '
+        f'(shape, dtype, partition_info) -> array, got '
         f'{type(initializer).__name__}')
   if max_norm is not None:
     if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or \

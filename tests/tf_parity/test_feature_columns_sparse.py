@@ -126,15 +126,20 @@ def test_sequence_embedding_tf_pinned(rank):
     want = [[[5., 6., 14., 15., 16.], [2., 3., 14., 15., 16.]],
             [[1., 2., 17., 18., 19.], [3., 4., 11., 12., 13.]]]
     want_length = [2, 2]
-  col_a = fc.embedding_column(fc.sequence_categorical_column_with_identity('aaa', 3), 2)
-  col_b = fc.embedding_column(fc.sequence_categorical_column_with_identity('bbb', 3), 3)
+  def tf_initializer(values):  # as TF's test writes it: TF's calling convention
+    def _initializer(shape, dtype, partition_info=None):
+      assert tuple(shape) == np.shape(values) and dtype == np.float32 and partition_info is None
+      return values
+    return _initializer
+
+  col_a = fc.embedding_column(fc.sequence_categorical_column_with_identity('aaa', 3), 2,
+                              initializer=tf_initializer(((1., 2.), (3., 4.), (5., 6.))))
+  col_b = fc.embedding_column(
+      fc.sequence_categorical_column_with_identity('bbb', 3), 3,
+      initializer=tf_initializer(((11., 12., 13.), (14., 15., 16.), (17., 18., 19.))))
   x = fc.transform_features({'aaa': a, 'bbb': b}, [col_b, col_a])
   layer = fc.SequenceFeatures([col_b, col_a])
-  params = {'params': {
-      'aaa_embedding': {'embedding_weights': jnp.array([[1., 2.], [3., 4.], [5., 6.]])},
-      'bbb_embedding': {'embedding_weights': jnp.array([[11., 12., 13.], [14., 15., 16.],
-                                                        [17., 18., 19.]])}}}
-  seq, length = layer.apply(params, x)
+  seq, length = layer.apply(layer.init(cases.KEY, x), x)
   np.testing.assert_allclose(seq, want)
   np.testing.assert_array_equal(length, want_length)
 
@@ -180,3 +185,26 @@ def test_sparse_input_refusals():
   wts = jio.SparseTensorValue(np.array([[0, 0]]), np.array([1.0]), np.array([1, 2]))
   with pytest.raises(ValueError, match='must have the same indices'):
     fc.transform_features({'i': ids, 'w': wts}, [w])
+
+
+class _KerasStyleConstant:
+  """The shape of TF 2's initializer classes: `__call__(self, shape, dtype=None, **kwargs)`."""
+
+  def __init__(self, value):
+    self.value = np.asarray(value, np.float32)
+
+  def __call__(self, shape, dtype=None, **kwargs):
+    return np.broadcast_to(self.value, shape)
+
+
+def test_tf_and_flax_initializers_both_accepted():
+  cat = fc.categorical_column_with_identity('ids', 3)
+  x = fc.transform_features({'ids': [[2], [0]]}, [cat])
+  flax_style = lambda key, shape, dtype: jnp.asarray(TABLE, dtype)  # noqa: E731
+  for init in (flax_style, _KerasStyleConstant(TABLE), _KerasStyleConstant(2.5)):
+    col = fc.embedding_column(cat, 2, initializer=init)
+    layer = fc.DenseFeatures([col])
+    params = layer.init(cases.KEY, x)
+    want = np.broadcast_to(np.asarray(init.value if hasattr(init, 'value') else TABLE), (3, 2))
+    np.testing.assert_allclose(params['params']['ids_embedding']['embedding_weights'], want)
+    np.testing.assert_allclose(layer.apply(params, x), want[[2, 0]])

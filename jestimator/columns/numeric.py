@@ -98,8 +98,8 @@ def _check_default(default_value: Any, shape: tuple[int, ...], what: str, dtype:
   arr = np.asarray(default_value)
   if arr.dtype.kind not in 'iufb':
     raise base.ColumnTypeError(f'{what}: default_value must be numeric, got {default_value!r}')
-  if np.dtype(dtype).kind in 'iu' and arr.dtype.kind == 'f' and np.any(arr != np.floor(arr)):
-    # TF: "default_value must be compatible with dtype" (TypeError) instead of truncating 2.5
+  if np.dtype(dtype).kind in 'iu' and arr.dtype.kind == 'f':
+    # TF: "default_value must be compatible with dtype" (a TypeError) for any float, 2.0 included
     raise base.ColumnTypeError(f'{what}: default_value {default_value!r} is not compatible with '
                                f'dtype {dtype} (an integer column takes integer defaults)')
   if arr.ndim == 0:

@@ -79,6 +79,9 @@ def _tf_class(case: str):
     ('numeric_shape_float', lambda: fc.numeric_column('a', shape=[1.0])),
     ('numeric_int32_default_2_5', lambda: fc.numeric_column('a', dtype='int32',
                                                             default_value=2.5)),
+    ('numeric_int32_default_2_0', lambda: fc.numeric_column('a', dtype='int32',
+                                                            default_value=2.0)),
+    ('sequence_numeric_shape_float', lambda: fc.sequence_numeric_column('a', shape=[1.0])),
     ('bucketized_rank2_source', lambda: fc.bucketized_column(fc.numeric_column('a', shape=[2, 2]),
                                                              [0., 1.])),
     ('shared_identity_and_hashed', lambda: fc.shared_embeddings(

@@ -157,6 +157,9 @@ def refusals():
       'numeric_shape_float': lambda: fc.numeric_column('a', shape=[1.0]),
       'numeric_int32_default_2_5': lambda: fc.numeric_column('a', dtype=tf.int32,
                                                              default_value=2.5),
+      'numeric_int32_default_2_0': lambda: fc.numeric_column('a', dtype=tf.int32,
+                                                             default_value=2.0),
+      'sequence_numeric_shape_float': lambda: fc.sequence_numeric_column('a', shape=[1.0]),
       'bucketized_rank2_source': lambda: fc.bucketized_column(
           fc.numeric_column('a', shape=[2, 2]), [0., 1.]),
       'hash_bucket_size_1': lambda: fc.categorical_column_with_hash_bucket('a', 1),

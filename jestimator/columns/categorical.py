@@ -33,7 +33,8 @@ def _check_oov(default_value: int | None, num_oov_buckets: int, size: int | None
 class VocabularyListCategoricalColumn(base.CategoricalColumn):
   """Ids from an in-memory vocabulary: the i-th entry is id i.
 
-  Out-of-vocabulary values get `default_value` (-1 drops them) or, with `num_oov_buckets > 0`, an
+  Out-of-vocabulary values get `default_value` (a negative one drops them, as TF's consumers drop
+  negative ids) or, with `num_oov_buckets > 0`, an
   id in `[len(vocabulary), len(vocabulary) + num_oov_buckets)` chosen by the string hash
   (`hashing`: 'tf' is TF's bucket, 'legacy' jestimator's older hash; see `columns.hashing`).
   `vocabulary_list=None` means `analyze()` will fill it from data.
@@ -227,7 +228,8 @@ class IdentityCategoricalColumn(base.CategoricalColumn):
   """Integer values used as ids directly.
 
   Without `default_value`, ids >= num_buckets are an error and negative ids are dropped; with it,
-  out-of-range ids map to `default_value` (-1 still means "no value").
+  out-of-range ids map to `default_value` (in a dense input -1 still means "no value"; in a sparse
+  input it is a value and maps to `default_value`, as in TF).
   """
   key: str
   num_buckets: int
@@ -283,8 +285,8 @@ def categorical_column_with_hash_bucket(key: str, hash_bucket_size: int, dtype: 
                                         hashing: str = 'tf') -> HashedCategoricalColumn:
   """Hashes values of `key` into `hash_bucket_size` buckets (integers hash as decimal strings).
 
-  With the default `hashing='tf'` the buckets are TF's exactly ('' and -1 are missing values, as
-  in TF); `hashing='legacy'` keeps the buckets of models made before TF compatibility.
+  With the default `hashing='tf'` the buckets are TF's exactly ('' and -1 are missing values in a
+  dense input, values in a sparse one, as in TF); `hashing='legacy'` keeps the buckets of models made before TF compatibility.
 
   Example: `categorical_column_with_hash_bucket('occupation', 1000)`.
   """

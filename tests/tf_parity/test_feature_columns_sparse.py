@@ -208,3 +208,19 @@ def test_tf_and_flax_initializers_both_accepted():
     want = np.broadcast_to(np.asarray(init.value if hasattr(init, 'value') else TABLE), (3, 2))
     np.testing.assert_allclose(params['params']['ids_embedding']['embedding_weights'], want)
     np.testing.assert_allclose(layer.apply(params, x), want[[2, 0]])
+
+
+@pytest.mark.parametrize('combiner,want', [('mean', [[1005.], [5010.]]),
+                                           ('sqrtn', [[1005.], [7083.139]])])
+def test_linear_model_sparse_combiner_tf_pinned(combiner, want):
+  # feature_column_v2_test.py / tensorflow_estimator linear_model_test.py test_sparse_combiner and
+  # test_sparse_combiner_sqrtn: 'omar', 'stringer', 'marlo' hash to 2, 0, 3 (TF's comment)
+  col = fc.categorical_column_with_hash_bucket('wire_cast', 4)
+  wire = jio.SparseTensorValue(np.array([[0, 0], [1, 0], [1, 1]]),
+                               np.array(['omar', 'stringer', 'marlo']), np.array([2, 2]))
+  x = fc.transform_features({'wire_cast': wire}, [col])
+  np.testing.assert_array_equal(x[fc.keys.ids_key(col)][:, :2], [[2, -1], [0, 3]])
+  params = {'params': {'wire_cast': {'weights': jnp.array([[10.], [100.], [1000.], [10000.]])},
+                       'bias_weights': jnp.array([5.])}}
+  got = fc.LinearModel([col], sparse_combiner=combiner).apply(params, x)
+  np.testing.assert_allclose(got, want, rtol=1e-6)

@@ -150,19 +150,25 @@ def test_a_version_that_failed_to_load_is_retried_when_its_files_change(custom, 
     server.stop()
 
 
-def test_failed_loads_are_retried_on_a_schedule_a_bounded_number_of_times(custom, tmp_path):
+def _two_versions_2_failing(custom, tmp_path, failures: int, error: Exception):
+  """`(base, attempts, load)`: versions 1 and 2, whose load fails `failures` times with `error`."""
   base = str(tmp_path / 'b')
   os.makedirs(base)
   add_version(custom, base, 1)
   add_version(custom, base, 2)
   attempts = []
 
-  def flaky(path):  # version 2 fails its first two loads (e.g. memory was short), then loads
+  def load(path):
     attempts.append(os.path.basename(path))
-    if os.path.basename(path) == '2' and attempts.count('2') <= 2:
-      raise MemoryError('transient')
+    if os.path.basename(path) == '2' and attempts.count('2') <= failures:
+      raise error
     return export.load(path)
+  return base, attempts, load
 
+
+def test_failed_loads_are_retried_on_a_schedule_a_bounded_number_of_times(custom, tmp_path):
+  # version 2 fails its first two loads (e.g. memory was short), then loads
+  base, attempts, flaky = _two_versions_2_failing(custom, tmp_path, 2, MemoryError('transient'))
   versions = ModelVersions('m', base, load=flaky, retry_interval_s=0.2, max_retries=5)
   assert sorted(versions.snapshot()) == [1]
   assert versions.failures() == {2: 'MemoryError: transient'}
@@ -176,19 +182,8 @@ def test_failed_loads_are_retried_on_a_schedule_a_bounded_number_of_times(custom
 
 
 def test_scheduled_retries_stop_after_max_retries(custom, tmp_path):
-  base = str(tmp_path / 'b')
-  os.makedirs(base)
-  add_version(custom, base, 1)
-  add_version(custom, base, 2)
-  attempts = []
-
-  def broken_2(path):
-    attempts.append(os.path.basename(path))
-    if os.path.basename(path) == '2':
-      raise OSError('broken')
-    return export.load(path)
-
-  versions = ModelVersions('m', base, load=broken_2, retry_interval_s=0.0, max_retries=2)
+  base, attempts, broken = _two_versions_2_failing(custom, tmp_path, 10**9, OSError('broken'))
+  versions = ModelVersions('m', base, load=broken, retry_interval_s=0.0, max_retries=2)
   for _ in range(6):
     versions.poll()
   assert attempts.count('2') == 3  # the first load and 2 retries

@@ -211,6 +211,9 @@ class ModelServer:
     found = versions.resolve(number) if versions is not None and (
         version is None or number is not None) else None
     if found is None:
+      failed = versions.failures() if versions is not None else {}
+      if method == 'GET' and what is None and number in failed:  # its failed load, as TF Serving
+        return 200, rest.status([], {number: failed[number]})
       spec = f'{name} version {version}' if version else f'Latest({name})'
       return 404, {'error': f'Servable not found for request: {spec}'}
     served, model = found

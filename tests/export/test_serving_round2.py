@@ -140,6 +140,8 @@ def test_a_version_that_failed_to_load_is_retried_when_its_files_change(custom, 
     assert failed['version'] == '2' and failed['state'] == 'END'
     assert failed['status']['error_code'] == 'UNKNOWN'
     assert 'manifest' in failed['status']['error_message'], failed  # the load's own error
+    assert call(server.port, 'GET', '/v1/models/m/versions/2') == (
+        200, {'model_version_status': [failed]})
     _finish_copy(custom, os.path.join(base, '2'))  # signature.json itself is unchanged
     server.poll()
     # was: version 2 ignored for good (retried only when signature.json's mtime changed)

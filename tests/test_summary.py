@@ -238,3 +238,19 @@ def test_padding_rows_of_a_short_eval_batch_are_not_counted(data, model_dir):
   assert hist.histogram_value.min == x[:35].min() and hist.histogram_value.max == x[:35].max()
   per_batch = [np.mean(x[:35][i:i + BATCH] == 0) for i in range(0, 35, BATCH)]
   np.testing.assert_allclose(_scalars(events, 'zeros')[0][1], np.mean(per_batch), rtol=1e-5)
+
+
+def test_torn_last_eval_record_keeps_the_next_one(tmp_path, caplog):
+  """A kill -9 mid-append leaves a line without its newline: the next record stays readable,
+  and the torn line is skipped with a warning (issue 24, failed 7)."""
+  from jestimator.driver import summaries as summaries_lib
+  eval_dir = str(tmp_path)
+  summaries_lib.append_eval_results(eval_dir, 10, {'loss': 1.0}, None)
+  with open(os.path.join(eval_dir, summaries_lib.EVAL_RESULTS_FILE), 'ab') as f:
+    f.write(b'{"global_step": 20, "checkpoint_path": null, "metr')  # torn by a crash
+  with caplog.at_level('WARNING', logger='jestimator'):
+    summaries_lib.append_eval_results(eval_dir, 30, {'loss': 0.5}, None)
+    assert summaries_lib.read_eval_results(eval_dir) == {10: {'loss': 1.0}, 30: {'loss': 0.5}}
+  text = caplog.text
+  assert 'torn line' in text and 'step 30' in text
+  assert 'line 2 is not an evaluation record' in text

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import time
 import weakref
@@ -12,6 +13,8 @@ import jax
 import numpy as np
 
 EVAL_RESULTS_FILE = 'eval_results.jsonl'
+logger = logging.getLogger('jestimator')
+_warned_torn: set[tuple[str, int]] = set()
 
 
 class SummaryWriter:
@@ -116,8 +119,16 @@ def append_eval_results(eval_dir: str, step: int, results: Mapping[str, object],
   os.makedirs(eval_dir, exist_ok=True)
   record = {'global_step': int(step), 'checkpoint_path': checkpoint_path,
             'metrics': {k: _jsonable(v) for k, v in results.items()}}
-  with open(os.path.join(eval_dir, EVAL_RESULTS_FILE), 'a') as f:
-    f.write(json.dumps(record) + '\n')
+  path = os.path.join(eval_dir, EVAL_RESULTS_FILE)
+  with open(path, 'a+b') as f:
+    # A process killed mid-append (or a full disk) leaves a last line without its newline: end
+    # it first, or this record would join the torn one and be unreadable too.
+    torn = f.seek(0, os.SEEK_END) > 0 and f.seek(-1, os.SEEK_END) >= 0 and f.read(1) != b'\n'
+    if torn:
+      logger.warning('%s ends in a torn line (an evaluation record cut short by a crash); '
+                     'ending it so that the record of step %d stays readable', path, step)
+      f.write(b'\n')
+    f.write(json.dumps(record).encode() + b'\n')
 
 
 def read_eval_results(eval_dir: str) -> dict[int, dict[str, object]]:
@@ -126,15 +137,18 @@ def read_eval_results(eval_dir: str) -> dict[int, dict[str, object]]:
   out: dict[int, dict[str, object]] = {}
   if not os.path.exists(path):
     return out
-  with open(path) as f:
-    for line in f:
+  with open(path, 'rb') as f:
+    for number, line in enumerate(f, 1):
       line = line.strip()
       if line:
         try:
           record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a crash
-          continue
-        out[int(record['global_step'])] = record['metrics']
+          out[int(record['global_step'])] = record['metrics']
+        except (ValueError, KeyError, TypeError) as e:  # a line cut short by a crash
+          if (path, number) not in _warned_torn:
+            _warned_torn.add((path, number))
+            logger.warning('%s line %d is not an evaluation record (%s: %s; cut short by a '
+                           'crash?): skipping it', path, number, type(e).__name__, e)
   return out
 
 

@@ -254,3 +254,23 @@ def test_torn_last_eval_record_keeps_the_next_one(tmp_path, caplog):
   text = caplog.text
   assert 'torn line' in text and 'step 30' in text
   assert 'line 2 is not an evaluation record' in text
+
+
+def test_events_reach_the_disk_on_a_short_timer(tmp_path):
+  """TensorBoard sees a run early: the first write is flushed at once, later ones at most
+  `flush_secs` apart, without waiting for train() to end (issue 24)."""
+  from jestimator.driver.summaries import SummaryWriter
+
+  def on_disk():
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    return [e.step for e in acc.Scalars('loss')] if 'loss' in acc.Tags()['scalars'] else []
+
+  writer = SummaryWriter(str(tmp_path))
+  writer.scalars(1, {'loss': 0.5})
+  assert on_disk() == [1]
+  writer.scalars(2, {'loss': 0.4})     # within flush_secs of the last flush: buffered
+  writer._flushed_at -= writer.flush_secs
+  writer.scalars(3, {'loss': 0.3})
+  assert on_disk() == [1, 2, 3]
+  writer.close()

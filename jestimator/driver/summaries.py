@@ -23,15 +23,19 @@ class SummaryWriter:
   The event file is opened on the first write and kept open until `close()`: an `Estimator` keeps
   one writer per directory across its calls (`Writers`) and flushes it at the end of each call,
   so several evaluations in the same second land in one file instead of overwriting each other.
-  Writes are synchronous (no writer thread); the file name carries the process id and a
-  counter, so two writers never share a file.
+  Writes are synchronous (no writer thread) and flushed at most `flush_secs` apart (the first
+  at once); the file name carries the process id and a counter, so two writers never share a
+  file.
   """
 
   _opened = itertools.count()
 
+  flush_secs: float = 5.0
+
   def __init__(self, logdir: str):
     self.logdir = logdir
     self._writer = None
+    self._flushed_at: float | None = None
 
   def _write(self, step: int, summary) -> None:
     from tensorboardX.proto import event_pb2
@@ -42,6 +46,12 @@ class SummaryWriter:
                                   filename_suffix=f'.{os.getpid()}.{next(self._opened)}')
     self._writer.write_event(event_pb2.Event(wall_time=time.time(), step=int(step),
                                              summary=summary))
+    # Flush on a short timer (the first write at once), so TensorBoard shows a run early;
+    # TF flushed every 120 s, which left a new run blank for its first minutes.
+    now = time.monotonic()
+    if self._flushed_at is None or now - self._flushed_at >= self.flush_secs:
+      self._writer.flush()
+      self._flushed_at = now
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     """Writes every numeric 0-d value of `values` as a scalar at `step` (others are skipped)."""

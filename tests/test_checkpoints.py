@@ -270,6 +270,30 @@ def test_only_unreadable_step_folders_is_an_error_not_a_silent_restart(data, mod
   assert _steps(model_dir) == [12]
 
 
+def test_leftovers_of_killed_saves_and_retention_are_removed_others_reported(data, model_dir,
+                                                                            caplog):
+  """Issue 24: a step folder retention half-deleted when killed (older than every intact step
+  while retention keeps its count) and a save's `*.orbax-checkpoint-tmp-*` are removed when the
+  next trainer starts; an unreadable folder among the kept steps is reported, never deleted."""
+  x, y = data
+  _trained_to_12(model_dir, x, y, keep=2)            # steps 8 and 12
+  half = os.path.join(model_dir, '4', 'variables')   # retention removed its other files
+  os.makedirs(half)
+  with open(os.path.join(half, 'array.0'), 'wb') as f:
+    f.write(b'\0' * 10)
+  os.makedirs(os.path.join(model_dir, '10'))          # among the kept steps: someone's data?
+  tmp = os.path.join(model_dir, '16.orbax-checkpoint-tmp-1234', 'variables')
+  os.makedirs(tmp)
+  with caplog.at_level('WARNING', logger='jestimator'):
+    _fresh(model_dir, keep=2, every=100).train(_repeat(x, y), steps=1)
+  assert _steps(model_dir) == [10, 12, 13]
+  assert not any('orbax-checkpoint-tmp' in d for d in os.listdir(model_dir))
+  text = caplog.text
+  assert 'Removing 1 step folder(s) that checkpoint retention had half-deleted' in text
+  assert os.path.join(model_dir, '4') in text and '16.orbax-checkpoint-tmp-1234' in text
+  assert f"holds 1 unreadable step folder(s), left in place: {os.path.join(model_dir, '10')}" in text
+
+
 # -- one trainer per model_dir ----------------------------------------------------------------
 def _wait_for_holder(lock_path, proc, log_path, timeout=90):
   deadline = time.monotonic() + timeout

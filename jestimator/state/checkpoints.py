@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 from typing import Any, Iterator
 
@@ -30,6 +31,8 @@ _ITEMS = ('variables', 'train', 'meta')
 # Orbax writes `_CHECKPOINT_METADATA` (with the commit time) when it finalises a step, and a
 # `_METADATA` (array items) or `metadata` (JSON items) document in each item folder.
 _COMMIT_FILE = '_CHECKPOINT_METADATA'
+# Orbax saves a step under `<step>.orbax-checkpoint-tmp-<time>` and renames it when complete.
+TMP_MARK = '.orbax-checkpoint-tmp'
 _ITEM_DOCUMENTS = {'variables': '_METADATA', 'train': '_METADATA', 'meta': 'metadata'}
 
 logger = logging.getLogger('jestimator')
@@ -112,6 +115,8 @@ class Checkpointer:
         create=not read_only, read_only=read_only, step_name_format=_IntactSteps())
     self._orbax = None
     if not read_only:
+      if jax.process_index() == 0:
+        self._remove_leftovers()
       self._manager  # noqa: B018  (creates model_dir now, as a writer should)
 
   @property
@@ -122,6 +127,36 @@ class Checkpointer:
       self._orbax = ocp.CheckpointManager(self.directory, options=self._options,
                                           item_names=_ITEMS, item_handlers=_handlers())
     return self._orbax
+
+  def _remove_leftovers(self) -> None:
+    """Removes what a writer killed mid-save or mid-retention (or stopped by a full disk) left,
+    and reports other unreadable step folders. Only the trainer that holds the model_dir lock
+    makes a writer, so no save or deletion of another process is under way."""
+    if not os.path.isdir(self.directory):
+      return
+    for name in sorted(os.listdir(self.directory)):
+      if TMP_MARK in name and name.split('.', 1)[0].isdigit():
+        logger.warning('Removing %s, an unfinished checkpoint save (the process writing it was '
+                       'killed or ran out of disk)', os.path.join(self.directory, name))
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    # Retention deletes the oldest step file by file; a process killed meanwhile leaves a folder
+    # that is no longer intact, so Orbax never lists (nor deletes) it again. Such a folder is
+    # older than every intact step while retention keeps its full count: finish deleting it.
+    # Any other unreadable folder (keep-all, or among the kept steps) may be someone's data: it
+    # is only reported.
+    keep, intact = self._options.max_to_keep, self.all_steps()
+    unreadable = self.unreadable_steps()
+    remains = [s for s in unreadable if keep and len(intact) >= keep and s < intact[0]]
+    if remains:
+      logger.warning('Removing %d step folder(s) that checkpoint retention had half-deleted when '
+                     'its process was killed: %s', len(remains), [self.path(s) for s in remains])
+      for s in remains:
+        shutil.rmtree(self.path(s), ignore_errors=True)
+    others = {s: e for s, e in unreadable.items() if s not in remains}
+    if others:
+      logger.warning('model_dir %s holds %d unreadable step folder(s), left in place: %s',
+                     self.directory, len(others),
+                     '; '.join(f'{self.path(s)} ({e})' for s, e in others.items()))
 
   def latest_step(self) -> int | None:
     """The newest intact checkpoint's step, or None.

@@ -274,3 +274,28 @@ def test_events_reach_the_disk_on_a_short_timer(tmp_path):
   writer.scalars(3, {'loss': 0.3})
   assert on_disk() == [1, 2, 3]
   writer.close()
+
+
+def test_a_full_disk_at_close_is_a_warning_not_an_exit_traceback(tmp_path, caplog):
+  """Issue 24: the writers' cleanup also runs at interpreter exit; ENOSPC there is logged, while
+  an explicit flush raises an OSError naming the event directory."""
+  import errno
+  from jestimator.driver.summaries import SummaryWriter
+
+  class FullDisk:
+    def write_event(self, event):
+      pass
+
+    def flush(self):
+      raise OSError(errno.ENOSPC, 'No space left on device')
+
+    close = flush
+
+  writer = SummaryWriter(str(tmp_path))
+  writer._writer = FullDisk()
+  with pytest.raises(OSError, match=f"TensorBoard events to {str(tmp_path)!r} failed: No space"):
+    writer.flush()
+  with caplog.at_level('WARNING', logger='jestimator'):
+    writer.close()
+  assert 'Could not finish the TensorBoard event file' in caplog.text
+  assert 'No space left on device' in caplog.text

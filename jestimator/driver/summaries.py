@@ -81,13 +81,24 @@ class SummaryWriter:
       self._write(step, tbx.text(tag, text))
 
   def flush(self) -> None:
+    """Makes the events written so far readable; an OSError (say a full disk) names logdir."""
     if self._writer is not None:
-      self._writer.flush()
+      try:
+        self._writer.flush()
+      except OSError as e:
+        raise OSError(e.errno, f'writing TensorBoard events to {self.logdir!r} failed: '
+                               f'{e.strerror or e}') from None
 
   def close(self) -> None:
+    """Closes the file. Never raises: it also runs at interpreter exit (`Writers`' finalizer),
+    where an error would print a traceback after the real one; a failure is logged instead."""
     if self._writer is not None:
-      self._writer.close()
-      self._writer = None
+      writer, self._writer = self._writer, None
+      try:
+        writer.close()
+      except OSError as e:
+        logger.warning('Could not finish the TensorBoard event file in %s (%s: %s); events '
+                       'after the last flush are lost', self.logdir, type(e).__name__, e)
 
 
 class Writers:

@@ -294,6 +294,66 @@ def test_leftovers_of_killed_saves_and_retention_are_removed_others_reported(dat
   assert f"holds 1 unreadable step folder(s), left in place: {os.path.join(model_dir, '10')}" in text
 
 
+def _damage_arrays(step_dir, how):
+  """Flips or truncates the array data files of a checkpoint's `variables` (OCDBT `d/` files)."""
+  files = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(step_dir, 'variables'))
+           for f in fs if os.path.basename(r) == 'd']
+  assert files
+  for file in files:
+    data = bytearray(open(file, 'rb').read())
+    if how == 'flipped':
+      data[len(data) // 2:] = bytes(b ^ 0xff for b in data[len(data) // 2:])
+    else:
+      data = data[:len(data) // 2]
+    open(file, 'wb').write(bytes(data))
+
+
+@pytest.mark.parametrize('how', ['flipped', 'truncated'])
+def test_damaged_arrays_of_the_newest_step_fall_back_to_the_older_one(data, model_dir, caplog,
+                                                                       how):
+  """Issue 24: evaluate and train use the newest step whose arrays read back, warning with the
+  damaged step's name; the damaged folder is never deleted (a later save of that step moves it
+  aside)."""
+  x, y = data
+  kernel_at_8 = np.array(_fresh(model_dir).train(_repeat(x, y), max_steps=8)
+                         .get_variable_value('params/Dense_0/kernel'))
+  _fresh(model_dir).train(_repeat(x, y), max_steps=12)
+  _damage_arrays(os.path.join(model_dir, '12'), how)
+  est = _fresh(model_dir)
+  with caplog.at_level('WARNING', logger='jestimator'):
+    result = est.evaluate(inputs.numpy_input_fn({'x': x}, y, batch_size=50, shuffle=False))
+  assert result['global_step'] == 8
+  assert f'Checkpoint {os.path.join(model_dir, "12")} (step 12) is damaged' in caplog.text
+  trainer = _fresh(model_dir, every=100)
+  trainer.train(_repeat(x, y), steps=1)           # resumed from 8, not from 12 or from scratch
+  assert trainer.get_variable_value('global_step') == 9
+  assert not np.array_equal(trainer.get_variable_value('params/Dense_0/kernel'), kernel_at_8)
+  assert 12 in _steps(model_dir)                  # still there
+  trainer.train(_repeat(x, y), steps=3)           # saving step 12 moves the damaged one aside
+  assert [d for d in os.listdir(model_dir) if d.startswith('12.unreadable-')]
+  assert trainer.get_variable_value('global_step') == 12
+
+
+def test_an_evaluation_racing_retention_uses_the_newest_intact_step(data, model_dir, monkeypatch):
+  """Issue 24: the step chosen by evaluate() is deleted by a concurrent trainer's retention
+  before it is read: the newest intact step is evaluated instead of Orbax's error."""
+  import shutil
+  from jestimator.state import checkpoints as ckpt_lib
+  x, y = data
+  _trained_to_12(model_dir, x, y)
+  restore = ckpt_lib.Checkpointer.restore
+
+  def racing(self, step, *args, **kwargs):
+    if step == 12:   # the trainer's retention wins the race
+      shutil.rmtree(self.path(step))
+    return restore(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ckpt_lib.Checkpointer, 'restore', racing)
+  result = _fresh(model_dir).evaluate(inputs.numpy_input_fn({'x': x}, y, batch_size=50,
+                                                            shuffle=False))
+  assert result['global_step'] == 8
+
+
 # -- one trainer per model_dir ----------------------------------------------------------------
 def _wait_for_holder(lock_path, proc, log_path, timeout=90):
   deadline = time.monotonic() + timeout

@@ -37,7 +37,7 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     writers: the Estimator's open event writers (`summaries.Writers`), flushed at the end.
   """
   ckpt = store.reader()
-  latest = ckpt.latest_step()
+  latest = store.verified_latest_step(ckpt)
   meta = ckpt.meta(latest) if latest is not None else {}
   start = latest if latest is not None else 0
   if latest is None and ckpt.unreadable_steps():

@@ -38,6 +38,22 @@ _ITEM_DOCUMENTS = {'variables': '_METADATA', 'train': '_METADATA', 'meta': 'meta
 logger = logging.getLogger('jestimator')
 logging.getLogger('absl').setLevel(logging.ERROR)
 _warned: set[tuple[str, str]] = set()
+# Steps whose array data failed to read in this process: {path: error}. Skipped like unreadable
+# folders (latest, retention) but never deleted: the bytes may still be recoverable.
+_damaged: dict[str, str] = {}
+
+
+class DamagedCheckpointError(ValueError):
+  """A checkpoint's array data cannot be read (flipped or truncated bytes), or its folder went
+  away while it was read (retention of a concurrent trainer). `.step` and `.path` name it."""
+
+  def __init__(self, path: str, step: int, reason: str):
+    super().__init__(f'checkpoint {path} cannot be read: {reason}')
+    self.path, self.step, self.reason = path, step, reason
+
+  @property
+  def gone(self) -> bool:
+    return not os.path.isdir(self.path)
 
 
 def step_error(path: str) -> str | None:
@@ -85,7 +101,7 @@ class _IntactSteps(ocp.path.step.NameFormat):
 
   def find_all(self, base_path) -> Iterator[Any]:
     for m in self.standard.find_all(base_path):
-      if step_error(str(m.path)) is None:
+      if step_error(str(m.path)) is None and str(m.path) not in _damaged:
         yield m
 
   def find_step(self, base_path, step: int) -> Any:
@@ -177,7 +193,8 @@ class Checkpointer:
     if self._orbax is None:
       # Orbax finalises a checkpoint by renaming `<step>.orbax-checkpoint-tmp-*` to `<step>`, so
       # the finished ones are among the all-digit directories.
-      return [s for s in self._step_folders() if step_error(self.path(s)) is None]
+      return [s for s in self._step_folders()
+              if step_error(self.path(s)) is None and self.path(s) not in _damaged]
     self._orbax.reload()
     return sorted(self._orbax.all_steps())
 
@@ -185,7 +202,7 @@ class Checkpointer:
     """`{step: error}` of the all-digit folders that are not intact checkpoints."""
     out = {}
     for s in self._step_folders():
-      error = step_error(self.path(s))
+      error = step_error(self.path(s)) or _damaged.get(self.path(s))
       if error is not None:
         out[s] = error
     return out
@@ -204,7 +221,7 @@ class Checkpointer:
     meta = {**meta, 'format_version': FORMAT_VERSION, 'global_step': int(step)}
     path = self.path(step)
     if jax.process_index() == 0 and os.path.isdir(path):
-      error = step_error(path)
+      error = step_error(path) or _damaged.pop(path, None)
       if error is not None:
         # An unreadable folder of the same name would make Orbax's final rename fail: move it
         # aside (never delete what may be someone's data).
@@ -226,9 +243,36 @@ class Checkpointer:
   def meta(self, step: int) -> dict[str, Any]:
     return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
 
+  def _read(self, step: int, read):
+    """`read()`, with Orbax's and tensorstore's errors about the step's data (damaged bytes, a
+    folder deleted meanwhile) raised as a `DamagedCheckpointError` naming the step."""
+    try:
+      return read()
+    except Exception as e:  # noqa: BLE001 (Orbax / tensorstore raise ValueError, KeyError, ...)
+      path = self.path(step)
+      reason = f'{type(e).__name__}: {str(e)[:300]}'
+      if os.path.isdir(path):
+        _damaged[path] = reason
+      raise DamagedCheckpointError(path, step, reason) from e
+
+  def verify(self, step: int) -> None:
+    """Reads every array of the step (variables and train state); raises a
+    `DamagedCheckpointError` when one cannot be read (the step is then skipped as damaged)."""
+    for item in ('variables', 'train'):
+      self._raw(step, item)
+
+  def _raw(self, step: int, item: str) -> Any:
+    def read():
+      tree = self._manager.item_metadata(step)[item].tree
+      abstract = _with_sharding(
+          jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree))
+      return self._manager.restore(step, args=ocp.args.Composite(
+          **{item: ocp.args.StandardRestore(abstract)}))[item]
+    return self._read(step, read)
+
   def variable_metadata(self, step: int) -> dict[str, Any]:
     """`{path: (shape, dtype)}` of the saved variables, paths joined by '/'."""
-    tree = self._manager.item_metadata(step)['variables'].tree
+    tree = self._read(step, lambda: self._manager.item_metadata(step)['variables'].tree)
     return {'/'.join(str(getattr(k, 'key', k)) for k in path): (tuple(m.shape), np.dtype(m.dtype))
             for path, m in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
@@ -257,17 +301,12 @@ class Checkpointer:
                 meta=ocp.args.JsonRestore())
     if abstract_train is not None:
       args['train'] = ocp.args.StandardRestore(_with_sharding(abstract_train))
-    out = self._manager.restore(step, args=ocp.args.Composite(**args))
+    out = self._read(step, lambda: self._manager.restore(step, args=ocp.args.Composite(**args)))
     return out['variables'], out.get('train') if abstract_train is not None else None, out['meta']
 
   def restore_raw_variables(self, step: int) -> dict[str, np.ndarray]:
     """The saved variables as `{path: numpy array}`, without knowing the model."""
-    tree = self._manager.item_metadata(step)['variables'].tree
-    abstract = _with_sharding(
-        jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree))
-    out = self._manager.restore(step, args=ocp.args.Composite(
-        variables=ocp.args.StandardRestore(abstract)))
-    return {k: np.asarray(v) for k, v in flatten_with_names(out['variables']).items()}
+    return {k: np.asarray(v) for k, v in flatten_with_names(self._raw(step, 'variables')).items()}
 
 
 def _with_sharding(abstract: Any) -> Any:

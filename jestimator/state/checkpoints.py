@@ -241,11 +241,14 @@ class Checkpointer:
       self._orbax.close()
 
   def meta(self, step: int) -> dict[str, Any]:
-    return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    """The step's JSON `meta` document (global step, input position, host-stage record)."""
+    return self._read(step, lambda: self._manager.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta'])
 
   def _read(self, step: int, read):
-    """`read()`, with Orbax's and tensorstore's errors about the step's data (damaged bytes, a
-    folder deleted meanwhile) raised as a `DamagedCheckpointError` naming the step."""
+    """`read()` of model-independent data (metadata, raw arrays): any error of Orbax or
+    tensorstore then means damaged bytes, or a folder deleted meanwhile, and is raised as a
+    `DamagedCheckpointError` naming the step."""
     try:
       return read()
     except Exception as e:  # noqa: BLE001 (Orbax / tensorstore raise ValueError, KeyError, ...)
@@ -301,7 +304,13 @@ class Checkpointer:
                 meta=ocp.args.JsonRestore())
     if abstract_train is not None:
       args['train'] = ocp.args.StandardRestore(_with_sharding(abstract_train))
-    out = self._read(step, lambda: self._manager.restore(step, args=ocp.args.Composite(**args)))
+    try:
+      out = self._manager.restore(step, args=ocp.args.Composite(**args))
+    except Exception:
+      # The model's targets may not fit (say another optimizer's state), or the data may be
+      # damaged: reading the arrays as saved tells which (a DamagedCheckpointError if damaged).
+      self.verify(step)
+      raise
     return out['variables'], out.get('train') if abstract_train is not None else None, out['meta']
 
   def restore_raw_variables(self, step: int) -> dict[str, np.ndarray]:

@@ -97,10 +97,12 @@ class StateStore:
     if latest is None:
       return strategy.put_state(self.compiled.create_train_state(features, labels,
                                                                  self.warm_start))
+    # The columns' record first: a changed vocabulary or hash is the error to report, not the
+    # variable shapes it changed.
+    self._check_host_record(ckpt.meta(latest), ckpt.path(latest))
     abstract = self.compiled.abstract_train_state(features, labels)
     variables, train, meta = ckpt.restore(latest, abstract.variables,
                                           {'opt_state': abstract.opt_state, 'rng': abstract.rng})
-    self._check_host_record(meta, ckpt.path(latest))
     variables = dict(variables)
     params = variables.pop('params')
     state = abstract.replace(step=np.int32(meta['global_step']), params=params,
@@ -146,6 +148,7 @@ class StateStore:
       abstract = self.compiled.abstract_variables(features, labels, mode)
       while True:
         try:
+          self._check_host_record(ckpt.meta(step), ckpt.path(step))
           variables, _, meta = ckpt.restore(step, abstract)
           break
         except ckpt_lib.DamagedCheckpointError as e:
@@ -159,7 +162,6 @@ class StateStore:
           if step is None:
             raise
           key = (ckpt.path(step), mode)
-      self._check_host_record(meta, ckpt.path(step))
       # Keep only the newest checkpoint asked for, but per mode, so that alternating evaluate()
       # and predict() calls do not reload it from disk every time.
       for old in [k for k in self._restored if k[0] != key[0]]:

@@ -261,3 +261,25 @@ def test_progress_lines_shown_by_the_documented_switches(tmp_path, switch):
   assert train == ['4', '8', '10'], err
   assert re.search(r'evaluate: step = 10/10, examples/sec', err), err
   assert re.search(r'predict: step = 10/10, examples/sec', err), err
+
+
+@pytest.mark.parametrize('configured', [True, False])
+def test_set_verbosity_honours_the_applications_logging_format(tmp_path, configured):
+  """Issue 24: the demo's basicConfig(format='%(message)s') printed `INFO:jestimator:...`
+  because set_verbosity added its own handler and stopped propagation; a library adds none when
+  the application configured logging. Unconfigured, the fallback still prints the lines."""
+  script = textwrap.dedent(f'''
+      import logging
+      import jestimator as je
+      {"logging.basicConfig(level=logging.WARNING, format='%(message)s')" if configured else ''}
+      je.logging.set_verbosity(logging.INFO)
+      logging.getLogger('jestimator').info('hello from jestimator')
+      logging.getLogger('jestimator').warning('careful')
+  ''')
+  err = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                       timeout=120, check=True).stderr
+  lines = [l for l in err.splitlines() if 'hello' in l or 'careful' in l]
+  if configured:
+    assert lines == ['hello from jestimator', 'careful'], err
+  else:
+    assert lines == ['INFO:jestimator:hello from jestimator', 'WARNING:jestimator:careful'], err

@@ -354,6 +354,24 @@ def test_an_evaluation_racing_retention_uses_the_newest_intact_step(data, model_
   assert result['global_step'] == 8
 
 
+def test_a_full_disk_while_saving_is_a_clear_error_and_leaves_no_temporary_folder(tmp_path):
+  """Issue 24: a write failing mid-save (EFBIG here via RLIMIT_FSIZE; ENOSPC on a full disk) is an
+  OSError naming the step and model_dir, with no `*.orbax-checkpoint-tmp` left behind and no
+  traceback at exit from the summary writer's cleanup."""
+  model_dir = str(tmp_path / 'm')
+  script = os.path.join(os.path.dirname(SCRIPT), '_full_disk_script.py')
+  run = subprocess.run([sys.executable, script, model_dir], capture_output=True, text=True,
+                       timeout=120, cwd=os.path.dirname(SCRIPT))
+  assert run.returncode != 0 and 'unreachable' not in run.stdout
+  last = run.stderr.strip().splitlines()[-1]
+  assert last == (f'OSError: [Errno 27] saving the checkpoint of step 4 in {model_dir} failed: '
+                  'File too large (is the disk full?); the unfinished save was removed; the '
+                  f'newest complete one is {os.path.join(model_dir, "2")}'), run.stderr[-3000:]
+  assert 'Exception ignored' not in run.stderr
+  assert not [d for d in os.listdir(model_dir) if 'orbax-checkpoint-tmp' in d]
+  assert _steps(model_dir) == [2]
+
+
 # -- one trainer per model_dir ----------------------------------------------------------------
 def _wait_for_holder(lock_path, proc, log_path, timeout=90):
   deadline = time.monotonic() + timeout

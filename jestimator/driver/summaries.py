@@ -50,8 +50,8 @@ class SummaryWriter:
     # TF flushed every 120 s, which left a new run blank for its first minutes.
     now = time.monotonic()
     if self._flushed_at is None or now - self._flushed_at >= self.flush_secs:
-      self._writer.flush()
       self._flushed_at = now
+      self.flush()
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     """Writes every numeric 0-d value of `values` as a scalar at `step` (others are skipped)."""

@@ -10,14 +10,25 @@ Only *intact* steps count (`step_error` finds none of: a missing or unreadable c
 item folder or metadata document). A step folder left by something else, say an empty `999/` of a
 crashed copy or a `meta` damaged on disk, is skipped with a warning naming it and its error: the
 newest intact checkpoint is used, and Orbax's retention never sees (so never deletes, nor counts)
-the unreadable one.
+the unreadable one. A step whose array data fails to read back at restore (flipped or truncated
+bytes) is treated the same way for the rest of the process (`DamagedCheckpointError`): the newest
+older step that reads is used, with a warning naming the damaged one, which is never deleted (a
+later save of the same step moves it aside).
+
+A trainer's writer starts by removing what a killed process left: `*.orbax-checkpoint-tmp-*`
+folders of unfinished saves, and step folders that retention had half-deleted (unreadable, older
+than every intact step while retention keeps its full count); other unreadable folders are only
+reported. A save that fails to write (a full disk) is an OSError naming the step, its unfinished
+folder removed.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from typing import Any, Iterator
@@ -144,7 +155,7 @@ class Checkpointer:
                                           item_names=_ITEMS, item_handlers=_handlers())
     return self._orbax
 
-  def _remove_leftovers(self) -> None:
+  def _remove_leftovers(self, report: bool = True) -> None:
     """Removes what a writer killed mid-save or mid-retention (or stopped by a full disk) left,
     and reports other unreadable step folders. Only the trainer that holds the model_dir lock
     makes a writer, so no save or deletion of another process is under way."""
@@ -152,9 +163,12 @@ class Checkpointer:
       return
     for name in sorted(os.listdir(self.directory)):
       if TMP_MARK in name and name.split('.', 1)[0].isdigit():
-        logger.warning('Removing %s, an unfinished checkpoint save (the process writing it was '
-                       'killed or ran out of disk)', os.path.join(self.directory, name))
+        if report:
+          logger.warning('Removing %s, an unfinished checkpoint save (the process writing it '
+                         'was killed or ran out of disk)', os.path.join(self.directory, name))
         shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    if not report:
+      return
     # Retention deletes the oldest step file by file; a process killed meanwhile leaves a folder
     # that is no longer intact, so Orbax never lists (nor deletes) it again. Such a folder is
     # older than every intact step while retention keeps its full count: finish deleting it.
@@ -228,13 +242,41 @@ class Checkpointer:
         aside = f'{path}.unreadable-{time.time_ns()}'
         _warn_once(path, error, f'moving it to {aside} to save step {step}')
         os.rename(path, aside)
-    self._manager.save(int(step), force=True, args=ocp.args.Composite(
-        variables=ocp.args.StandardSave(variables), train=ocp.args.StandardSave(train),
-        meta=ocp.args.JsonSave(meta)))
+    self.wait()  # Orbax would wait for the previous save inside save(): name its step if it failed
+    self._saving = int(step)
+    with self._disk_errors():
+      self._manager.save(int(step), force=True, args=ocp.args.Composite(
+          variables=ocp.args.StandardSave(variables), train=ocp.args.StandardSave(train),
+          meta=ocp.args.JsonSave(meta)))
 
   def wait(self) -> None:
+    """Waits for the save under way; a failed write (say a full disk) is an OSError naming the
+    step and the model_dir, its unfinished folder removed."""
     if self._orbax is not None:
-      self._orbax.wait_until_finished()
+      with self._disk_errors():
+        self._orbax.wait_until_finished()
+
+  @contextlib.contextmanager
+  def _disk_errors(self):
+    """Orbax reports a failed write as tensorstore's ValueError (`[os_error_code='28']`):
+    re-raised as an OSError with that errno, naming the checkpoint."""
+    try:
+      yield
+    except Exception as e:  # noqa: BLE001
+      code = e.errno if isinstance(e, OSError) else None
+      found = re.search(r"os_error_code='?(\d+)", str(e))
+      if code is None and found is None:
+        raise
+      code = code if code is not None else int(found.group(1))
+      step = getattr(self, '_saving', None)
+      if jax.process_index() == 0:
+        self._remove_leftovers(report=False)
+      latest = self.latest_step()
+      raise OSError(code, f'saving the checkpoint of step {step} in {self.directory} failed: '
+                          f'{os.strerror(code)} (is the disk full?); the unfinished save was '
+                          'removed; ' + ('no complete checkpoint exists yet' if latest is None
+                                         else f'the newest complete one is {self.path(latest)}')
+                    ) from e
 
   def close(self) -> None:
     if self._orbax is not None:

@@ -301,18 +301,19 @@ class Checkpointer:
       raise DamagedCheckpointError(path, step, reason) from e
 
   def verify(self, step: int) -> None:
-    """Reads every array of the step (variables and train state); raises a
-    `DamagedCheckpointError` when one cannot be read (the step is then skipped as damaged)."""
+    """Reads every array of the step (variables and train state) into host memory, one item at
+    a time; raises a `DamagedCheckpointError` when one cannot be read (the step is then skipped
+    as damaged). Host memory, not a device: a state sharded over many devices may not fit one."""
     for item in ('variables', 'train'):
       self._raw(step, item)
 
   def _raw(self, step: int, item: str) -> Any:
+    """The item's arrays as saved, as numpy arrays (numpy targets make Orbax restore to host)."""
     def read():
       tree = self._manager.item_metadata(step)[item].tree
-      abstract = _with_sharding(
-          jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree))
+      target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree)
       return self._manager.restore(step, args=ocp.args.Composite(
-          **{item: ocp.args.StandardRestore(abstract)}))[item]
+          **{item: ocp.args.StandardRestore(target)}))[item]
     return self._read(step, read)
 
   def variable_metadata(self, step: int) -> dict[str, Any]:

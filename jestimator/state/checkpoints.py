@@ -273,8 +273,9 @@ class Checkpointer:
         self._remove_leftovers(report=False)
       latest = self.latest_step()
       raise OSError(code, f'saving the checkpoint of step {step} in {self.directory} failed: '
-                          f'{os.strerror(code)} (is the disk full?); the unfinished save was '
-                          'removed; ' + ('no complete checkpoint exists yet' if latest is None
+                          f'{os.strerror(code)} (is the disk full?); its unfinished folder is '
+                          'removed (now, or when training starts again); ' +
+                          ('no complete checkpoint exists yet' if latest is None
                                          else f'the newest complete one is {self.path(latest)}')
                     ) from e
 

@@ -218,8 +218,7 @@ class _Evaluator:
       if path is not None:
         self._exported[exporter.name] = step
         if self._scratch is None:
-          self.export_results.append(path)
-          logger.info('Exported %s (step %d) to %s', exporter.name, step, path)
+          self.export_results.append(path)  # the export itself logged where it went
     self.final_done |= is_final
 
   def close(self) -> None:

@@ -37,7 +37,7 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     writers: the Estimator's open event writers (`summaries.Writers`), flushed at the end.
   """
   ckpt = store.reader()
-  latest = ckpt.latest_step()
+  latest = store.verified_latest_step(ckpt)
   meta = ckpt.meta(latest) if latest is not None else {}
   start = latest if latest is not None else 0
   if latest is None and ckpt.unreadable_steps():
@@ -222,7 +222,8 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
   nan_check = NanCheck(config.check_nan_loss, fail=not any(
       isinstance(h, hooks_lib.NanLossHook) and not h.fail_on_nan_loss for h in all_hooks))
   summary_hook = hooks_lib.SummarySaverHook(writer, config.save_summary_steps)
-  all_hooks += [progress.ProgressHook(ModeKeys.TRAIN, config.log_step_count_steps),
+  all_hooks += [progress.ProgressHook(ModeKeys.TRAIN, config.log_step_count_steps,
+                                      epoch=source.epoch),
                 hooks_lib.StepCounterHook(writer, config.log_step_count_steps), summary_hook]
   strategy = compiled.strategy
   pad, compiled_size = _plan(traced, strategy, first, bool(state.collections))

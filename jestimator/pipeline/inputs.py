@@ -58,6 +58,13 @@ class ResumableIterator:
                        f'({state.get("fingerprint")!r} vs {self._fingerprint!r})')
     self._epoch, self._offset, self._order = int(state['epoch']), int(state['offset']), None
 
+  def epoch(self) -> tuple[int, int | None]:
+    """`(epoch, num_epochs)`: the 1-based epoch the next batch starts in, and the input's
+    number of epochs (None: repeats forever); for a progress display."""
+    fn = self._fn
+    epoch = self._epoch + (1 if fn.num_examples and self._offset >= fn.num_examples else 0)
+    return (epoch + 1 if fn.num_epochs is None else min(epoch + 1, fn.num_epochs)), fn.num_epochs
+
   def at_end(self) -> bool:
     """Whether the next `next()` raises StopIteration (a finite input consumed to its end)."""
     fn = self._fn

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from jestimator.state.checkpoints import Checkpointer, flatten_with_names, step_from_path
+from jestimator.state.checkpoints import (Checkpointer, flatten_with_names, step_error,
+                                          step_from_path)
 
 logger = logging.getLogger('jestimator')
 
@@ -41,20 +43,40 @@ def as_settings(warm_start_from: Any) -> WarmStartSettings | None:
                   f'{type(warm_start_from).__name__}')
 
 
+def _resolve(path: str) -> tuple[Checkpointer, int]:
+  """`(checkpointer, step)` of `ckpt_to_initialize_from`: a model_dir's newest intact checkpoint,
+  or the step folder it names. Raises a ValueError naming the path, why it cannot be used and
+  which checkpoints exist there (instead of Orbax's errors about a step it cannot find)."""
+  try:
+    step = step_from_path(path)
+    base = os.path.dirname(os.path.normpath(os.path.abspath(path)))
+  except ValueError:
+    step, base = None, path
+  if not os.path.isdir(base):
+    raise ValueError(f'warm_start_from {path!r}: {base!r} does not exist')
+  ckpt = Checkpointer(base, read_only=True)
+  intact = ckpt.all_steps()
+  there = (f'intact checkpoints in {ckpt.directory!r} are at steps {intact}' if intact
+           else f'{ckpt.directory!r} holds no intact checkpoint')
+  if step is None:
+    if not intact:
+      raise ValueError(f'warm_start_from {path!r} holds no checkpoint: expected a model_dir '
+                       'with checkpoints or a checkpoint path model_dir/<step>')
+    return ckpt, ckpt.latest_step()
+  if not os.path.isdir(path):
+    raise ValueError(f'warm_start_from {path!r}: checkpoint of step {step} does not exist '
+                     f'(deleted by checkpoint retention?); {there}')
+  error = step_error(path)
+  if error is not None:
+    raise ValueError(f'warm_start_from {path!r}: step {step} is not a complete checkpoint '
+                     f'({error}); {there}')
+  return ckpt, step
+
+
 def warm_start(variables: Any, settings: WarmStartSettings) -> tuple[Any, list[str]]:
   """Returns `(variables with matching entries replaced, names that were warm-started)`."""
   path = settings.ckpt_to_initialize_from
-  base = path
-  step = None
-  try:
-    step = step_from_path(path)
-    base = path.rstrip('/').rsplit('/', 1)[0]
-  except ValueError:
-    pass
-  ckpt = Checkpointer(base, read_only=True)
-  step = ckpt.latest_step() if step is None else step
-  if step is None:
-    raise ValueError(f'warm_start_from {path!r} holds no checkpoint')
+  ckpt, step = _resolve(path)
   saved = ckpt.restore_raw_variables(step)
   patterns = settings.vars_to_warm_start
   trainable_only = isinstance(patterns, str)

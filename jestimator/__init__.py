@@ -49,6 +49,7 @@ from jestimator.canned import (BaselineClassifier, BaselineEstimator, BaselineRe
                                DNNRegressor, LinearClassifier, LinearEstimator, LinearRegressor)
 
 from jestimator.distributed.training import EvalSpec, TrainSpec, train_and_evaluate  # noqa: E402
+from jestimator import losses  # noqa: E402  (tf.compat.v1.losses)
 
 # `import jestimator.heads` / `jestimator.optimizers` work as tf.estimator's head and optimizer
 # namespaces do; the modules live in the canned layer.
@@ -75,5 +76,5 @@ __all__ = [
     'example_mask', 'hooks', 'inputs', 'summary', 'make_early_stopping_hook', 'make_eval_step',
     'make_predict_step', 'make_train_step', 'metrics', 'stop_if_higher_hook',
     'stop_if_lower_hook', 'stop_if_no_decrease_hook', 'stop_if_no_increase_hook',
-    'EvalSpec', 'TrainSpec', 'train_and_evaluate',
+    'EvalSpec', 'TrainSpec', 'train_and_evaluate', 'losses',
 ]

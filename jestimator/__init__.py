@@ -50,6 +50,11 @@ from jestimator.canned import (BaselineClassifier, BaselineEstimator, BaselineRe
 
 from jestimator.distributed.training import EvalSpec, TrainSpec, train_and_evaluate  # noqa: E402
 from jestimator import losses  # noqa: E402  (tf.compat.v1.losses)
+from jestimator import experimental  # noqa: E402  (tf.estimator.experimental)
+from jestimator.driver.extenders import add_metrics  # noqa: E402
+from jestimator.driver.session_hooks import (CheckpointSaverHook, FinalOpsHook,  # noqa: E402
+                                             NanTensorHook, SecondOrStepTimer, SessionRunArgs,
+                                             SessionRunContext, SessionRunHook, SessionRunValues)
 
 # `import jestimator.heads` / `jestimator.optimizers` work as tf.estimator's head and optimizer
 # namespaces do; the modules live in the canned layer.
@@ -77,4 +82,7 @@ __all__ = [
     'make_predict_step', 'make_train_step', 'metrics', 'stop_if_higher_hook',
     'stop_if_lower_hook', 'stop_if_no_decrease_hook', 'stop_if_no_increase_hook',
     'EvalSpec', 'TrainSpec', 'train_and_evaluate', 'losses',
+    'experimental', 'add_metrics', 'CheckpointSaverHook', 'FinalOpsHook', 'NanTensorHook',
+    'SecondOrStepTimer', 'SessionRunArgs', 'SessionRunContext', 'SessionRunHook',
+    'SessionRunValues',
 ]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Callable
 
 from jestimator.driver.estimator import Estimator
 from jestimator.model import fn_args

@@ -37,7 +37,7 @@ from jestimator.model.spec import EstimatorSpec
 from jestimator.model.steps import make_eval_step, make_predict_step, make_train_step
 from jestimator.driver.strategy import InputContext
 from jestimator.state.train_state import TrainState
-from jestimator.state.warm_start import WarmStartSettings
+from jestimator.state.warm_start import VocabInfo, WarmStartSettings
 
 # The layers above the core, re-exported at the top level like tf.estimator's namespace.
 from jestimator import columns, datasets  # noqa: E402
@@ -77,7 +77,7 @@ __all__ = [
     'DNNLinearCombinedRegressor', 'DNNRegressor', 'LinearClassifier', 'LinearEstimator',
     'LinearRegressor', 'canned', 'columns', 'datasets', 'heads', 'optimizers',
     'ClassificationOutput', 'Estimator', 'EstimatorSpec', 'InputContext', 'ModeKeys', 'ModelFn',
-    'PredictOutput', 'RegressionOutput', 'RunConfig', 'TrainState', 'WarmStartSettings',
+    'PredictOutput', 'RegressionOutput', 'RunConfig', 'TrainState', 'VocabInfo', 'WarmStartSettings',
     'example_mask', 'hooks', 'inputs', 'summary', 'make_early_stopping_hook', 'make_eval_step',
     'make_predict_step', 'make_train_step', 'metrics', 'stop_if_higher_hook',
     'stop_if_lower_hook', 'stop_if_no_decrease_hook', 'stop_if_no_increase_hook',

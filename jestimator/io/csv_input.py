@@ -113,26 +113,22 @@ def _infer(path: str, names: list[str], header: bool, delim: str,
   return out
 
 
-class CSVInputFn:
-  """The input_fn `csv_input_fn` returns; calling it gives a `CSVIterator`."""
+class CSVInputFn(file_inputs.TFRecordInputFn):
+  """The input_fn `csv_input_fn` returns; calling it (`config`, `input_context`, as
+  `tfrecord_input_fn`'s) gives a `CSVIterator`."""
 
   def __init__(self, files: list[str], columns: list[Column], num_fields: int,
                label_key: str | None, batch_size: int, num_epochs: int | None, shuffle: bool,
                seed: int | None, shuffle_buffer_size: int, header: bool, field_delim: str,
                na_value: str):
-    self.files, self.columns, self.num_fields, self.label_key = files, columns, num_fields, label_key
-    self.batch_size, self.num_epochs, self.shuffle, self.seed = batch_size, num_epochs, shuffle, seed
-    self.shuffle_buffer_size, self.header = shuffle_buffer_size, header
+    # The columns stand in for the parse spec in the iterator's fingerprint.
+    super().__init__(files, {c.name: c.describe() for c in columns}, label_key, batch_size,
+                     num_epochs, shuffle, None, seed, shuffle_buffer_size)
+    self.columns, self.num_fields, self.header = columns, num_fields, header
     self.field_delim, self.na_value = field_delim, na_value
-    self.spec = {c.name: c.describe() for c in columns}  # in the iterator's fingerprint
-    self.compression = None
 
-  def __call__(self, config: Any = None, input_context: Any = None) -> CSVIterator:
-    """A fresh iterator; `shuffle_seed=None` shuffles with `config.random_seed` (0 without)."""
-    n = getattr(input_context, 'num_input_pipelines', 1) or 1
-    i = getattr(input_context, 'input_pipeline_id', 0) or 0
-    seed = self.seed if self.seed is not None else (getattr(config, 'random_seed', None) or 0)
-    return CSVIterator(self, int(seed), int(n), int(i))
+  def make_iterator(self, seed: int, num_pipelines: int, pipeline_id: int) -> CSVIterator:
+    return CSVIterator(self, seed, num_pipelines, pipeline_id)
 
 
 class _LineReader:

@@ -89,7 +89,11 @@ class TFRecordInputFn:
     n = getattr(input_context, 'num_input_pipelines', 1) or 1
     i = getattr(input_context, 'input_pipeline_id', 0) or 0
     seed = self.seed if self.seed is not None else (getattr(config, 'random_seed', None) or 0)
-    return TFRecordIterator(self, int(seed), int(n), int(i))
+    return self.make_iterator(int(seed), int(n), int(i))
+
+  def make_iterator(self, seed: int, num_pipelines: int, pipeline_id: int) -> TFRecordIterator:
+    """The iterator of one input pipeline (subclasses return their own iterator type)."""
+    return TFRecordIterator(self, seed, num_pipelines, pipeline_id)
 
 
 class _Window:

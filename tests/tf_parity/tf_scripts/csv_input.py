@@ -8,7 +8,6 @@ import json
 import os
 import tempfile
 
-import numpy as np
 import tensorflow as tf
 
 FILES = {

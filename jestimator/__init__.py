@@ -37,7 +37,7 @@ from jestimator.model.spec import EstimatorSpec
 from jestimator.model.steps import make_eval_step, make_predict_step, make_train_step
 from jestimator.driver.strategy import InputContext
 from jestimator.state.train_state import TrainState
-from jestimator.state.warm_start import WarmStartSettings
+from jestimator.state.warm_start import VocabInfo, WarmStartSettings
 
 # The layers above the core, re-exported at the top level like tf.estimator's namespace.
 from jestimator import columns, datasets  # noqa: E402
@@ -49,6 +49,12 @@ from jestimator.canned import (BaselineClassifier, BaselineEstimator, BaselineRe
                                DNNRegressor, LinearClassifier, LinearEstimator, LinearRegressor)
 
 from jestimator.distributed.training import EvalSpec, TrainSpec, train_and_evaluate  # noqa: E402
+from jestimator import losses  # noqa: E402  (tf.compat.v1.losses)
+from jestimator import experimental  # noqa: E402  (tf.estimator.experimental)
+from jestimator.driver.extenders import add_metrics  # noqa: E402
+from jestimator.driver.session_hooks import (CheckpointSaverHook, FinalOpsHook,  # noqa: E402
+                                             NanTensorHook, SecondOrStepTimer, SessionRunArgs,
+                                             SessionRunContext, SessionRunHook, SessionRunValues)
 
 # `import jestimator.heads` / `jestimator.optimizers` work as tf.estimator's head and optimizer
 # namespaces do; the modules live in the canned layer.
@@ -81,9 +87,12 @@ __all__ = [
     'DNNLinearCombinedRegressor', 'DNNRegressor', 'LinearClassifier', 'LinearEstimator',
     'LinearRegressor', 'canned', 'columns', 'datasets', 'heads', 'optimizers',
     'ClassificationOutput', 'Estimator', 'EstimatorSpec', 'InputContext', 'ModeKeys', 'ModelFn',
-    'PredictOutput', 'RegressionOutput', 'RunConfig', 'TrainState', 'WarmStartSettings',
+    'PredictOutput', 'RegressionOutput', 'RunConfig', 'TrainState', 'VocabInfo', 'WarmStartSettings',
     'example_mask', 'hooks', 'inputs', 'summary', 'make_early_stopping_hook', 'make_eval_step',
     'make_predict_step', 'make_train_step', 'metrics', 'stop_if_higher_hook',
     'stop_if_lower_hook', 'stop_if_no_decrease_hook', 'stop_if_no_increase_hook',
-    'EvalSpec', 'TrainSpec', 'train_and_evaluate',
+    'EvalSpec', 'TrainSpec', 'train_and_evaluate', 'losses',
+    'experimental', 'add_metrics', 'CheckpointSaverHook', 'FinalOpsHook', 'NanTensorHook',
+    'SecondOrStepTimer', 'SessionRunArgs', 'SessionRunContext', 'SessionRunHook',
+    'SessionRunValues',
 ]

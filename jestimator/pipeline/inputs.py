@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
 import numpy as np
 
 from jestimator.io.input_fn import tfrecord_input_fn  # noqa: F401  (re-exported: inputs API)
+from jestimator.io.csv_input import csv_input_fn  # noqa: F401  (re-exported: inputs API)
 
 _FORMAT = 1
 

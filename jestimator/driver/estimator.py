@@ -144,7 +144,8 @@ class Estimator:
     """Trains until `steps` more steps, `max_steps` in total, a hook's stop, or end of input.
 
     Resumes from the latest checkpoint in `model_dir` (model, optimizer, rng and, for the
-    built-in input functions, the input position). Saves a checkpoint at the end.
+    built-in input functions, the input position). Saves a checkpoint at the end and, while
+    periodic checkpoints are on, one of the state it starts from (step 0 on a fresh run), as TF.
     """
     if steps is not None and max_steps is not None:
       raise ValueError('Can not provide both steps and max_steps.')

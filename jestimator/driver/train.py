@@ -238,7 +238,7 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
   for listener in listeners:
     listener.begin()
   step = int(state.step)
-  _save_at_start(store, ckpt, config, state, step, listeners)
+  _save_at_start(store, ckpt, config, state, step, listeners)  # TF saves when training starts
   # The end, when known in advance, for the progress ETA and the last summary (not to stop at).
   total = target if target is not None else (
       step + source.batches_left if source.batches_left is not None else None)

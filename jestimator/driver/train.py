@@ -238,6 +238,9 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
   for listener in listeners:
     listener.begin()
   step = int(state.step)
+  # A batch the strategy cannot split fails here, before the start save touches model_dir: its
+  # placement check runs on a zero-width stand-in of the first batch (nothing real is sent).
+  compiled.strategy.put_batch(np.empty((first.size, 0), np.float32))
   _save_at_start(store, ckpt, config, state, step, listeners)  # TF saves when training starts
   # The end, when known in advance, for the progress ETA and the last summary (not to stop at).
   total = target if target is not None else (

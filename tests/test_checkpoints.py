@@ -44,9 +44,10 @@ def test_save_by_steps_always_at_the_end_and_retention(data, model_dir):
   est = Estimator(_models.linear_model_fn(), model_dir,
                   config=RunConfig(save_checkpoints_steps=3, keep_checkpoint_max=10))
   est.train(_repeat(x, y), max_steps=10)
-  assert _steps(model_dir) == [3, 6, 9, 10]  # every 3 steps, and always at the end
-  est.train(_repeat(x, y), steps=1)
-  assert _steps(model_dir) == [3, 6, 9, 10, 11]
+  # At the start (TF's CheckpointSaverHook), every 3 steps, and always at the end.
+  assert _steps(model_dir) == [0, 3, 6, 9, 10]
+  est.train(_repeat(x, y), steps=1)  # resumed from 10: that checkpoint is not written again
+  assert _steps(model_dir) == [0, 3, 6, 9, 10, 11]
   # keep_checkpoint_max keeps the newest ones, also across train() calls and Estimator objects.
   keep2 = Estimator(_models.linear_model_fn(), model_dir,
                     config=RunConfig(save_checkpoints_steps=1, keep_checkpoint_max=2))
@@ -55,11 +56,11 @@ def test_save_by_steps_always_at_the_end_and_retention(data, model_dir):
   assert keep2.latest_checkpoint().endswith(os.sep + '14')
 
 
-def test_default_config_saves_only_at_the_end(data, model_dir):
+def test_default_config_saves_at_the_start_and_the_end(data, model_dir):
   x, y = data
   est = Estimator(_models.linear_model_fn(), model_dir)
   est.train(_repeat(x, y), steps=7)
-  assert _steps(model_dir) == [7]
+  assert _steps(model_dir) == [0, 7]
 
 
 def test_save_by_seconds(data, model_dir, monkeypatch):
@@ -74,7 +75,7 @@ def test_save_by_seconds(data, model_dir, monkeypatch):
   est = Estimator(_models.linear_model_fn(), model_dir,
                   config=RunConfig(save_checkpoints_secs=3, keep_checkpoint_max=None))
   est.train(_repeat(x, y), steps=7, hooks=[Tick()])
-  assert _steps(model_dir) == [3, 6, 7]
+  assert _steps(model_dir) == [0, 3, 6, 7]
 
 
 def test_a_crash_mid_save_leaves_a_resumable_model_dir(data, model_dir):
@@ -187,7 +188,7 @@ def _trained_to_12(model_dir, x, y, keep=5):
   est = Estimator(_models.linear_model_fn(), model_dir,
                   config=RunConfig(save_checkpoints_steps=4, keep_checkpoint_max=keep))
   est.train(_repeat(x, y), max_steps=12)
-  assert _steps(model_dir) == [4, 8, 12][-keep:]
+  assert _steps(model_dir) == [0, 4, 8, 12][-keep:]
   return est
 
 
@@ -408,7 +409,7 @@ def test_a_second_trainer_fails_at_once_naming_the_holder_and_a_dead_ones_lock_i
       est.train(input_fn, steps=1)
     # Readers need no lock: evaluate while the other process trains (once it has a checkpoint).
     x, y = data
-    while not _steps(model_dir):
+    while not [s for s in _steps(model_dir) if s > 0]:  # past the one at the start (step 0)
       assert proc.poll() is None
       time.sleep(0.05)
     assert est.evaluate(inputs.numpy_input_fn({'x': x}, y, batch_size=50, shuffle=False)
@@ -495,4 +496,4 @@ def test_a_read_only_model_dir_fails_before_the_first_step(data, tmp_path):
       with pytest.raises(PermissionError, match=f'model_dir {d!r} is not writable'):
         _fresh(d).train(_repeat(x, y), steps=50, hooks=[counter])
       assert counter.steps == 0
-  assert _steps(model_dir) == [2]
+  assert _steps(model_dir) == [0, 2]

@@ -239,6 +239,10 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
   for listener in listeners:
     listener.begin()
   step = int(state.step)
+  # A batch the strategy cannot split fails here, before the start save touches model_dir: its
+  # placement check runs on a zero-width stand-in of the first batch (nothing real is sent).
+  compiled.strategy.put_batch(np.empty((first.size, 0), np.float32))
+  _save_at_start(store, ckpt, config, state, step, listeners)  # TF saves when training starts
   # The end, when known in advance, for the progress ETA and the last summary (not to stop at).
   total = target if target is not None else (
       step + source.batches_left if source.batches_left is not None else None)
@@ -300,7 +304,7 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
     stop = ctx.stop_requested
     asked = [listener.wants_save(ctx) for listener in listeners]  # ask each, every dispatch
     due = bool((config.save_checkpoints_steps and ctx.crossed(config.save_checkpoints_steps)) or
-               (config.save_checkpoints_secs is not None and
+               (config.save_checkpoints_secs and  # 0 is off, as TF's
                 clock() - saved_time >= config.save_checkpoints_secs) or any(asked))
     # The next group is read before deciding, so that in a multi-process run the end of one
     # process's input is agreed on together with the other stops.
@@ -321,7 +325,7 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
     if stop:
       group = []
   finite = nan_check.check()
-  if finite and outputs is not None and summary_hook.last_written != step:
+  if finite and outputs is not None and summary_hook.wants_end(step):
     # A train() shorter than save_summary_steps (or an input that ran out) still writes its end.
     summary_hook.write(step, hooks_lib.fetch_values(outputs, ['loss'], strategy.to_host))
   if step == 0 and saved_step == 0 and ckpt.latest_step() is None:
@@ -334,6 +338,26 @@ def _run(compiled, store, pipeline, config, ckpt, writer, hooks, listeners, stat
     listener.end(step)
   for h in all_hooks:
     h.end(state)
+
+
+def _save_at_start(store, ckpt, config, state, step: int, listeners) -> None:
+  """TF's `CheckpointSaverHook.after_create_session`: with periodic checkpoints on, the state
+  training starts from is checkpointed (step 0 on a fresh run, so a run can roll back to its
+  initial weights) and the listeners hear of it; a stop they ask for here is ignored, as TF does.
+
+  A resumed run restored that very checkpoint: it is not rewritten (TF rewrites it; the content
+  is the same), only announced, so listeners hear `after_save(start)` as in TF. The save is
+  asynchronous like every other; its input position is None (nothing read yet).
+  """
+  if not config.saves_checkpoints:
+    return
+  if ckpt.latest_step() == step:
+    for listener in listeners:
+      listener.before_save(step)
+    for listener in listeners:
+      listener.after_save(step)
+    return
+  _save(store, ckpt, state, step, None, listeners)
 
 
 def _save(store, ckpt, state, step, position, listeners) -> bool:

@@ -9,6 +9,7 @@ An `input_fn` in general is any callable returning an iterable of `(features, la
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
 
 import numpy as np
@@ -284,9 +285,11 @@ def call_input_fn(input_fn: Callable, mode: str, params: Any, config: Any,
     else:
       hint = 'pass a function returning an iterable of (features, labels) batches'
     raise TypeError(f'input_fn must be a callable, got a {kind}: {hint}')
+  # A fresh deep copy of params per call, as TF's: a mutating input_fn leaks into nothing else.
   return call_with_named_args(
       input_fn, 'input_fn',
-      dict(mode=mode, params=params, config=config, input_context=input_context), required=())
+      dict(mode=mode, params=copy.deepcopy(params), config=config, input_context=input_context),
+      required=())
 
 
 def is_single_batch(result: Any) -> bool:

@@ -28,6 +28,7 @@ import optuna
 from jestimator.distributed.training import EvalSpec, TrainSpec, train_and_evaluate
 from jestimator.driver.estimator import Estimator
 from jestimator.driver.hooks import Hook
+from jestimator.state.checkpoints import LOCK_FILE
 
 logger = logging.getLogger('jestimator')
 
@@ -218,11 +219,11 @@ def _resume_from_failed(trial, base_dir: str, model_dir: str) -> None:
   """A retry of a failed (e.g. killed) trial starts from a copy of that trial's folder, so
   `train` resumes from its last checkpoint (Orbax writes them atomically: a kill mid-save leaves
   the previous one as the latest)."""
-  from optuna.storages import RetryFailedTrialCallback
+  from optuna.storages import RetryHeartbeatStaleTrialCallback
   frozen = [t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number]
   with warnings.catch_warnings():  # "experimental" since Optuna 2.8
     warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-    failed = RetryFailedTrialCallback.retried_trial_number(frozen[0]) if frozen else None
+    failed = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen[0]) if frozen else None
   if failed is None or os.path.exists(model_dir):
     return
   source = trial_dir(base_dir, failed)
@@ -231,7 +232,8 @@ def _resume_from_failed(trial, base_dir: str, model_dir: str) -> None:
                 source)
     tmp = f'{model_dir}.tmp{os.getpid()}'
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
+    # Not the dead trainer's lock file: on another host it would block the retry.
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(LOCK_FILE))
     os.replace(tmp, model_dir)
 
 

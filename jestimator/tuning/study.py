@@ -9,21 +9,30 @@ machines pass a database URL every machine reaches (`postgresql://user:pw@host/d
 
 Restarts: trials send a heartbeat every `heartbeat_interval` seconds. A worker that dies mid-trial
 (kill -9, a lost machine) leaves a RUNNING trial with a stale heartbeat; the next worker to start a
-trial marks it FAIL and `RetryFailedTrialCallback` enqueues a retry with the same parameters (and
+trial marks it FAIL and `RetryHeartbeatStaleTrialCallback` enqueues a retry with the same parameters (and
 its reported evaluations); the retry copies the failed trial's folder and resumes training from its
 last checkpoint (see `objective`). Trials that finished are never rerun.
+
+Exactly `n_trials`: a worker counts the finished and pending trials and creates its next trial
+under an `flock` on `base_dir/study.lock`, so two workers never both take the last one; a worker
+with nothing left to start waits for the running trials to finish (or go stale, then it runs the
+retry) and returns when the study has `n_trials` finished trials. Across machines the lock only
+orders the workers of one machine (and `flock` over NFS is not guaranteed): the study may then
+overshoot by up to one trial per extra machine.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
+import warnings
 from typing import Any, Callable, Mapping
 
 import optuna
 from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
                                   IntDistribution)
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from jestimator.driver.estimator import Estimator
 from jestimator.tuning.objective import BuildFn, _check_direction, make_objective, trial_dir
@@ -43,10 +52,20 @@ def make_storage(url: str, heartbeat_interval: int = 10,
                  grace_period: int | None = None) -> RDBStorage:
   """An RDB storage with heartbeats and retries of failed trials (see the module docstring)."""
   engine_kwargs = {'connect_args': {'timeout': 60}} if url.startswith('sqlite') else {}
-  return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period,
-                    failed_trial_callback=RetryFailedTrialCallback(
-                        max_retry=MAX_RETRY, inherit_intermediate_values=True))
+  with _quiet():
+    return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                      grace_period=grace_period,
+                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                          max_retry=MAX_RETRY, inherit_intermediate_values=True))
+
+
+@contextlib.contextmanager
+def _quiet():
+  """Heartbeats and their retries are "experimental" in Optuna (since 2.8): docs/tuning.md says
+  so once, instead of a warning on every trial."""
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+    yield
 
 
 def _suggest(trial: optuna.trial.BaseTrial, name: str, dist: BaseDistribution) -> Any:
@@ -98,16 +117,21 @@ def tune(build: BuildFn, base_dir: str, metric: str, direction: str, n_trials: i
       raise TypeError(f'search_space[{name!r}] must be an optuna.distributions Float/Int/'
                       f'CategoricalDistribution, got {type(dist).__name__}')
   os.makedirs(base_dir, exist_ok=True)
-  study = optuna.create_study(
-      storage=make_storage(storage or default_storage(base_dir), heartbeat_interval, grace_period),
-      sampler=sampler, pruner=pruner or optuna.pruners.MedianPruner(), study_name=study_name,
-      direction=direction, load_if_exists=True)
+  lock = _StartLock(os.path.join(base_dir, LOCK_FILE))
+  lock.acquire()
+  try:  # workers starting together would race to create the database's tables
+    study = optuna.create_study(
+        storage=make_storage(storage or default_storage(base_dir), heartbeat_interval,
+                             grace_period),
+        sampler=sampler, pruner=pruner or optuna.pruners.MedianPruner(), study_name=study_name,
+        direction=direction, load_if_exists=True)
+  finally:
+    lock.release()
   if study.direction.name.lower() != direction:
     raise ValueError(f'study {study_name!r} in the storage has direction '
                      f'{study.direction.name.lower()!r}, not {direction!r}')
   objective = make_objective(build, base_dir, metric, direction,
                              prune=not isinstance(pruner, optuna.pruners.NopPruner))
-  lock = _StartLock(os.path.join(base_dir, LOCK_FILE))
 
   def space_then_objective(trial):
     lock.release()  # the trial is in the storage now: other workers may count it
@@ -119,12 +143,14 @@ def tune(build: BuildFn, base_dir: str, metric: str, direction: str, n_trials: i
     lock.acquire()
     try:
       # Under the lock, so that two workers cannot both take the last trial.
-      optuna.storages.fail_stale_trials(study)
+      with _quiet():
+        optuna.storages.fail_stale_trials(study)
       counts = _counts(study)
       if counts['finished'] >= n_trials:
         return study
       if counts['finished'] + counts['pending'] < n_trials:
-        study.optimize(space_then_objective, n_trials=1, callbacks=callbacks)
+        with _quiet():
+          study.optimize(space_then_objective, n_trials=1, callbacks=callbacks)
         continue
     finally:
       lock.release()

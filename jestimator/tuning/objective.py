@@ -8,8 +8,9 @@ training `Hook` (which asks the train loop to stop once the trial should be prun
 public seams of `train_and_evaluate`, so the objective works for every Estimator.
 
 Per trial, `model_dir = base_dir/trial_<number>` holds the checkpoints, event files and
-`trial.json` (`{"number", "params", "state", "value", "metric", "direction"}`), written before
-training (state "RUNNING") and rewritten when the trial ends, so the folder says what it was.
+`trial.json` (`{"number", "params", "state", "value", "step", "metric", "direction",
+"eval_group"}`), written before training (state "RUNNING") and rewritten when the trial ends, so
+the folder says what it was; and the trial's TensorBoard HParams session (see `hparams`).
 A retried trial (see `jestimator.tuning.study`) starts from a copy of the failed trial's folder, so
 training resumes from its last checkpoint.
 """
@@ -29,6 +30,7 @@ from jestimator.distributed.training import EvalSpec, TrainSpec, train_and_evalu
 from jestimator.driver.estimator import Estimator
 from jestimator.driver.hooks import Hook
 from jestimator.state.checkpoints import LOCK_FILE
+from jestimator.tuning import hparams
 
 logger = logging.getLogger('jestimator')
 
@@ -163,7 +165,9 @@ def make_objective(build: BuildFn, base_dir: str, metric: str, direction: str,
               'state': 'RUNNING', 'value': None}
     est, train_spec, eval_spec = _built(build, trial, model_dir)
     record['params'] = dict(trial.params)  # after build: it may have suggested them
+    record['eval_group'] = os.path.relpath(est.eval_dir(eval_spec.name), model_dir)
     write_json(os.path.join(model_dir, TRIAL_FILE), record)
+    hparams.write_session_start(model_dir, record['params'], os.path.basename(model_dir))
     callback = PruningCallback(trial, metric)
     if prune:
       train_spec = TrainSpec(train_spec.input_fn, train_spec.max_steps,
@@ -183,18 +187,31 @@ def make_objective(build: BuildFn, base_dir: str, metric: str, direction: str,
         raise ValueError(f'trial {trial.number}: the final {metric!r} is NaN')
     except optuna.TrialPruned:
       step, value = callback.last
-      record.update(state='PRUNED', value=value, step=step)
-      write_json(os.path.join(model_dir, TRIAL_FILE), record)
+      _finish(trial, base_dir, model_dir, record, 'PRUNED', value=value, step=step)
       raise
     except BaseException:
-      record.update(state='FAIL')
-      write_json(os.path.join(model_dir, TRIAL_FILE), record)
+      _finish(trial, base_dir, model_dir, record, 'FAIL')
       raise
-    record.update(state='COMPLETE', value=value, step=int(result['global_step']))
-    write_json(os.path.join(model_dir, TRIAL_FILE), record)
+    _finish(trial, base_dir, model_dir, record, 'COMPLETE', value=value,
+            step=int(result['global_step']))
     return value
 
   return objective
+
+
+def _finish(trial, base_dir: str, model_dir: str, record: dict[str, Any], state: str,
+            **fields) -> None:
+  """Records the trial's end: trial.json, its HParams session end and the study's HParams
+  config (rewritten with every parameter the study's trials have had so far)."""
+  record.update(state=state, **fields)
+  write_json(os.path.join(model_dir, TRIAL_FILE), record)
+  hparams.write_session_end(model_dir, state)
+  distributions: dict[str, Any] = {}
+  for t in trial.study.get_trials(deepcopy=False):
+    distributions.update(t.distributions)
+  distributions.update(trial.distributions)
+  hparams.write_config(base_dir, distributions, {},
+                       [(record['eval_group'], record['metric'])])
 
 
 def _built(build: BuildFn, trial, model_dir: str):
@@ -232,8 +249,9 @@ def _resume_from_failed(trial, base_dir: str, model_dir: str) -> None:
                 source)
     tmp = f'{model_dir}.tmp{os.getpid()}'
     shutil.rmtree(tmp, ignore_errors=True)
-    # Not the dead trainer's lock file: on another host it would block the retry.
-    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(LOCK_FILE))
+    # Not the dead trainer's lock file (on another host it would block the retry), nor its
+    # HParams session: the retry writes its own.
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(LOCK_FILE, '*.hparams_*'))
     os.replace(tmp, model_dir)
 
 

@@ -49,6 +49,7 @@ from jestimator.canned import (BaselineClassifier, BaselineEstimator, BaselineRe
                                DNNRegressor, LinearClassifier, LinearEstimator, LinearRegressor)
 
 from jestimator.distributed.training import EvalSpec, TrainSpec, train_and_evaluate  # noqa: E402
+from jestimator import compat  # noqa: E402  (tf.compat.v1's canned estimators)
 
 # `import jestimator.heads` / `jestimator.optimizers` work as tf.estimator's head and optimizer
 # namespaces do; the modules live in the canned layer.
@@ -69,7 +70,7 @@ __all__ = [
     'BaselineClassifier', 'BaselineEstimator', 'BaselineRegressor', 'DNNClassifier',
     'DNNEstimator', 'DNNLinearCombinedClassifier', 'DNNLinearCombinedEstimator',
     'DNNLinearCombinedRegressor', 'DNNRegressor', 'LinearClassifier', 'LinearEstimator',
-    'LinearRegressor', 'canned', 'columns', 'datasets', 'heads', 'optimizers',
+    'LinearRegressor', 'canned', 'columns', 'compat', 'datasets', 'heads', 'optimizers',
     'ClassificationOutput', 'Estimator', 'EstimatorSpec', 'InputContext', 'ModeKeys', 'ModelFn',
     'PredictOutput', 'RegressionOutput', 'RunConfig', 'TrainState', 'WarmStartSettings',
     'example_mask', 'hooks', 'inputs', 'summary', 'make_early_stopping_hook', 'make_eval_step',

@@ -30,15 +30,7 @@ def feature(features: Mapping[str, Any], key: str, col: base.FeatureColumn, laye
 
 def numeric_values(col: numeric.NumericColumn, features, layer: str) -> jax.Array:
   """`[batch, *shape]` float32 values after the column's normalizer."""
-  x = feature(features, keys.value_key(col), col, layer).astype(jnp.float32)
-  if x.ndim == 0:
-    raise ValueError(f'{layer}: {col.describe()}: feature has no batch dimension')
-  if x.shape[1:] != col.shape:
-    if math.prod(x.shape[1:]) != math.prod(col.shape):
-      raise ValueError(f"{layer}: {col.describe()}: feature '{col.key}' has shape "
-                       f'{tuple(x.shape[1:])} per example, expected {col.shape}')
-    x = x.reshape((x.shape[0],) + col.shape)
-  return col.normalize(x)
+  return col.dense_values(feature(features, keys.value_key(col), col, layer), layer)
 
 
 def bucket_ids(col: numeric.BucketizedColumn, features, layer: str) -> jax.Array:

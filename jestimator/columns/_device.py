@@ -116,7 +116,9 @@ def clip_rows(rows: jax.Array, max_norm: float | None) -> jax.Array:
   if max_norm is None:
     return rows
   norm = jnp.sqrt(jnp.maximum(jnp.sum(rows * rows, axis=-1, keepdims=True), 1e-24))
-  return rows * jnp.minimum(1.0, max_norm / norm)
+  # TF's clip_by_norm, `rows * max_norm / maximum(norm, max_norm)`, sends the whole gradient
+  # through the norm at a tie (norm == max_norm); jnp.minimum would send half of it.
+  return rows * jnp.where(norm >= max_norm, max_norm / norm, 1.0)
 
 
 def embedding_lookup(table: jax.Array, ids: jax.Array, weights: jax.Array | None,

@@ -198,3 +198,21 @@ def test_v1_defaults_and_argument_names():
     v1.DNNClassifier([2], cols, optimizer='Momentum')
   with pytest.raises(ValueError, match='weighted_sum_by_nonzero_weights'):
     v1.DNNClassifier([2], cols, loss_reduction='weighted_sum_by_nonzero_weights')
+
+
+# -- the sweep: other ties in a differentiated path ---------------------------------------------
+
+def test_embedding_max_norm_gradient_at_the_norm():
+  """TF's clip_by_norm (`v * c / maximum(|v|, c)`) sends the whole gradient through |v| when
+  |v| == c: d(w . clip(v))/dv = w - v (v . w) / c**2 = [-0.32, 0.24] for v = [3, 4], c = 5,
+  w = [1, 2] (hand-derived); jnp.minimum's split tie gave [0.34, 1.12]."""
+  cat = fc.categorical_column_with_identity('i', 1)
+  col = fc.embedding_column(cat, 2, combiner='sum', max_norm=5.0)
+  x = fc.transform_features({'i': [[0]]}, [col])
+
+  def f(table):
+    out = fc.DenseFeatures([col]).apply(
+        {'params': {'i_embedding': {'embedding_weights': table}}}, x)
+    return jnp.sum(out * jnp.array([1.0, 2.0]))
+
+  assert_close(jax.grad(f)(jnp.array([[3.0, 4.0]])), [[-0.32, 0.24]], rtol=1e-5)

@@ -7,7 +7,7 @@ the program (batch 40, full-data shuffle, train `--epochs`, evaluate every 2 epo
 `tests/tf_parity/tf_scripts/census_r1_tf.py`, whose JSON (`tests/tf_parity/data/census_r1_tf.json`,
 TF 2.15.1 with `tf.compat.v1.estimator`) this compares with.
 
-  python -m benchmarks.census_r1 [--epochs 4] [--seeds 0 1 2]
+  python -m benchmarks.census_r1 [--epochs 4] [--seeds 0 1 2] [--models deep wide_deep] [--append]
 
 Writes `benchmarks/results/census_r1_cpu.json`: every run of both, and per model the mean final
 accuracy / AUC of each side and their difference (the target: |difference| <= 0.01).
@@ -134,6 +134,8 @@ def main(argv=None) -> int:
   parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
   parser.add_argument('--models', nargs='+', default=['wide', 'deep', 'wide_deep'])
   parser.add_argument('--out', default=str(OUT))
+  parser.add_argument('--append', action='store_true',
+                      help="add these runs to --out's runs instead of replacing them")
   args = parser.parse_args(argv)
   train = read_csv(os.path.join(DATA, 'adult_train.csv'))
   test = read_csv(os.path.join(DATA, 'adult_test.csv'))
@@ -144,7 +146,12 @@ def main(argv=None) -> int:
                       train, test))
       print(model_type, seed, {k: round(v, 4) for k, v in runs[-1]['evals'][-1].items()},
             flush=True)
-  result = {'jestimator_version': je.__version__, 'args': vars(args), 'runs': runs,
+  invocations = [vars(args)]
+  if args.append and pathlib.Path(args.out).exists():
+    old = json.loads(pathlib.Path(args.out).read_text())
+    runs = old['runs'] + runs
+    invocations = old['invocations'] + invocations
+  result = {'jestimator_version': je.__version__, 'invocations': invocations, 'runs': runs,
             'jestimator_mean_final': summary(runs)}
   if TF_JSON.exists():
     tf_runs = json.loads(TF_JSON.read_text())

@@ -5,7 +5,8 @@ The columns, hidden units, batch size, shuffle buffer, CSV defaults and label ru
 program's (`census_dataset.py`, `census_main.py`); the data is /work/shared/data/adult (the same
 rows as `jestimator.datasets.adult`), whose CSV files have a header line (skipped here).
 
-Run: /work/tfvenv/bin/python tests/tf_parity/tf_scripts/census_r1_tf.py [--epochs 4] [--seeds 0]
+Run: /work/tfvenv/bin/python tests/tf_parity/tf_scripts/census_r1_tf.py [--epochs 4] [--seeds 0 1 2]
+     [--models deep wide_deep] [--append]
 Writes tests/tf_parity/data/census_r1_tf.json. `benchmarks/census_r1.py` runs jestimator's port.
 """
 import argparse
@@ -97,10 +98,13 @@ def main():
   parser.add_argument('--batch_size', type=int, default=40)
   parser.add_argument('--seeds', type=int, nargs='+', default=[0])
   parser.add_argument('--models', nargs='+', default=['wide', 'deep', 'wide_deep'])
+  parser.add_argument('--append', action='store_true',
+                      help='add these runs to the existing JSON instead of replacing it')
   args = parser.parse_args()
   train = os.path.join(DATA, 'adult_train.csv')
   test = os.path.join(DATA, 'adult_test.csv')
   runs = []
+  invocations = [vars(args)]
   for model_type in args.models:
     for seed in args.seeds:
       with tempfile.TemporaryDirectory() as model_dir:
@@ -115,9 +119,14 @@ def main():
         runs.append({'model_type': model_type, 'seed': seed, 'seconds': time.time() - t0,
                      'evals': evals})
         print(model_type, seed, {k: round(v, 4) for k, v in evals[-1].items()}, flush=True)
+  if args.append and os.path.exists(OUT):
+    with open(OUT) as f:
+      old = json.load(f)
+    runs = old['runs'] + runs
+    invocations = old.get('invocations', [old['args']]) + [vars(args)]
   out = {'tf_version': tf.__version__, 'program': 'tensorflow/models official/r1/wide_deep '
          '(census_main.py, census_dataset.py) with tf.compat.v1.estimator',
-         'data': 'bundled Adult (train 32561 rows, test 16281 rows)', 'args': vars(args),
+         'data': 'bundled Adult (train 32561 rows, test 16281 rows)', 'invocations': invocations,
          'runs': runs}
   with open(OUT, 'w') as f:
     json.dump(out, f, indent=1)

@@ -38,3 +38,20 @@ def numpy_input(features, labels, batch_size: int, epochs: int = 1):
 
 def config() -> je.RunConfig:
   return je.RunConfig(seed=0, log_step_count_steps=10**9)
+
+
+def write_weights(directory: str, weights: dict) -> str:
+  """A checkpoint under `directory` holding `{tf_name: value}` as `params/<tf_name>`, the source
+  of a `warm_start_from` (TF's tests write the same names into their checkpoints)."""
+  tree: dict = {}
+  for name, value in weights.items():
+    node = tree.setdefault('params', {})
+    *parents, leaf = name.split('/')
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = np.asarray(value, np.float32)
+  ckpt = je.checkpoints.Checkpointer(directory)
+  ckpt.save(0, tree, {'step': np.zeros((), np.int64)}, {})
+  ckpt.wait()
+  ckpt.close()
+  return directory

@@ -63,6 +63,16 @@ del _root_handlers
 
 __version__ = '0.1.0'
 
+_LAZY_SUBMODULES = ('export', 'serve')  # documented, but loading jax.export / the server on use
+
+
+def __getattr__(name: str):
+  """PEP 562: `jestimator.export` and `jestimator.serve` work as attributes, imported on use."""
+  if name in _LAZY_SUBMODULES:
+    import importlib
+    return importlib.import_module(f'{__name__}.{name}')
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
 # `jestimator.logging` is public but left out of __all__: `from jestimator import *` must not
 # shadow the standard `logging` module.
 

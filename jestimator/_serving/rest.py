@@ -4,7 +4,10 @@ Predict: `{"signature_name": s, "instances": [row, ...]}` (row format; a row is 
 the bare value when the signature has one input) or `{"inputs": {input: [values]}}` (columnar; a
 bare list for a single input). Answers `{"predictions": [...]}` (rows; bare values when there is a
 single output) or `{"outputs": {...}}`. Classify / regress: `{"examples": [{...}],
-"context": {...}}` answered by `{"result": ...}`. Binary strings may be sent as `{"b64": "..."}`.
+"context": {...}}` answered by `{"results": ...}` (TF Serving's `kClassifyRegressResponseKey`; its
+REST page's `"result"` is a doc error). Binary strings may be sent as `{"b64": "..."}`. float32
+outputs are written as TF Serving's `json_tensor.cc` writes them: six significant digits when they
+read back as the same float32, else nine.
 """
 from __future__ import annotations
 
@@ -101,12 +104,16 @@ _JSON_TYPES = {'string': (str, bytes), 'f': (int, float), 'i': (int, float), 'u'
                'b': (bool,)}
 
 
-def check_types(columns: Mapping[str, Any], inputs: Mapping[str, Mapping[str, Any]]) -> None:
+def check_types(columns: Mapping[str, Any], inputs: Mapping[str, Mapping[str, Any]],
+                examples: bool = False) -> None:
   """Strict JSON types per feature: numbers (not `true`) for numeric features, only strings for
   string features, only booleans for bool ones; `null` (a missing value) anywhere.
 
   numpy would quietly turn `[true, 1.5]` into floats and `["a", 1]` into strings; this check
   sees the JSON values themselves, so a batch is judged like each of its rows alone.
+  `examples` (classify / regress): a float feature takes only numbers written with a decimal point
+  or exponent, as TF Serving, whose `json_tensor.cc` makes a JSON integer an int64 feature that
+  the float feature's parse refuses.
   """
   for key, values in columns.items():
     spec = inputs.get(key)
@@ -114,7 +121,7 @@ def check_types(columns: Mapping[str, Any], inputs: Mapping[str, Mapping[str, An
       continue
     dtype = spec['dtype']
     kind = 'string' if dtype == 'string' else np.dtype(dtype).kind
-    allowed = _JSON_TYPES[kind]
+    allowed = (float,) if examples and kind == 'f' else _JSON_TYPES[kind]
     stack, index = [values], 0
     while stack:
       v = stack.pop()
@@ -125,6 +132,8 @@ def check_types(columns: Mapping[str, Any], inputs: Mapping[str, Mapping[str, An
       if v is None or (isinstance(v, allowed) and (kind == 'b' or not isinstance(v, bool))):
         continue
       want = 'strings' if kind == 'string' else 'booleans' if kind == 'b' else f'{dtype} numbers'
+      if allowed == (float,):
+        want += ' written with a decimal point (an integer is an int64 feature in TF Serving)'
       raise RequestError(f'feature {key!r} must hold {want}, got {_json_name(v)} {v!r}')
 
 
@@ -149,18 +158,35 @@ def finite_outputs(out: Mapping[str, np.ndarray], policy: str) -> dict[str, np.n
     if policy == 'error':
       raise ValueError(f'output {k!r} holds NaN or infinity ({int(bad.sum())} values); the '
                        'server runs with --nan_policy=error')
-    v = v.astype(object)
+    v = decimal_values(v).astype(object)
     v[bad] = None
     out[k] = v
   return out
 
 
+def decimal_values(arr: np.ndarray) -> np.ndarray:
+  """float32 values as the float64s of the decimals TF Serving writes (others unchanged).
+
+  `json_tensor.cc`'s `WriteDecimal`: `%.6g` when it reads back as the same float32, else `%.9g`
+  (`max_digits10`). The float64 nearest that decimal prints as it (Python's shortest repr), so
+  the JSON carries `0.107671708`, not the float32's exact `0.10767170786857605`. The formatting is
+  per value, the same order of cost as the JSON encoding itself.
+  """
+  if arr.dtype != np.float32:
+    return arr
+  values = arr.astype(np.float64).reshape(-1).tolist()
+  six = np.array([float(f'{v:.6g}') for v in values], np.float64)
+  redo = np.flatnonzero(six.astype(np.float32) != arr.reshape(-1))  # NaN too: kept as NaN
+  six[redo] = [float(f'{values[i]:.9g}') for i in redo.tolist()]
+  return six.reshape(arr.shape)
+
+
 def jsonable(arr: np.ndarray) -> list:
-  """A numpy output as (nested) lists; bytes as UTF-8 strings."""
+  """A numpy output as (nested) lists; bytes as UTF-8 strings, float32 as TF Serving's decimals."""
   if arr.dtype.kind == 'S' or (arr.dtype == object and arr.size and isinstance(
       arr.reshape(-1)[0], bytes)):
     arr = np.char.decode(arr.astype('S'), 'utf-8', errors='replace')
-  return arr.tolist()
+  return decimal_values(arr).tolist()
 
 
 def predict_response(out: Mapping[str, np.ndarray], row_format: bool) -> dict[str, Any]:
@@ -176,22 +202,39 @@ def predict_response(out: Mapping[str, np.ndarray], row_format: bool) -> dict[st
   return {'outputs': cols}
 
 
+RESULTS = 'results'  # TF Serving's kClassifyRegressResponseKey (json_tensor.cc)
+
+
 def classify_response(out: Mapping[str, np.ndarray]) -> dict[str, Any]:
-  """`{"result": [[[label, score], ...] per example]}`."""
-  classes = out.get('classes')
-  scores = out.get('scores')
+  """`{"results": [[[label, score], ...] per example]}`, checked as TF Serving's classifier.cc.
+
+  `classes` and `scores` must be `[batch, num_classes]` of the same width; a missing `scores`
+  answers score 0.0 (the proto's default), missing `classes` the label "".
+  """
+  classes, scores = out.get('classes'), out.get('scores')
+  for key, arr in (('classes', classes), ('scores', scores)):
+    if arr is not None and arr.ndim != 2:
+      raise ValueError(f'Expected Tensor shape: [batch_size num_classes] but got {list(arr.shape)}'
+                       f' for output {key!r}')
+  if classes is not None and classes.dtype.kind not in 'SOU':
+    raise ValueError(f'Expected classes Tensor of DT_STRING. Got: {classes.dtype}')
+  if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+    raise ValueError('Tensors class and score should match in dim_size(1). Got '
+                     f'{classes.shape[1]} vs. {scores.shape[1]}')
   ref = classes if classes is not None else scores
-  n = len(ref)
-  k = ref.reshape(n, -1).shape[1]
-  labels = jsonable(classes.reshape(n, k)) if classes is not None else [[''] * k] * n
-  values = jsonable(scores.reshape(n, -1)) if scores is not None else [[None] * k] * n
-  return {'result': [[[lab, s] for lab, s in zip(ls, ss)] for ls, ss in zip(labels, values)]}
+  n, k = ref.shape
+  labels = jsonable(classes) if classes is not None else [[''] * k] * n
+  values = jsonable(scores) if scores is not None else [[0.0] * k] * n
+  return {RESULTS: [[[lab, s] for lab, s in zip(ls, ss)] for ls, ss in zip(labels, values)]}
 
 
 def regress_response(out: Mapping[str, np.ndarray]) -> dict[str, Any]:
-  """`{"result": [value per example]}`."""
+  """`{"results": [value per example]}`; outputs `[batch]` or `[batch, 1]` (TF's regressor.cc)."""
   v = out['outputs']
-  return {'result': jsonable(v.reshape(len(v), -1)[:, 0] if v.ndim > 1 else v)}
+  if not (v.ndim == 1 or (v.ndim == 2 and v.shape[1] == 1)):
+    raise ValueError('Expected output Tensor shape to be either [batch_size] or [batch_size, 1] '
+                     f'but got {list(v.shape)}')
+  return {RESULTS: jsonable(v.reshape(len(v)))}
 
 
 def signature_for(model, method: str, name: str | None) -> str:

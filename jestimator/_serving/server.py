@@ -223,7 +223,8 @@ class ModelServer:
       sig = model.signature(rest.signature_for(model, verb, name))
       # examples are feature dicts (raw features), also for a parsing export (as TF Serving)
       columns = rest.examples_columns(request, model.inputs)
-    rest.check_types(columns, sig.inputs if verb == 'predict' else model.inputs)
+    rest.check_types(columns, sig.inputs if verb == 'predict' else model.inputs,
+                     examples=verb != 'predict')
     features, n = model.check(columns, sig.name)
     out = self.batcher.submit(lambda f, k: model.run(f, k, sig.name), key + (sig.name,),
                               features, n)

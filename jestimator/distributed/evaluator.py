@@ -17,7 +17,7 @@ from typing import Any
 import jax
 
 from jestimator.state import checkpoints as ckpt_lib
-from jestimator.distributed.training import EvalSpec, _Evaluator
+from jestimator.distributed.training import EvalSpec, _Evaluator, check_exporters
 from jestimator.driver.estimator import Estimator
 from jestimator.driver.summaries import read_eval_results
 
@@ -63,6 +63,7 @@ def run_evaluator(estimator: Estimator, eval_spec: EvalSpec, max_steps: int,
                                 exporters=[BestExporter(serving_input_fn=fn)]), max_steps=10_000)
   """
   _validate(estimator, eval_spec, max_steps, poll_secs, timeout_secs)
+  check_exporters(estimator, eval_spec.exporters)
   evaluator = _Evaluator(estimator, eval_spec, max_steps)
   eval_dir = estimator.eval_dir(eval_spec.name)
   state_file = os.path.join(eval_dir, STATE_FILE)

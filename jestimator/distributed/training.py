@@ -164,6 +164,16 @@ def _check_exporters(exporters: Any) -> tuple[Any, ...]:
   return tuple(exporters)
 
 
+def check_exporters(estimator: Estimator, exporters) -> None:
+  """Runs each exporter's `check(estimator)` (when it has one), so an exporter that cannot export
+  this model (say a column with a Python `normalizer_fn`) fails before training, not after the
+  first evaluation."""
+  for exporter in exporters:
+    check = getattr(exporter, 'check', None)
+    if callable(check):
+      check(estimator)
+
+
 class _Evaluator:
   """Evaluates, then exports; remembers what it did. Shared with `run_evaluator`.
 
@@ -326,6 +336,7 @@ def train_and_evaluate(estimator: Estimator, train_spec: TrainSpec, eval_spec: E
     raise TypeError(f'train_spec must be a TrainSpec, got {type(train_spec).__name__}')
   if not isinstance(eval_spec, EvalSpec):
     raise TypeError(f'eval_spec must be an EvalSpec, got {type(eval_spec).__name__}')
+  check_exporters(estimator, eval_spec.exporters)
   evaluator = _Evaluator(estimator, eval_spec, train_spec.max_steps)
   listener = _EvalListener(evaluator)
   try:

@@ -12,7 +12,7 @@ import copy
 import logging
 import os
 import tempfile
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -196,9 +196,14 @@ class Estimator:
                                yield_single_examples, self._config.log_step_count_steps)
 
   def export_saved_model(self, export_dir_base: str, serving_input_fn: Callable | None = None,
+                         assets_extra: Mapping[str, str] | None = None, as_text: bool = False,
                          checkpoint_path: str | None = None,
                          platforms: Sequence[str] | None = None) -> str:
     """Exports the model at the latest checkpoint (or `checkpoint_path`); returns the new folder.
+
+    The arguments come in TF's order. `assets_extra` (`{destination: source file}`) copies files
+    into the export's `assets.extra/`; `as_text` is accepted for TF's order and changes nothing
+    (the metadata is always JSON text). Returns a `str` path (TF: bytes).
 
     Writes `export_dir_base/<timestamp>/`: one `jax.export` program per signature (batch size
     symbolic), the variables (safetensors), the feature columns' host stage and `signature.json`;
@@ -208,8 +213,10 @@ class Estimator:
     `platforms` (default: the current backend) may name several, e.g. `('cpu', 'cuda')`.
     """
     from jestimator import export  # deferred: loads jax.export only when exporting
+    if not isinstance(as_text, bool):
+      raise TypeError(f'as_text must be a bool, got {as_text!r}')
     return export.export_estimator(self, export_dir_base, serving_input_fn, checkpoint_path,
-                                   platforms)
+                                   platforms, assets_extra)
 
   # -- checkpoints --------------------------------------------------------------------------------
   def latest_checkpoint(self) -> str | None:

@@ -1,7 +1,8 @@
 """Export and serving: self-contained artifacts built on `jax.export` that take raw features.
 
-- `Estimator.export_saved_model(export_dir_base, serving_input_fn=None, checkpoint_path=None,
-  platforms=None)` writes `export_dir_base/<timestamp>/` (see `artifact` for the layout).
+- `Estimator.export_saved_model(export_dir_base, serving_input_fn=None, assets_extra=None,
+  as_text=False, checkpoint_path=None, platforms=None)` (TF's order) writes
+  `export_dir_base/<timestamp>/` (see `artifact` for the layout).
 - `load(path) -> ServedModel`: `.signatures`, `.predict(raw_features, signature)`; needs no model
   code.
 - `build_raw_serving_input_fn(feature_spec)`: the raw inputs of a model without feature columns.

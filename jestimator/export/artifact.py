@@ -10,13 +10,16 @@ Layout of one export (format version `FORMAT_VERSION`):
     columns.json                the feature columns (host stage), when the model has them
     assets/                     vocabulary files the columns read (copied in: an export never
                                 points outside itself)
+    assets.extra/               files given as `assets_extra` (TF's folder), when any
     manifest.json               SHA-256 of every other file, checked when the export is loaded
 
 `signature.json`'s `parsing` holds the tf.Example parse spec of an export made with
 `build_parsing_serving_input_fn` (null otherwise).
 
 The directory is written under a temporary name in `export_dir_base` and renamed when complete, so
-a reader never sees a partial export; earlier exports are kept.
+a reader never sees a partial export; earlier exports are kept. Its name is the current time in
+seconds; when that folder exists already the export waits for the next second (up to 10 times), as
+TF's `get_timestamped_export_dir`, so a version number never runs ahead of the clock.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import re
 import shutil
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -43,20 +46,42 @@ logger = logging.getLogger('jestimator')
 FORMAT = 'jestimator.export'
 FORMAT_VERSION = 1
 _PLATFORMS = ('cpu', 'cuda', 'rocm', 'tpu')
+_MAX_DIRECTORY_ATTEMPTS = 10  # TF's MAX_DIRECTORY_CREATION_ATTEMPTS
+ASSETS_EXTRA = 'assets.extra'
+
+
+def check_exportable(est, serving_input_fn: Callable | None = None,
+                     platforms: Sequence[str] | None = None,
+                     assets_extra: Mapping[str, str] | None = None) -> None:
+  """Raises the error `export_estimator` would raise before it needs a checkpoint.
+
+  Checks the platforms, `assets_extra`, the raw input signature (calls `serving_input_fn`) and
+  that the feature columns serialise (no Python callables); `train_and_evaluate` runs it for its
+  exporters before the first training step.
+  """
+  _prepare(est, serving_input_fn, platforms, assets_extra)
+
+
+def _prepare(est, serving_input_fn, platforms, assets_extra):
+  platforms = _check_platforms(platforms)
+  assets_extra = _check_assets_extra(assets_extra)
+  host_stage = est.input_pipeline.host_stage
+  raw_spec = _raw_spec(host_stage, serving_input_fn)
+  columns_doc = _columns_json(host_stage) if est.feature_columns else None
+  return platforms, assets_extra, host_stage, raw_spec, columns_doc
 
 
 def export_estimator(est, export_dir_base: str, serving_input_fn: Callable | None = None,
                      checkpoint_path: str | None = None,
-                     platforms: Sequence[str] | None = None) -> str:
+                     platforms: Sequence[str] | None = None,
+                     assets_extra: Mapping[str, str] | None = None) -> str:
   """Writes an export of `est` at a checkpoint; see `Estimator.export_saved_model`."""
   if not isinstance(export_dir_base, (str, os.PathLike)) or not os.fspath(export_dir_base):
     raise ValueError(f'export_dir_base must be a directory path, got {export_dir_base!r}')
   export_dir_base = os.path.abspath(os.fspath(export_dir_base))
-  platforms = _check_platforms(platforms)
-  host_stage = est.input_pipeline.host_stage
-  raw_spec = _raw_spec(host_stage, serving_input_fn)
+  platforms, assets_extra, host_stage, raw_spec, columns_doc = _prepare(
+      est, serving_input_fn, platforms, assets_extra)
   checkpoint_path = _checkpoint(est, checkpoint_path)
-  columns_doc = _columns_json(host_stage) if est.feature_columns else None
   preprocess = est.input_pipeline.preprocessor.features
 
   probe_a = preprocess(si.example_batch(raw_spec, 2, 1))
@@ -107,7 +132,7 @@ def export_estimator(est, export_dir_base: str, serving_input_fn: Callable | Non
       'device_inputs': inputs_doc,
       'signatures': sig_docs,
   }
-  return _write_atomically(export_dir_base, doc, flat, exported, columns_doc)
+  return _write_atomically(export_dir_base, doc, flat, exported, columns_doc, assets_extra)
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -121,6 +146,25 @@ def _check_platforms(platforms) -> tuple[str, ...] | None:
   if bad or not platforms:
     raise ValueError(f'platforms must be a non-empty subset of {_PLATFORMS}, got {platforms!r}')
   return platforms
+
+
+def _check_assets_extra(assets_extra) -> dict[str, str]:
+  """`{destination inside assets.extra/: source file}` (TF's `assets_extra`), checked."""
+  if assets_extra is None:
+    return {}
+  if not isinstance(assets_extra, Mapping):
+    raise TypeError('assets_extra must be a dict {destination path: source file}, got '
+                    f'{type(assets_extra).__name__}')
+  out = {}
+  for dest, src in assets_extra.items():
+    norm = os.path.normpath(dest) if isinstance(dest, str) and dest else ''
+    if not norm or os.path.isabs(norm) or norm == '.' or norm.split(os.sep)[0] == '..':
+      raise ValueError(f'assets_extra destination {dest!r} must be a relative path inside '
+                       f'{ASSETS_EXTRA}/')
+    if not isinstance(src, (str, os.PathLike)) or not os.path.isfile(src):
+      raise ValueError(f'assets_extra[{dest!r}]: source {src!r} is not a file')
+    out[norm] = os.path.abspath(os.fspath(src))
+  return out
 
 
 def _raw_spec(host_stage, serving_input_fn) -> dict[str, dict[str, Any]]:
@@ -227,7 +271,7 @@ def _dims(shape) -> list[int]:
 
 # -- writing --------------------------------------------------------------------------------------
 def _write_atomically(base: str, doc: dict, weights: dict, functions: dict,
-                      columns_doc: dict | None) -> str:
+                      columns_doc: dict | None, assets_extra: Mapping[str, str]) -> str:
   os.makedirs(base, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix='.tmp-export-', dir=base)
   try:
@@ -241,19 +285,14 @@ def _write_atomically(base: str, doc: dict, weights: dict, functions: dict,
       columns_doc = _copy_assets(columns_doc, tmp)
       with open(os.path.join(tmp, 'columns.json'), 'w') as f:
         json.dump(columns_doc, f, indent=1)
+    for dest, src in assets_extra.items():
+      os.makedirs(os.path.dirname(os.path.join(tmp, ASSETS_EXTRA, dest)), exist_ok=True)
+      shutil.copyfile(src, os.path.join(tmp, ASSETS_EXTRA, dest))
     # signature.json last: its presence marks a complete export even before the rename.
     with open(os.path.join(tmp, 'signature.json'), 'w') as f:
       json.dump(doc, f, indent=1)
     _manifest.write(tmp)  # over every file written above, so tampering shows at load
-    while True:
-      version = max(int(time.time()), _newest_version(base) + 1)
-      final = os.path.join(base, str(version))
-      try:
-        os.rename(tmp, final)
-        break
-      except OSError:
-        if not os.path.exists(final):
-          raise
+    final = _rename_to_timestamp(tmp, base)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
@@ -261,9 +300,21 @@ def _write_atomically(base: str, doc: dict, weights: dict, functions: dict,
   return final
 
 
-def _newest_version(base: str) -> int:
-  versions = [int(n) for n in os.listdir(base) if n.isdigit()]
-  return max(versions, default=0)
+def _rename_to_timestamp(tmp: str, base: str) -> str:
+  """Renames `tmp` to `base/<now in seconds>`, waiting for the next second while that exists."""
+  for _ in range(_MAX_DIRECTORY_ATTEMPTS):
+    final = os.path.join(base, str(int(time.time())))
+    if not os.path.exists(final):
+      try:
+        os.rename(tmp, final)
+        return final
+      except OSError:
+        if not os.path.exists(final):  # not a concurrent export taking the name
+          raise
+    logger.warning('Export directory %s already exists; waiting for the next second', final)
+    time.sleep(1.001 - time.time() % 1)  # to just past the next second
+  raise RuntimeError(f'Failed to obtain a unique export directory name in {base} after '
+                     f'{_MAX_DIRECTORY_ATTEMPTS} attempts')
 
 
 def _copy_assets(doc, directory: str):

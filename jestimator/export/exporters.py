@@ -3,6 +3,9 @@
 Each has a `name` and `export(estimator, export_path, checkpoint_path, eval_result,
 is_the_final_export) -> path or None`, where `export_path` is `model_dir/export/<name>`, as TF's
 `tf.estimator.Exporter`. Exports land in `export_path/<timestamp>/` (see `export_saved_model`).
+The constructors take TF's arguments in TF's order (`name, serving_input_receiver_fn,
+assets_extra, as_text, exports_to_keep`; `BestExporter` with `event_file_pattern` and `compare_fn`
+third and fourth), the receiver function named `serving_input_fn`, then jestimator's `platforms`.
 """
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ import abc
 import inspect
 import json
 import logging
-import math
 import os
 import shutil
 from typing import Any, Callable, Mapping
@@ -20,6 +22,7 @@ import numpy as np
 logger = logging.getLogger('jestimator')
 
 BEST_RESULT_FILE = 'best_eval_result.json'
+DEFAULT_EVENT_FILE_PATTERN = 'eval/*.tfevents.*'  # TF's BestExporter default
 
 
 class Exporter(abc.ABC):
@@ -34,6 +37,12 @@ class Exporter(abc.ABC):
   def export(self, estimator, export_path: str, checkpoint_path: str | None,
              eval_result: Mapping[str, Any] | None, is_the_final_export: bool) -> str | None:
     """Exports (or not); returns the new export's path, or None when it did not export."""
+
+  def check(self, estimator) -> None:
+    """Raises when this exporter cannot export `estimator`'s model (no checkpoint needed).
+
+    `train_and_evaluate` calls it before the first training step; the default checks nothing.
+    """
 
 
 def _check_name(name: Any) -> str:
@@ -50,9 +59,12 @@ def _check_keep(exports_to_keep: Any) -> int | None:
 
 
 def _versions(export_path: str) -> list[int]:
+  """The exports' versions: only 10-digit timestamp folders count (TF's `_export_version_parser`),
+  so a hand-made `1/` beside them is never garbage-collected."""
   if not os.path.isdir(export_path):
     return []
-  return sorted(int(n) for n in os.listdir(export_path) if n.isdigit())
+  return sorted(int(n) for n in os.listdir(export_path)
+                if len(n) == 10 and n.isascii() and n.isdigit())
 
 
 def garbage_collect(export_path: str, exports_to_keep: int | None) -> list[str]:
@@ -68,20 +80,34 @@ def garbage_collect(export_path: str, exports_to_keep: int | None) -> list[str]:
 
 
 class _SavedModelExporter(Exporter):
-  def __init__(self, name: str, serving_input_fn: Callable | None, platforms):
+  def __init__(self, name: str, serving_input_fn: Callable | None, assets_extra, as_text,
+               platforms):
     self._name = _check_name(name)
     if serving_input_fn is not None and not callable(serving_input_fn):
       raise TypeError('serving_input_fn must be callable or None, got '
                       f'{type(serving_input_fn).__name__}')
+    if not isinstance(as_text, bool):  # a misplaced positional argument, e.g. exports_to_keep
+      raise TypeError(f'as_text must be a bool, got {as_text!r}')
+    if assets_extra is not None and not isinstance(assets_extra, Mapping):
+      raise TypeError('assets_extra must be a dict {destination: source file} or None, got '
+                      f'{assets_extra!r}')
     self._serving_input_fn = serving_input_fn
+    self._assets_extra = assets_extra
+    self._as_text = as_text
     self._platforms = platforms
 
   @property
   def name(self) -> str:
     return self._name
 
+  def check(self, estimator) -> None:
+    from jestimator.export import artifact  # deferred: loads jax.export only when exporting
+    artifact.check_exportable(estimator, self._serving_input_fn, self._platforms,
+                              self._assets_extra)
+
   def _export(self, estimator, export_path: str, checkpoint_path: str | None) -> str:
     return estimator.export_saved_model(export_path, serving_input_fn=self._serving_input_fn,
+                                        assets_extra=self._assets_extra, as_text=self._as_text,
                                         checkpoint_path=checkpoint_path,
                                         platforms=self._platforms)
 
@@ -89,12 +115,14 @@ class _SavedModelExporter(Exporter):
 class LatestExporter(_SavedModelExporter):
   """Exports after every evaluation and keeps the newest `exports_to_keep` (None: all).
 
-  Example: `LatestExporter('latest', exports_to_keep=3)`.
+  Example: `LatestExporter('latest', exports_to_keep=3)`. `assets_extra` and `as_text` as
+  `Estimator.export_saved_model`.
   """
 
   def __init__(self, name: str, serving_input_fn: Callable | None = None,
+               assets_extra: Mapping[str, str] | None = None, as_text: bool = False,
                exports_to_keep: int | None = 5, platforms=None):
-    super().__init__(name, serving_input_fn, platforms)
+    super().__init__(name, serving_input_fn, assets_extra, as_text, platforms)
     self._keep = _check_keep(exports_to_keep)
 
   def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
@@ -106,8 +134,10 @@ class LatestExporter(_SavedModelExporter):
 class FinalExporter(_SavedModelExporter):
   """Exports once, after the final evaluation of `train_and_evaluate`."""
 
-  def __init__(self, name: str, serving_input_fn: Callable | None = None, platforms=None):
-    super().__init__(name, serving_input_fn, platforms)
+  def __init__(self, name: str, serving_input_fn: Callable | None = None,
+               assets_extra: Mapping[str, str] | None = None, as_text: bool = False,
+               platforms=None):
+    super().__init__(name, serving_input_fn, assets_extra, as_text, platforms)
 
   def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
     if not is_the_final_export:
@@ -128,41 +158,48 @@ def loss_smaller(best_eval_result: Mapping[str, Any], current_eval_result: Mappi
 class BestExporter(_SavedModelExporter):
   """Exports when an evaluation beats the best one so far, by `compare_fn`.
 
-  The best result is kept on disk (`export_path/best_eval_result.json`), so a restarted job keeps
-  comparing against it. Keeps the newest `exports_to_keep` exports (None: all).
+  The best result is kept on disk (`export_path/best_eval_result.json`; TF reads it back from the
+  evaluation event files), so a restarted job keeps comparing against it. Keeps the newest
+  `exports_to_keep` exports (None: all). When there is no best result yet (the first export, or
+  an empty / None evaluation result before) it exports, as TF.
 
   Args:
     name: folder under `model_dir/export/`.
     serving_input_fn: as `export_saved_model` (optional with feature columns).
-    compare_fn: `compare_fn(best_eval_result, current_eval_result) -> bool`, True when current is
-      better; default `loss_smaller`.
+    event_file_pattern: a pattern (TF's default `'eval/*.tfevents.*'`) keeps the best result
+      across restarts, here in `best_eval_result.json` whatever the pattern (TF reads it back from
+      the matching event files); None forgets it, as TF does without event files.
+    compare_fn: called as `compare_fn(best_eval_result=..., current_eval_result=...)` (by
+      keyword, as TF: it must name exactly these two parameters), True when current is better;
+      default `loss_smaller`.
+    assets_extra, as_text: as `Estimator.export_saved_model`.
     exports_to_keep: how many exports to keep.
   """
 
   def __init__(self, name: str = 'best_exporter', serving_input_fn: Callable | None = None,
-               compare_fn: Callable[[Mapping, Mapping], bool] = loss_smaller,
+               event_file_pattern: str | None = DEFAULT_EVENT_FILE_PATTERN,
+               compare_fn: Callable[..., bool] = loss_smaller,
+               assets_extra: Mapping[str, str] | None = None, as_text: bool = False,
                exports_to_keep: int | None = 5, platforms=None):
-    super().__init__(name, serving_input_fn, platforms)
-    if not callable(compare_fn):
-      raise TypeError(f'compare_fn must be callable, got {type(compare_fn).__name__}')
-    params = [p for p in inspect.signature(compare_fn).parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(params) != 2:
-      raise ValueError('compare_fn must take two arguments (best_eval_result, '
-                       f'current_eval_result); it takes {[p.name for p in params]}')
+    super().__init__(name, serving_input_fn, assets_extra, as_text, platforms)
+    if event_file_pattern is not None and not isinstance(event_file_pattern, str):
+      raise TypeError(f'event_file_pattern must be a string or None, got {event_file_pattern!r}')
+    _verify_compare_fn_args(compare_fn)
     self._compare = compare_fn
     self._keep = _check_keep(exports_to_keep)
+    self._restore = event_file_pattern is not None
     self._best: dict | None = None
     self._loaded_from: str | None = None
 
   def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
-    if not isinstance(eval_result, Mapping) or not eval_result:
-      raise ValueError(f'BestExporter needs the evaluation result dict, got {eval_result!r}')
+    if eval_result is not None and not isinstance(eval_result, Mapping):
+      raise TypeError(f'BestExporter needs the evaluation result dict, got {eval_result!r}')
     if self._loaded_from != export_path:
-      self._best = _read_best(export_path)
+      self._best = _read_best(export_path) if self._restore else None
       self._loaded_from = export_path
-    current = _jsonable(eval_result)
-    if self._best is not None and not self._compare(self._best, current):
+    current = None if eval_result is None else _jsonable(eval_result)
+    if self._best is not None and not self._compare(best_eval_result=self._best,
+                                                    current_eval_result=current):
       return None
     path = self._export(estimator, export_path, checkpoint_path)
     self._best = current
@@ -171,15 +208,31 @@ class BestExporter(_SavedModelExporter):
     return path
 
 
+def _verify_compare_fn_args(compare_fn) -> None:
+  """TF's `_verify_compare_fn_args`: exactly the keyword parameters best_eval_result and
+  current_eval_result (a function written with other names would be called wrongly)."""
+  if compare_fn is None:
+    raise ValueError('`compare_fn` must not be None.')
+  if not callable(compare_fn):
+    raise TypeError(f'compare_fn must be callable, got {type(compare_fn).__name__}')
+  args = {p.name for p in inspect.signature(compare_fn).parameters.values()
+          if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+  for name in ('best_eval_result', 'current_eval_result'):
+    if name not in args:
+      raise ValueError(f'compare_fn ({compare_fn}) must include {name} argument.')
+  extra = sorted(args - {'best_eval_result', 'current_eval_result'})
+  if extra:
+    raise ValueError(f'compare_fn ({compare_fn}) has following not expected args: {extra}')
+
+
 def _jsonable(result: Mapping[str, Any]) -> dict:
+  """The evaluation result as JSON values; NaN stays a float (JSON `NaN`), compared as TF does."""
   out = {}
   for k, v in result.items():
     if isinstance(v, (bytes, np.bytes_)):
       v = bytes(v).decode('utf-8', 'replace')
     elif isinstance(v, (np.ndarray, np.generic)):
       v = v.tolist()
-    if isinstance(v, float) and not math.isfinite(v):
-      v = str(v)
     out[str(k)] = v
   return out
 

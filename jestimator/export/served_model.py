@@ -27,7 +27,8 @@ from jestimator.export import serving_input as si
 from jestimator.export.artifact import FORMAT, FORMAT_VERSION
 
 MAX_BATCH_BUCKET = 1024
-EXAMPLES = 'examples'  # the single string input of a parsing signature (as TF's parsing receiver)
+EXAMPLES = 'examples'  # the single string input of a parsing predict signature (TF's receiver key)
+INPUTS = 'inputs'  # ... of a parsing classify / regress signature (TF's signature_def_utils)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Signature:
     name: e.g. 'serving_default', 'classification', 'regression', 'predict'.
     method_name: TF Serving's method ('tensorflow/serving/classify', '.../regress', '.../predict').
     inputs: `{key: {'dtype', 'shape', 'multivalent'}}`: what a predict request gives (per-example
-      shapes): the raw features, or `{'examples': string}` for a parsing export.
+      shapes): the raw features, or for a parsing export one string input named as TF names it:
+      `inputs` for classify / regress signatures, `examples` for predict ones.
     outputs: `{key: {'dtype', 'shape'}}` with shape `[-1, ...]` (-1: the batch).
     string_outputs: `{key: {'ids_key', 'vocabulary'}}`: outputs made on the host from ids.
   """
@@ -106,11 +108,9 @@ class ServedModel:
     _manifest.verify(path)  # before reading any weights, program or vocabulary
     self.inputs = {k: dict(v) for k, v in doc['inputs'].items()}
     self.parse_spec = None
-    request_inputs = self.inputs
     if doc.get('parsing'):
       from jestimator.io import parsing  # deferred: only parsing exports need protobuf
       self.parse_spec = parsing.spec_from_json(doc['parsing'])
-      request_inputs = {EXAMPLES: {'dtype': si.STRING, 'shape': [], 'multivalent': False}}
     self._host, self._rename = self._host_stage(doc)
     self._device_inputs = doc['device_inputs']
     weights = _tensors.read(os.path.join(path, 'variables.safetensors'))
@@ -122,8 +122,8 @@ class ServedModel:
       with open(os.path.join(path, s['function']), 'rb') as f:
         exp = jax.export.deserialize(bytearray(f.read()))
       self._calls[name] = jax.jit(exp.call)
-      self.signatures[name] = Signature(name, s['method_name'], request_inputs, s['outputs'],
-                                        s['string_outputs'])
+      self.signatures[name] = Signature(name, s['method_name'], self._request_inputs(
+          s['method_name']), s['outputs'], s['string_outputs'])
 
   def __repr__(self) -> str:
     return (f'ServedModel({self.path!r}, step={self.global_step}, '
@@ -137,7 +137,8 @@ class ServedModel:
     Args:
       raw_features: `{key: values}` with a leading batch dimension (lists or numpy arrays;
         strings for string features). Keys beyond the model's inputs are ignored. A parsing
-        export also takes a list of serialized Examples (or `{'examples': [bytes, ...]}`).
+        export also takes a list of serialized Examples (or `{name: [bytes, ...]}` with the
+        signature's input name, `inputs` or `examples`; `examples` works for every signature).
       signature: a name in `signatures`.
 
     Returns:
@@ -153,8 +154,8 @@ class ServedModel:
   def check(self, raw_features: Mapping[str, Any], signature: str = signatures.DEFAULT
             ) -> tuple[dict[str, np.ndarray], int]:
     """The validated raw features of `predict` and their batch size (no model run)."""
-    self.signature(signature)
-    serialized = self._serialized(raw_features)
+    sig = self.signature(signature)
+    serialized = self._serialized(raw_features, sig)
     if serialized is not None:
       raw_features = self.parse(serialized)
     return raw_lib.normalize(raw_features, self.inputs, host_parses=self._host is not None)
@@ -168,12 +169,20 @@ class ServedModel:
     from jestimator.io import parsing
     return parsing.parse_example(serialized, self.parse_spec)
 
-  def _serialized(self, raw: Any):
+  def _request_inputs(self, method_name: str) -> dict[str, dict[str, Any]]:
+    if self.parse_spec is None:
+      return self.inputs
+    key = EXAMPLES if method_name == signatures.PREDICT_METHOD else INPUTS
+    return {key: {'dtype': si.STRING, 'shape': [], 'multivalent': False}}
+
+  def _serialized(self, raw: Any, sig: Signature):
     """The serialized Examples of a request, or None for raw features."""
     if isinstance(raw, Mapping):
-      if set(raw) != {EXAMPLES} or EXAMPLES in self.inputs:
+      names = {EXAMPLES} | (set(sig.inputs) if self.parse_spec is not None else set())
+      key = next(iter(raw), None)
+      if len(raw) != 1 or key not in names or key in self.inputs:
         return None
-      raw = raw[EXAMPLES]
+      raw = raw[key]
     elif not isinstance(raw, (list, tuple, np.ndarray)):
       return None
     if self.parse_spec is None and not (len(raw) and all(

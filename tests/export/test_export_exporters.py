@@ -70,7 +70,7 @@ def test_best_exporter_custom_compare_fn(est, tmp_path):
 def test_exporter_argument_errors():
   with pytest.raises(ValueError, match='exports_to_keep'):
     export.LatestExporter('latest', exports_to_keep=0)
-  with pytest.raises(ValueError, match='compare_fn must take two arguments'):
+  with pytest.raises(ValueError, match='must include best_eval_result'):
     export.BestExporter(compare_fn=lambda result: True)
   with pytest.raises(ValueError, match='exporter name'):
     export.FinalExporter('')

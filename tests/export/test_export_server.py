@@ -92,13 +92,13 @@ def test_classify_and_regress(served):
   code, body = _call(server.port, 'POST', '/v1/models/census:classify',
                      {'examples': rows, 'context': context})
   assert code == 200
-  for result, probs in zip(body['result'], exp['probabilities']):
+  for result, probs in zip(body['results'], exp['probabilities']):
     assert [label for label, _ in result] == ['no', 'yes']
     np.testing.assert_allclose([s for _, s in result], probs, atol=1e-6)
   code, body = _call(server.port, 'POST', '/v1/models/census:regress',
                      {'examples': rows, 'context': context})
   assert code == 200  # the binary head's regression signature is the logistic
-  np.testing.assert_allclose(body['result'], exp['logistic'][:, 0], atol=1e-6)
+  np.testing.assert_allclose(body['results'], exp['logistic'][:, 0], atol=1e-6)
 
 
 @pytest.mark.parametrize('body, fragment', [

@@ -130,8 +130,8 @@ def test_responses_follow_tf_serving():
       'predictions': [{'classes': ['no', 'yes'], 'scores': [0.25, 0.75]}]}
   assert rest.predict_response({'y': np.array([1.5, 2.5])}, True) == {'predictions': [1.5, 2.5]}
   assert rest.predict_response({'y': np.array([1.5])}, False) == {'outputs': [1.5]}
-  assert rest.classify_response(out) == {'result': [[['no', 0.25], ['yes', 0.75]]]}
-  assert rest.regress_response({'outputs': np.array([[0.5], [2.0]])}) == {'result': [0.5, 2.0]}
+  assert rest.classify_response(out) == {'results': [[['no', 0.25], ['yes', 0.75]]]}
+  assert rest.regress_response({'outputs': np.array([[0.5], [2.0]])}) == {'results': [0.5, 2.0]}
 
 
 # -- batcher --------------------------------------------------------------------------------------

@@ -51,7 +51,10 @@ def exported(tmp_path_factory):
 def test_loaded_export_takes_serialized_examples(exported):
   path, serialized, pool, expected, _ = exported
   model = export.load(path)
+  # TF names the string input `inputs` in classify / regress signatures, `examples` in predict
   assert model.signatures['serving_default'].inputs == {
+      'inputs': {'dtype': 'string', 'shape': [], 'multivalent': False}}
+  assert model.signatures['predict'].inputs == {
       'examples': {'dtype': 'string', 'shape': [], 'multivalent': False}}
   got = model.predict(serialized, 'predict')
   np.testing.assert_allclose(got['probabilities'], expected['probabilities'], atol=1e-6)
@@ -93,7 +96,7 @@ def test_rest_b64_examples_answer_as_predict(exported):
     assert [p['class_ids'] for p in body['predictions']] == expected['class_ids'].tolist()
     # row objects naming the input, and the columnar form, too
     code, body = _post(server.port, '/v1/models/m:predict',
-                       {'instances': [{'examples': b} for b in b64[:3]]})
+                       {'instances': [{'inputs': b} for b in b64[:3]]})
     assert code == 200 and np.allclose([p['scores'] for p in body['predictions']],
                                        expected['probabilities'][:3], atol=1e-6)
     code, body = _post(server.port, '/v1/models/m:predict', {'inputs': b64[:2]})
@@ -104,7 +107,7 @@ def test_rest_b64_examples_answer_as_predict(exported):
              'tags': list(pool['tags'][i] or [])} for i in range(4)]
     code, body = _post(server.port, '/v1/models/m:classify', {'examples': rows})
     assert code == 200, body
-    np.testing.assert_allclose([[s for _, s in r] for r in body['result']],
+    np.testing.assert_allclose([[s for _, s in r] for r in body['results']],
                                expected['probabilities'][:4], atol=1e-6)
     code, body = _post(server.port, '/v1/models/m:predict', {'instances': [{'b64': 'AAAA'}]})
     assert code == 400 and 'record 0' in body['error']

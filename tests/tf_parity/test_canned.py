@@ -6,8 +6,7 @@ from those weights with the real SGD, Adagrad and Ftrl, where TF's tests mock th
 Known weights reach jestimator through the public API: a checkpoint written with
 `jestimator.checkpoints.Checkpointer` under TF's variable names, then `warm_start_from`.
 Evaluate / predict run after one SGD(0) step (the warm start happens when training starts), so
-`global_step` is 1 where TF's is 100; Baseline* take no `warm_start_from` (as TF's v2 ones), so
-their cases check the 3 training steps from the zero bias only.
+`global_step` is 1 where TF's is 100. (Baseline*: see `test_fixes.py` and the README.)
 """
 from __future__ import annotations
 
@@ -42,8 +41,6 @@ def _make(case, model_dir, optimizer, warm_start_from=None):
     return cls(model_dir=model_dir, linear_feature_columns=_columns(case['columns']['linear']),
                dnn_feature_columns=_columns(case['columns']['dnn']), linear_optimizer=optimizer,
                dnn_optimizer=optimizer, config=config, warm_start_from=warm_start_from, **kw)
-  if case['model'].startswith('Baseline'):
-    return cls(model_dir=model_dir, optimizer=optimizer, config=config, **kw)
   return cls(feature_columns=_columns(case['columns']), model_dir=model_dir, optimizer=optimizer,
              config=config, warm_start_from=warm_start_from, **kw)
 
@@ -57,10 +54,7 @@ def _data(case):
   return features, labels.astype(object) if labels.dtype.kind == 'U' else labels
 
 
-_WITH_WEIGHTS = sorted(n for n, c in CASES.items() if not c['model'].startswith('Baseline'))
-
-
-@pytest.mark.parametrize('name', _WITH_WEIGHTS)
+@pytest.mark.parametrize('name', sorted(CASES))
 def test_evaluate_and_predict_from_known_weights(tmp_path, name):
   case = CASES[name]
   features, labels = _data(case)
@@ -88,9 +82,7 @@ def test_three_training_steps_match_tf(tmp_path, name, opt):
   """TF 2.15's real optimizers (Keras legacy) at learning rate 0.1, 3 steps on one batch."""
   case = CASES[name]
   features, labels = _data(case)
-  donor = None
-  if not case['model'].startswith('Baseline'):
-    donor = write_weights(str(tmp_path / 'weights'), case['weights'])
+  donor = write_weights(str(tmp_path / 'weights'), case['weights'])
   optimizer = je.optimizers.get_optimizer(opt, learning_rate=DATA['learning_rate'])
   est = _make(case, str(tmp_path / 'model'), optimizer, warm_start_from=donor)
   est.train(numpy_input(features, labels, len(labels), epochs=None), max_steps=3)

@@ -17,7 +17,7 @@ import pytest
 import jestimator as je
 from jestimator import columns as fc
 
-from tests.tf_parity._tf import assert_close, load, numpy_input, tf_variables, write_weights
+from ._tf import assert_close, load, numpy_input, tf_variables, write_weights
 
 DATA = load('canned')
 CASES = DATA['cases']

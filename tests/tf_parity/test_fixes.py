@@ -16,7 +16,7 @@ from jestimator import heads, io
 from jestimator.canned import v1 as canned_v1
 from jestimator.compat import v1
 
-from tests.tf_parity._tf import assert_close, config, load, numpy_input, tf_variables
+from ._tf import assert_close, config, load, numpy_input, tf_variables
 
 FIXES = load('fixes')
 

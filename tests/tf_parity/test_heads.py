@@ -11,7 +11,7 @@ import pytest
 from jestimator import columns as fc
 from jestimator import heads
 
-from tests.tf_parity._tf import assert_close, load
+from ._tf import assert_close, load
 
 CASES = load('heads')['cases']
 _KINDS = {'binary': heads.BinaryClassHead, 'multi_class': heads.MultiClassHead,

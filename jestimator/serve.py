@@ -86,6 +86,20 @@ def _parser() -> argparse.ArgumentParser:
                  help='connections served at once; more get 503 (default: %(default)s)')
   p.add_argument('--read_timeout_s', type=float, default=30.0,
                  help='longest wait for a client to send data (default: %(default)s)')
+  p.add_argument('--header_timeout_s', type=float, default=20.0,
+                 help="a request's line and headers must arrive within this time of its first "
+                      'byte, else 408 and close (default: %(default)s)')
+  p.add_argument('--body_timeout_s', type=float, default=20.0,
+                 help='a request body must arrive within this time plus one second per '
+                      '--min_body_rate bytes, else 408 and close (default: %(default)s)')
+  p.add_argument('--min_body_rate', type=_positive(float), default=500.0,
+                 help='bytes per second a body must sustain; 0: a fixed --body_timeout_s '
+                      '(default: %(default)s)')
+  p.add_argument('--load_retry_interval_micros', type=_positive(int), default=60_000_000,
+                 help='retry a version that failed to load this often (TF Serving\'s flag; a '
+                      'version whose files change is retried at once) (default: %(default)s)')
+  p.add_argument('--max_num_load_retries', type=_positive(int), default=5,
+                 help='scheduled retries of a failed load (default: %(default)s)')
   return p
 
 
@@ -112,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
                          version_policy=args.model_version_policy, models=models,
                          poll_interval_s=args.file_system_poll_wait_seconds,
                          nan_policy=args.nan_policy, max_connections=args.max_connections,
-                         read_timeout_s=args.read_timeout_s)
+                         read_timeout_s=args.read_timeout_s,
+                         header_timeout_s=args.header_timeout_s,
+                         body_timeout_s=args.body_timeout_s, min_body_rate=args.min_body_rate,
+                         load_retry_interval_s=args.load_retry_interval_micros / 1e6,
+                         max_num_load_retries=args.max_num_load_retries)
   except (ValueError, OSError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

@@ -273,8 +273,13 @@ def metadata(model, name: str, version: int) -> dict[str, Any]:
           'metadata': {'signature_def': {'signature_def': defs}}}
 
 
-def status(versions) -> dict[str, Any]:
-  """GET /v1/models/NAME[/versions/V]: TF Serving's status of the given (available) versions."""
-  return {'model_version_status': [{'version': str(v), 'state': 'AVAILABLE',
-                                    'status': {'error_code': 'OK', 'error_message': ''}}
-                                   for v in sorted(versions, reverse=True)]}
+def status(versions, failed: Mapping[int, str] | None = None) -> dict[str, Any]:
+  """GET /v1/models/NAME[/versions/V]: TF Serving's status of the given (available) versions,
+  and of the versions whose load failed (`{version: error}`): state END with error_code UNKNOWN
+  and the error, as TF Serving lists a failed load."""
+  rows = {v: {'version': str(v), 'state': 'AVAILABLE',
+              'status': {'error_code': 'OK', 'error_message': ''}} for v in versions}
+  for v, error in (failed or {}).items():
+    rows.setdefault(v, {'version': str(v), 'state': 'END',
+                        'status': {'error_code': 'UNKNOWN', 'error_message': error}})
+  return {'model_version_status': [rows[v] for v in sorted(rows, reverse=True)]}

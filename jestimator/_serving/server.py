@@ -50,8 +50,11 @@ class ModelServer:
     models: `[(name, base_path, VersionPolicy)]` to serve several models (`--model_config_file`);
       replaces `export_dir`, `model_name` and `version_policy`.
     poll_interval_s: how often the base paths are scanned for new or removed versions (0: never).
+    load_retry_interval_s, max_num_load_retries: a version that failed to load is retried this
+      often, this many times (TF Serving's flags), and at once when any of its files changes.
     nan_policy: 'nan' (write NaN / Infinity as TF Serving does), 'null', or 'error'.
-    max_connections, read_timeout_s, backlog, max_body_bytes: see `transport.HTTPServer`.
+    max_connections, read_timeout_s, backlog, max_body_bytes, header_timeout_s,
+      body_timeout_s, min_body_rate: see `transport.HTTPServer`.
 
   Example:
     server = ModelServer('/tmp/export', 'census', port=0).start()
@@ -65,7 +68,10 @@ class ModelServer:
                version_policy: VersionPolicy | None = None,
                models: Sequence[tuple[str, str, VersionPolicy]] | None = None,
                poll_interval_s: float = 1.0, nan_policy: str = 'nan', max_connections: int = 128,
-               read_timeout_s: float = 30.0, backlog: int = 128, max_body_bytes: int = 64 << 20):
+               read_timeout_s: float = 30.0, backlog: int = 128, max_body_bytes: int = 64 << 20,
+               header_timeout_s: float = 20.0, body_timeout_s: float = 20.0,
+               min_body_rate: float = 500.0, load_retry_interval_s: float = 60.0,
+               max_num_load_retries: int = 5):
     if (models is None) == (export_dir is None):
       raise ValueError('give exactly one of export_dir (one model) or models (several)')
     if models is None:
@@ -81,13 +87,27 @@ class ModelServer:
     self._warmup = tuple(warmup or ())
     self.metrics = metrics_lib.Registry()
     self.batcher = Batcher(max_batch_size, batch_timeout_ms / 1000.0, self._on_batch)
-    self.models = {name: ModelVersions(name, path, policy, self._load)
-                   for name, path, policy in models}
-    self.model_name = next(iter(self.models))
-    self.httpd = transport.HTTPServer((host, port), self.handle, backlog=backlog,
-                                      max_connections=max_connections,
-                                      read_timeout_s=read_timeout_s, max_body_bytes=max_body_bytes)
+    # The port first: a port in use is an error naming it before minutes of loading models.
+    try:
+      self.httpd = transport.HTTPServer(
+          (host, port), self.handle, backlog=backlog, max_connections=max_connections,
+          read_timeout_s=read_timeout_s, max_body_bytes=max_body_bytes,
+          header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
+          min_body_rate=min_body_rate)
+    except OSError as e:
+      raise OSError(e.errno, f'cannot listen on {host}:{port}: {e.strerror or e}; another '
+                             'process may use the port (pick another, or 0 for a free one)'
+                    ) from None
     self.host, self.port = self.httpd.server_address[:2]
+    try:
+      self.models = {name: ModelVersions(name, path, policy, self._load,
+                                         retry_interval_s=load_retry_interval_s,
+                                         max_retries=max_num_load_retries)
+                     for name, path, policy in models}
+    except BaseException:
+      self.httpd.server_close()
+      raise
+    self.model_name = next(iter(self.models))
     self.poll_interval_s = float(poll_interval_s)
     self._stopping = threading.Event()
     self._poller: threading.Thread | None = None
@@ -191,13 +211,18 @@ class ModelServer:
     found = versions.resolve(number) if versions is not None and (
         version is None or number is not None) else None
     if found is None:
+      failed = versions.failures() if versions is not None else {}
+      if method == 'GET' and what is None and number in failed:  # its failed load, as TF Serving
+        return 200, rest.status([], {number: failed[number]})
       spec = f'{name} version {version}' if version else f'Latest({name})'
       return 404, {'error': f'Servable not found for request: {spec}'}
     served, model = found
     labels['version'] = str(served)
     if method == 'GET':
       if what is None:
-        return 200, rest.status([served] if version is not None else list(versions.snapshot()))
+        if version is not None:
+          return 200, rest.status([served])
+        return 200, rest.status(list(versions.snapshot()), versions.failures())
       if what == '/metadata':
         return 200, rest.metadata(model, name, served)
       return 405, {'error': f'{what[1:]} needs POST'}

@@ -7,6 +7,11 @@
 - Timeouts and bounds: every read waits at most `read_timeout_s`; at most `max_connections`
   connections are served at once (more get 503 and are closed at once); the listen backlog holds
   `backlog` pending connects (the stdlib default of 5 resets bursts of clients).
+- Slow clients (as Apache's mod_reqtimeout): a request's line and headers must arrive within
+  `header_timeout_s` of its first byte, and its body within `body_timeout_s` of the headers plus
+  one second per `min_body_rate` bytes received (a client sustaining that rate is never cut). A
+  client past either bound gets 408 and is closed, freeing its connection slot: a client
+  trickling one byte at a time holds a slot for seconds, not forever.
 - Clients that disconnect (broken pipe, reset) end their connection quietly: no tracebacks.
 - `drain()` stops accepting, answers in-flight requests (with `Connection: close`), and waits.
 
@@ -14,6 +19,7 @@ The application is a function `app(method, path, body) -> (status, content_type,
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
@@ -45,15 +51,25 @@ class HTTPServer(ThreadingHTTPServer):
 
   def __init__(self, address: tuple[str, int], app: App, *, backlog: int = 128,
                max_connections: int = 128, read_timeout_s: float = 30.0,
-               max_body_bytes: int = 64 << 20):
+               max_body_bytes: int = 64 << 20, header_timeout_s: float = 20.0,
+               body_timeout_s: float = 20.0, min_body_rate: float = 500.0):
     for name, value in (('backlog', backlog), ('max_connections', max_connections)):
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f'{name} must be an integer >= 1, got {value!r}')
-    if not read_timeout_s > 0:
-      raise ValueError(f'read_timeout_s must be > 0, got {read_timeout_s!r}')
+    for name, value in (('read_timeout_s', read_timeout_s),
+                        ('header_timeout_s', header_timeout_s),
+                        ('body_timeout_s', body_timeout_s)):
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f'{name} must be > 0, got {value!r}')
+    if isinstance(min_body_rate, bool) or not isinstance(min_body_rate, (int, float)) or \
+        not min_body_rate >= 0:
+      raise ValueError(f'min_body_rate must be >= 0 (bytes per second; 0: none), got '
+                       f'{min_body_rate!r}')
     self.request_queue_size = backlog  # read by server_activate's listen()
     self.app = app
     self.max_body_bytes = int(max_body_bytes)
+    self.bounds = _Bounds(float(read_timeout_s), float(header_timeout_s), float(body_timeout_s),
+                          float(min_body_rate))
     self._slots = threading.BoundedSemaphore(max_connections)
     self._busy = 0  # requests being answered (not idle keep-alive connections)
     self._busy_lock = threading.Condition()
@@ -122,12 +138,98 @@ def _refuse(sock) -> None:
     pass
 
 
+class _Bounds:
+  """The time bounds of a connection's reads (see the module docstring)."""
+
+  def __init__(self, idle_s: float, header_s: float, body_s: float, min_body_rate: float):
+    self.idle_s, self.header_s, self.body_s = idle_s, header_s, body_s
+    self.min_body_rate = min_body_rate
+
+
+class _TimedReader(io.RawIOBase):
+  """The connection's socket as a raw stream whose reads enforce the request deadlines.
+
+  `http.server` reads through a buffered file, which calls `recv` as often as bytes come: a
+  per-`recv` timeout never fires for a client sending a byte a second. Here each `recv` waits at
+  most until the current phase's deadline: 'idle' (before a request's first byte: only the
+  silence bound `idle_s`), 'header' (from that byte) and 'body' (from `start_body()`).
+  """
+
+  def __init__(self, sock: socket.socket, bounds: _Bounds):
+    super().__init__()
+    self._sock, self._bounds = sock, bounds
+    self.phase = 'idle'
+    self.expired: str | None = None  # the phase whose deadline passed
+    self._start = 0.0
+    self._body_bytes = 0
+
+  def readable(self) -> bool:
+    return True
+
+  def await_request(self) -> None:
+    """Between requests: only the silence bound applies until the next request's first byte."""
+    self.phase, self.expired = 'idle', None
+    self._sock.settimeout(self._bounds.idle_s)  # also bounds the writes of the reply
+
+  def start_body(self) -> None:
+    self.phase, self._start, self._body_bytes = 'body', time.monotonic(), 0
+
+  def _deadline(self) -> float:
+    b = self._bounds
+    if self.phase == 'header':
+      return self._start + b.header_s
+    extra = self._body_bytes / b.min_body_rate if b.min_body_rate else 0.0
+    return self._start + b.body_s + extra
+
+  def readinto(self, buffer) -> int:
+    wait = self._bounds.idle_s
+    if self.phase != 'idle':
+      left = self._deadline() - time.monotonic()
+      if left <= 0:
+        self.expired = self.phase
+        raise TimeoutError(f'the request {self.phase} took longer than its time bound')
+      wait = min(wait, left)
+    self._sock.settimeout(wait)
+    try:
+      n = self._sock.recv_into(buffer)
+    except TimeoutError:
+      if self.phase != 'idle' and time.monotonic() >= self._deadline():
+        self.expired = self.phase
+      raise
+    if self.phase == 'idle' and n:
+      self.phase, self._start = 'header', time.monotonic()
+    elif self.phase == 'body':
+      self._body_bytes += n
+    return n
+
+
 class _Handler(BaseHTTPRequestHandler):
   protocol_version = 'HTTP/1.1'  # keep-alive: clients reuse connections
   # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm holds the
   # body until the client's delayed ACK (~40 ms per request).
   disable_nagle_algorithm = True
   server: HTTPServer
+
+  def setup(self) -> None:
+    super().setup()
+    self._reader = _TimedReader(self.connection, self.server.bounds)
+    self.rfile = io.BufferedReader(self._reader)
+
+  def handle_one_request(self) -> None:
+    self._reader.await_request()
+    super().handle_one_request()  # a timeout there closes the connection
+    if self._reader.expired == 'header':
+      self._timed_out(f'the request line and headers did not arrive within '
+                      f'{self.server.bounds.header_s:g} s')
+
+  def _timed_out(self, why: str) -> None:
+    """408 and close: the slot goes to another client."""
+    self.connection.settimeout(1.0)  # a short reply; a client that reads no faster loses it
+    # The request line may not have arrived: reply as HTTP/1.1 (not HTTP/0.9, which has no status
+    # line), and give http.server's logging a request line.
+    self.request_version = 'HTTP/1.1'
+    self.requestline = getattr(self, 'requestline', '')
+    self._reply(408, 'application/json', json.dumps({'error': why}).encode(), close=True)
 
   def do_GET(self):  # noqa: N802 - http.server's naming
     self._serve('GET')
@@ -139,6 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
     self.server.begin_request()
     try:
       try:
+        self._reader.start_body()
         body = self._read_body(method)
       except FramingError as e:
         self._reply(e.status, 'application/json', json.dumps({'error': str(e)}).encode(),
@@ -146,7 +249,12 @@ class _Handler(BaseHTTPRequestHandler):
         return
       except (TimeoutError, socket.timeout, ConnectionError):
         self.close_connection = True  # a client that stalls or leaves mid-body: nothing to answer
+        if self._reader.expired == 'body':
+          b = self.server.bounds
+          rate = f' plus one second per {b.min_body_rate:g} bytes' if b.min_body_rate else ''
+          self._timed_out(f'the request body did not arrive within {b.body_s:g} s{rate}')
         return
+      self._reader.await_request()  # the reply's writes get the plain socket timeout
       status, ctype, data = self.server.app(method, self.path, body)
       self._reply(status, ctype, data, close=self.server.draining)
     finally:

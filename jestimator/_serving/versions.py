@@ -7,14 +7,20 @@ loads versions that appear and unloads those that leave the policy. Requests tak
 the loaded versions, so a swap never drops one: an unloaded version finishes the requests it has.
 A version that fails to load (damaged, tampered, half copied) is skipped with a warning naming it
 and its error, and an older intact version keeps serving; at startup the newest intact versions
-are served, and an error lists every failure when none loads.
+are served, and an error lists every failure when none loads. A failed version is retried at once
+when any of its files changes (a copy that was still under way), and otherwise every
+`retry_interval_s`, `max_retries` times (TF Serving's `--load_retry_interval_micros` and
+`--max_num_load_retries`); `failures()` lists the failed versions with their error, which the
+model status reports as TF Serving does.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import threading
+import time
 from typing import Callable
 
 from jestimator.export import served_model
@@ -75,6 +81,29 @@ def _on_disk(base_path: str) -> list[int]:
                                                                                           n))]
 
 
+@dataclasses.dataclass
+class _Failure:
+  """A version that failed to load: its error, its files then, and its retry schedule."""
+  error: str
+  files: tuple
+  retries: int = 0  # scheduled retries done
+  next_retry: float = math.inf  # time.monotonic() of the next scheduled retry
+
+
+def _files(path: str) -> tuple:
+  """`((relative path, size, mtime_ns), ...)` of a version folder: any change shows."""
+  out = []
+  for root, _, names in os.walk(path):
+    for n in names:
+      full = os.path.join(root, n)
+      try:
+        st = os.stat(full)
+      except OSError:
+        continue
+      out.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
+  return tuple(sorted(out))
+
+
 class ModelVersions:
   """The loaded versions of one model (thread-safe).
 
@@ -83,20 +112,31 @@ class ModelVersions:
     base_path: a folder of numbered exports, or one export (served as a fixed single version).
     policy: a `VersionPolicy`.
     load: `path -> model` (default `served_model.load`), e.g. to warm up after loading.
+    retry_interval_s, max_retries: the retry schedule of a version that failed to load.
   """
 
   def __init__(self, name: str, base_path: str, policy: VersionPolicy = VersionPolicy(),
-               load: Callable[[str], served_model.ServedModel] = served_model.load):
+               load: Callable[[str], served_model.ServedModel] = served_model.load, *,
+               retry_interval_s: float = 60.0, max_retries: int = 5):
+    if not retry_interval_s >= 0 or isinstance(max_retries, bool) or \
+        not isinstance(max_retries, int) or max_retries < 0:
+      raise ValueError(f'load retries need retry_interval_s >= 0 and an integer max_retries >= '
+                       f'0, got {retry_interval_s!r} and {max_retries!r}')
     self.name, self.policy, self._load = name, policy, load
+    self.retry_interval_s, self.max_retries = float(retry_interval_s), max_retries
     self.base_path = os.path.abspath(os.fspath(base_path))
     self._lock = threading.Lock()  # one poll at a time; readers take `self._loaded` lock-free
     self._loaded: dict[int, served_model.ServedModel] = {}
-    self._failed: dict[int, float] = {}  # version -> mtime of its signature.json when it failed
+    self._failed: dict[int, _Failure] = {}
+    self._reported: set[int] = set()  # the versions the policy wants among those on disk
     self.single = served_model.is_export(self.base_path)
     if self.single:
       model = load(self.base_path)
       self._loaded = {model.version if model.version is not None else 1: model}
       return
+    if os.path.isfile(self.base_path):
+      raise ValueError(f'model {name!r}: base path {self.base_path!r} is a file, not a '
+                       'directory: give the folder of numbered exports (or one export folder)')
     if not os.path.isdir(self.base_path):
       raise ValueError(f'model {name!r}: base path {self.base_path!r} does not exist')
     errors = self.poll()
@@ -127,6 +167,10 @@ class ModelVersions:
     found = self.resolve(version)
     return found[1] if found else None
 
+  def failures(self) -> dict[int, str]:
+    """`{version: error}` of the versions the policy wants that failed to load (last error)."""
+    return {v: f.error for v, f in sorted(self._failed.items()) if v in self._reported}
+
   def poll(self) -> dict[int, str]:
     """Loads the versions the policy wants and unloads the others; `{version: error}` of failures.
 
@@ -149,10 +193,11 @@ class ModelVersions:
           path = os.path.join(self.base_path, str(v))
           try:
             loaded[v] = self._load(path)
+            self._failed.pop(v, None)
             logger.info('Loaded model %r version %d from %s', self.name, v, path)
           except Exception as e:  # noqa: BLE001 - any damage; keep serving what works
             errors[v] = f'{type(e).__name__}: {e}'
-            self._failed[v] = _mtime(path)
+            self._record_failure(v, path, errors[v])
             usable.remove(v)
             logger.warning('Model %r version %d at %s cannot be loaded (%s); %s', self.name, v,
                            path, errors[v], 'serving the newest intact version instead'
@@ -160,23 +205,28 @@ class ModelVersions:
       for v in [v for v in loaded if v not in wanted]:
         logger.info('Unloading model %r version %d', self.name, v)
         del loaded[v]
+      for v in [v for v in self._failed if v not in available]:
+        del self._failed[v]
+      self._reported = set(self.policy.choose(available))  # not older failures superseded
       if loaded.keys() != self._loaded.keys():
         self._loaded = loaded  # one assignment: readers see the old or the new set, never a mix
       return errors
 
+  def _record_failure(self, version: int, path: str, error: str) -> None:
+    before = self._failed.get(version)
+    retries = before.retries + 1 if before is not None and \
+        time.monotonic() >= before.next_retry else (before.retries if before else 0)
+    due = (time.monotonic() + self.retry_interval_s if retries < self.max_retries
+           else math.inf)
+    self._failed[version] = _Failure(error, _files(path), retries, due)
+
   def _still_failed(self, version: int) -> bool:
-    """True for a version that failed and has not been rewritten since (no retry storms)."""
-    when = self._failed.get(version)
-    if when is None:
+    """True for a failed version that is neither rewritten since nor due for a retry."""
+    failure = self._failed.get(version)
+    if failure is None:
       return False
-    if _mtime(os.path.join(self.base_path, str(version))) != when:
-      del self._failed[version]
+    if time.monotonic() >= failure.next_retry:
+      logger.info('Retrying model %r version %d (retry %d of %d)', self.name, version,
+                  failure.retries + 1, self.max_retries)
       return False
-    return True
-
-
-def _mtime(path: str) -> float:
-  try:
-    return os.stat(os.path.join(path, 'signature.json')).st_mtime
-  except OSError:
-    return -1.0
+    return _files(os.path.join(self.base_path, str(version))) == failure.files

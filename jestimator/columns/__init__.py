@@ -18,7 +18,8 @@ import importlib
 from typing import Any
 
 from jestimator.columns.analyze import analyze
-from jestimator.columns.base import CategoricalColumn, DenseColumn, FeatureColumn, SequenceColumn
+from jestimator.columns.base import (
+    CategoricalColumn, ColumnTypeError, DenseColumn, FeatureColumn, SequenceColumn)
 from jestimator.columns.categorical import (
     HashedCategoricalColumn, IdentityCategoricalColumn, VocabularyFileCategoricalColumn,
     VocabularyListCategoricalColumn, WeightedCategoricalColumn,
@@ -54,7 +55,7 @@ __all__ = [
     # layers and functions
     'DenseFeatures', 'LinearModel', 'SequenceFeatures', 'input_layer', 'transform_features',
     'host_stage', 'HostStage', 'analyze', 'to_json', 'from_json', 'fingerprint_strings',
-    'fingerprint_ints', 'keys', 'make_parse_example_spec',
+    'fingerprint_ints', 'keys', 'make_parse_example_spec', 'ColumnTypeError',
     # column classes
     'FeatureColumn', 'DenseColumn', 'CategoricalColumn', 'SequenceColumn', 'NumericColumn',
     'BucketizedColumn', 'VocabularyListCategoricalColumn', 'VocabularyFileCategoricalColumn',

@@ -5,12 +5,14 @@ id/weight extraction, combiners over the valid ids of each row, embedding lookup
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jestimator.columns import base, categorical, embedding, keys, numeric, sequence
 
@@ -63,14 +65,16 @@ def categorical_ids(col: base.CategoricalColumn, features, layer: str
     return ids, w
   if isinstance(col, sequence.SequenceCategoricalColumn):
     return categorical_ids(col.categorical_column, features, layer)
-  raise TypeError(f'{layer}: unsupported categorical column {col!r:.100}')
+  raise base.ColumnTypeError(f'{layer}: unsupported categorical column {col!r:.100}')
 
 
 def valid_weights(ids: jax.Array, weights: jax.Array | None, n: int, prune: bool
                   ) -> tuple[jax.Array, jax.Array]:
   """(ids with invalid entries set to 0, float32 weights that are 0 for invalid entries).
 
-  Invalid: id < 0 or >= n, and with `prune` also weight <= 0 (TF's safe embedding lookup).
+  Invalid: id < 0 or >= n, and with `prune` also weight <= 0: TF 2.15's safe embedding lookup
+  prunes those for the 'mean' and 'sqrtn' combiners only (`prunes_weights`); 'sum' and multi-hot
+  keep them, so a negative weight subtracts.
   """
   valid = (ids >= 0) & (ids < n)
   if weights is None:
@@ -80,6 +84,11 @@ def valid_weights(ids: jax.Array, weights: jax.Array | None, n: int, prune: bool
       valid = valid & (weights > 0)
     w = jnp.where(valid, weights, 0.0)
   return jnp.where(valid, ids, 0), w
+
+
+def prunes_weights(combiner: str) -> bool:
+  """Whether TF's safe embedding lookup drops entries with weight <= 0 for `combiner`."""
+  return combiner != 'sum'
 
 
 def combine(rows: jax.Array, w: jax.Array, combiner: str) -> jax.Array:
@@ -123,8 +132,11 @@ def clip_rows(rows: jax.Array, max_norm: float | None) -> jax.Array:
 
 def embedding_lookup(table: jax.Array, ids: jax.Array, weights: jax.Array | None,
                      combiner: str, max_norm: float | None) -> jax.Array:
-  """`[batch, d]`: the combined embeddings of each row's valid ids (zeros for an empty row)."""
-  safe, w = valid_weights(ids, weights, table.shape[0], prune=True)
+  """`[batch, d]`: the combined embeddings of each row's valid ids (zeros for an empty row).
+
+  As TF's `safe_embedding_lookup_sparse`: entries with weight <= 0 count only for 'sum'.
+  """
+  safe, w = valid_weights(ids, weights, table.shape[0], prune=prunes_weights(combiner))
   return combine(clip_rows(jnp.take(table, safe, axis=0), max_norm), w, combiner)
 
 
@@ -156,9 +168,34 @@ def default_embedding_init(dimension: int):
   return nn.initializers.truncated_normal(stddev=1.0 / math.sqrt(dimension))
 
 
+def is_tf_initializer(fn) -> bool:
+  """Whether `fn` takes TF's `(shape, dtype, partition_info)` rather than Flax's `(key, shape,
+  dtype)`: its first parameter is named `shape` (TF's initializer classes and the initializer
+  functions of TF's tests)."""
+  try:
+    params = list(inspect.signature(fn).parameters.values())
+  except (TypeError, ValueError):  # no signature (a builtin): Flax's convention
+    return False
+  return bool(params) and params[0].name == 'shape'
+
+
+def flax_initializer(fn):
+  """`fn` as a Flax initializer; a TF-style one is called `fn(shape, dtype[, partition_info])`
+  with `dtype` numpy's float32, and its result (a numpy array or an eager TF tensor) converted."""
+  if fn is None or not is_tf_initializer(fn):
+    return fn
+  takes_partition = 'partition_info' in inspect.signature(fn).parameters
+
+  def init(key, shape, dtype=jnp.float32):
+    del key  # TF initializers draw from their own seed
+    kwargs = {'partition_info': None} if takes_partition else {}
+    return jnp.asarray(np.asarray(fn(tuple(shape), np.float32, **kwargs)), dtype).reshape(shape)
+  return init
+
+
 def table_spec(col) -> tuple:
   """The `(name, shape, init)` of an embedding column's table."""
-  init = col.initializer or default_embedding_init(col.dimension)
+  init = flax_initializer(col.initializer) or default_embedding_init(col.dimension)
   return ('embedding_weights', (col.categorical_column.num_buckets, col.dimension), init)
 
 

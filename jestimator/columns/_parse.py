@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from jestimator.columns import hashing
+from jestimator.columns import base, hashing
 
 try:  # optional: a C hash table that makes object (pandas) string columns ~4x faster to parse
   import pandas as _pd
@@ -39,6 +39,7 @@ class Parsed:
   values: np.ndarray
   valid: np.ndarray
   lengths: np.ndarray | None
+  sparse: bool = False  # from a `SparseInput`: positions are TF's, every stored value is real
 
   def present(self, empty_fingerprint: int) -> np.ndarray:
     """Like `valid`, but '' (fingerprint `empty_fingerprint`) and -1 count as values.
@@ -52,9 +53,79 @@ class Parsed:
     """Entries per row: the ragged lengths, else the position of the last valid entry + 1."""
     if self.lengths is not None:
       return self.lengths.astype(np.int32)
-    w = self.valid.shape[1]
-    last = w - np.argmax(self.valid[:, ::-1], axis=1)
-    return np.where(self.valid.any(axis=1), last, 0).astype(np.int32)
+    valid = self.valid.reshape(self.valid.shape[:2] + (-1,)).any(axis=2)  # a step of [B, T, K]
+    w = valid.shape[1]
+    last = w - np.argmax(valid[:, ::-1], axis=1)
+    return np.where(valid.any(axis=1), last, 0).astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseInput:
+  """A raw feature given as TF's SparseTensor parts (`VarLenFeature` parsing gives them).
+
+  `indices` `[nnz, rank]` int64 (rank 2: example, position; rank 3: example, step, position),
+  `values` `[nnz]`, `dense_shape` `[rank]`. Every stored value is a real value, as in TF: '' and
+  -1 are looked up or hashed like any other, and positions (gaps included) are kept.
+  """
+  indices: np.ndarray
+  values: np.ndarray
+  dense_shape: tuple[int, ...]
+
+  @property
+  def shape(self) -> tuple[int, ...]:
+    return self.dense_shape
+
+  @property
+  def rank(self) -> int:
+    return len(self.dense_shape)
+
+
+def is_sparse(value) -> bool:
+  """Whether `value` is a sparse input: it has `indices`, `values` and `dense_shape` (TF's
+  `SparseTensor` / `SparseTensorValue`, `jestimator.io.to_sparse`'s result)."""
+  return all(hasattr(value, a) for a in ('indices', 'values', 'dense_shape'))
+
+
+def as_sparse(key: str, value) -> SparseInput:
+  """Checks a sparse input's parts and returns them as numpy arrays."""
+  if isinstance(value, SparseInput):
+    return value
+  indices = np.asarray(value.indices)
+  values = to_array(key, value.values) if np.ndim(value.values) else np.asarray(value.values)
+  shape = tuple(int(d) for d in np.asarray(value.dense_shape).reshape(-1))
+  if indices.size == 0:
+    indices = indices.reshape(0, len(shape))
+  if len(shape) not in (2, 3) or indices.ndim != 2 or indices.shape[1] != len(shape) or \
+      values.ndim != 1 or values.shape[0] != indices.shape[0] or indices.dtype.kind not in 'iu':
+    raise ValueError(f"feature '{key}': a sparse input needs integer indices [nnz, rank], values "
+                     f'[nnz] and dense_shape [rank] with rank 2 or 3; got indices of shape '
+                     f'{indices.shape}, values of shape {values.shape}, dense_shape {shape}')
+  if indices.size and (np.any(indices < 0) or np.any(indices >= np.array(shape))):
+    raise ValueError(f"feature '{key}': sparse indices lie outside dense_shape {shape}")
+  return SparseInput(indices.astype(np.int64), values, shape)
+
+
+def _sparse_multi(key: str, sp: SparseInput, what: str, flat_fn) -> Parsed:
+  """`[batch, pow2(n)]` (rank 2) or `[batch, pow2(t), pow2(k)]` (rank 3), values at their
+  positions; every stored value is valid except None / NaN (TF has no missing-value marker)."""
+  v, _ = flat_fn(key, sp.values, what)  # its validity treats '' and -1 as missing: not here
+  raw = sp.values
+  if raw.dtype.kind == 'O':
+    ok = ~(np.equal(raw, None) | np.not_equal(raw, raw))
+  elif raw.dtype.kind == 'f':
+    ok = ~np.isnan(raw)
+  else:
+    ok = np.ones(raw.shape, bool)
+  shape = (sp.dense_shape[0],) + tuple(pow2(d) for d in sp.dense_shape[1:])
+  values = np.zeros(shape, v.dtype)
+  valid = np.zeros(shape, bool)
+  if sp.values.shape[0]:
+    if np.unique(sp.indices, axis=0).shape[0] != sp.indices.shape[0]:
+      raise ValueError(f"{what}: sparse feature '{key}' has repeated indices")
+    idx = tuple(sp.indices.T)
+    values[idx] = v
+    valid[idx] = ok
+  return Parsed(values, valid, None, sparse=True)
 
 
 def pow2(n: int) -> int:
@@ -62,10 +133,13 @@ def pow2(n: int) -> int:
   return 1 << max(0, int(n) - 1).bit_length()
 
 
-def to_array(key: str, value) -> np.ndarray:
-  """`np.asarray`, falling back to a 1-D object array for ragged lists of lists."""
+def to_array(key: str, value) -> np.ndarray | SparseInput:
+  """`np.asarray`, falling back to a 1-D object array for ragged lists of lists; a sparse input
+  (`is_sparse`) comes back as a `SparseInput`."""
   if isinstance(value, np.ndarray):
     return value
+  if is_sparse(value):
+    return as_sparse(key, value)
   if hasattr(value, 'to_numpy'):  # pandas
     return value.to_numpy()
   try:
@@ -88,9 +162,10 @@ def is_ragged(key: str, arr: np.ndarray, what: str) -> bool:
     return False
   others = types - listy - {type(None)}
   if others:
-    raise TypeError(f"{what}: feature '{key}' mixes lists and scalars "
-                    f'({sorted(t.__name__ for t in others)}) across examples; give every '
-                    'example a list (or None for no value)')
+    raise base.ColumnTypeError(
+        f"{what}: feature '{key}' mixes lists and scalars "
+        f'({sorted(t.__name__ for t in others)}) across examples; give every '
+        'example a list (or None for no value)')
   return True
 
 
@@ -134,9 +209,10 @@ def _factorize(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return codes, filled
 
 
-def _type_error(key: str, what: str, expected: str, bad) -> TypeError:
-  return TypeError(f"{what}: feature '{key}' must hold {expected}, got {type(bad).__name__} "
-                   f'(e.g. {bad!r:.40})')
+def _type_error(key: str, what: str, expected: str, bad) -> base.ColumnTypeError:
+  return base.ColumnTypeError(
+      f"{what}: feature '{key}' must hold {expected}, got {type(bad).__name__} "
+      f'(e.g. {bad!r:.40})')
 
 
 def _object_strings(key: str, flat: np.ndarray, what: str,
@@ -174,9 +250,10 @@ def flat_strings(key: str, flat: np.ndarray, what: str,
     return _object_strings(key, flat, what, hashing_fn)
   if flat.size == 0:
     return np.zeros(0, np.uint64), np.zeros(0, bool)
-  raise TypeError(f"{what}: feature '{key}' holds {flat.dtype} values but the column expects "
-                  "strings; for integer features create the column with dtype=int64 (or use "
-                  'categorical_column_with_identity)')
+  raise base.ColumnTypeError(
+      f"{what}: feature '{key}' holds {flat.dtype} values but the column expects "
+      "strings; for integer features create the column with dtype=int64 (or use "
+      'categorical_column_with_identity)')
 
 
 def flat_ints(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +267,8 @@ def flat_ints(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.nda
     v = np.where(ok, flat, 0)
     if np.any(v != np.floor(v)):
       bad = flat[np.flatnonzero(v != np.floor(v))[0]]
-      raise TypeError(f"{what}: feature '{key}' must hold integers, got the non-integral {bad!r}")
+      raise base.ColumnTypeError(
+          f"{what}: feature '{key}' must hold integers, got the non-integral {bad!r}")
     v = np.where(ok, v.astype(np.int64), ABSENT_INT)
     return v, ok & (v != -1)
   if kind == 'O':
@@ -205,8 +283,9 @@ def flat_ints(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.nda
     return v, (codes >= 0) & (v != -1)
   if flat.size == 0:
     return np.zeros(0, np.int64), np.zeros(0, bool)
-  raise TypeError(f"{what}: feature '{key}' holds strings (dtype {flat.dtype}) but the column "
-                  'expects integers; use a string column (e.g. dtype=str) or convert the feature')
+  raise base.ColumnTypeError(
+      f"{what}: feature '{key}' holds strings (dtype {flat.dtype}) but the column "
+      'expects integers; use a string column (e.g. dtype=str) or convert the feature')
 
 
 def flat_floats(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -218,15 +297,17 @@ def flat_floats(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.n
         v = np.where(missing, np.nan, flat).astype(np.float32)
         ok = ~np.isnan(v)
         return np.where(ok, v, 0).astype(np.float32), ok
-    raise TypeError(f"{what}: feature '{key}' holds strings but must hold numbers")
+    raise base.ColumnTypeError(f"{what}: feature '{key}' holds strings but must hold numbers")
   v = flat.astype(np.float32)
   ok = ~np.isnan(v)
   return np.where(ok, v, 0).astype(np.float32, copy=False), ok
 
 
 def parse_multi(key: str, value, what: str, flat_fn) -> Parsed:
-  """Parses a univalent `[batch]`, regular `[batch, n]` or ragged feature with `flat_fn`."""
+  """Parses a univalent `[batch]`, regular `[batch, n]`, ragged or sparse feature with `flat_fn`."""
   arr = to_array(key, value)
+  if isinstance(arr, SparseInput):
+    return _sparse_multi(key, arr, what, flat_fn)
   b = arr.shape[0]
   if is_ragged(key, arr, what):
     flat, lengths = flatten_ragged(arr)
@@ -254,22 +335,27 @@ def _object_numbers(key: str, arr: np.ndarray, what: str) -> tuple[np.ndarray, b
   missing = np.equal(arr, None)
   present = arr[~missing]
   if any(issubclass(t, (str, bytes)) for t in set(map(type, present))):
-    raise TypeError(f"{what}: feature '{key}' holds strings but a numeric column needs numbers; "
-                    'convert it (astype(float)) or use a categorical column')
+    raise base.ColumnTypeError(
+        f"{what}: feature '{key}' holds strings but a numeric column needs numbers; "
+        'convert it (astype(float)) or use a categorical column')
   try:
     out = np.where(missing, np.nan, arr).astype(np.float64)
   except (TypeError, ValueError) as e:
-    raise TypeError(f"{what}: feature '{key}' must hold numbers ({e})") from e
+    raise base.ColumnTypeError(f"{what}: feature '{key}' must hold numbers ({e})") from e
   return out, bool(missing.any())
 
 
 def parse_numeric(key: str, value, shape: tuple[int, ...], default, what: str) -> np.ndarray:
   """`[batch, *shape]` float32 values; missing values (None/NaN) take `default` when given."""
   arr = to_array(key, value)
+  if isinstance(arr, SparseInput):  # TF's numeric_column refuses a SparseTensor too
+    raise ValueError(f"{what}: feature '{key}' is a sparse input, but a numeric column takes "
+                     'dense values [batch, *shape] (sequence_numeric_column takes sparse ones)')
   had_none = False
   if arr.dtype.kind in 'USa':
-    raise TypeError(f"{what}: feature '{key}' holds strings (dtype {arr.dtype}) but a numeric "
-                    'column needs numbers; convert it (astype(float)) or use a categorical column')
+    raise base.ColumnTypeError(
+        f"{what}: feature '{key}' holds strings (dtype {arr.dtype}) but a numeric "
+        'column needs numbers; convert it (astype(float)) or use a categorical column')
   if arr.dtype == object:
     if is_ragged(key, arr, what):
       flat, lengths = flatten_ragged(arr)
@@ -301,12 +387,36 @@ def parse_numeric(key: str, value, shape: tuple[int, ...], default, what: str) -
   return np.ascontiguousarray(out)
 
 
+def _sparse_sequence_numeric(key: str, sp: SparseInput, shape: tuple[int, ...], default: float,
+                             what: str) -> tuple[np.ndarray, np.ndarray]:
+  """TF's sparse sequence values `[batch, T * prod(shape)]`: `default` fills the gaps, a length is
+  the last step holding a value + 1."""
+  if sp.rank != 2:
+    raise ValueError(f"{what}: sparse feature '{key}' must have rank 2 ([batch, T * "
+                     f'{math.prod(shape)}]), got dense_shape {sp.dense_shape}')
+  d = math.prod(shape)
+  v, ok = flat_floats(key, sp.values, what)
+  b, n = sp.dense_shape
+  t = -(-n // d)
+  flat = np.full((b, t * d), np.float32(default), np.float32)
+  rows, cols = sp.indices[:, 0], sp.indices[:, 1]
+  flat[rows, cols] = np.where(ok, v, np.float32(default))
+  last = np.zeros(b, np.int64)
+  np.maximum.at(last, rows, cols // d + 1)
+  width = pow2(t)
+  out = np.full((b, width, d), np.float32(default), np.float32)
+  out[:, :t] = flat.reshape(b, t, d)
+  return out.reshape((b, width) + shape), last.astype(np.int32)
+
+
 def parse_sequence_numeric(key: str, value, shape: tuple[int, ...], default: float,
                            what: str) -> tuple[np.ndarray, np.ndarray]:
   """(`[batch, T, *shape]` float32 padded with `default`, `[batch]` int32 lengths)."""
   arr = to_array(key, value)
+  if isinstance(arr, SparseInput):
+    return _sparse_sequence_numeric(key, arr, shape, default, what)
   if arr.dtype.kind in 'USa':
-    raise TypeError(f"{what}: feature '{key}' holds strings but must hold numbers")
+    raise base.ColumnTypeError(f"{what}: feature '{key}' holds strings but must hold numbers")
   if is_ragged(key, arr, what):
     flat, lengths = flatten_ragged(arr)
     if flat.dtype == object:

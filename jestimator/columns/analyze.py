@@ -33,13 +33,16 @@ def _batches(data: _Data) -> Iterable[Mapping[str, Any]]:
     if isinstance(item, tuple) and item and isinstance(item[0], Mapping):
       item = item[0]  # (features, labels) from an input_fn
     if not isinstance(item, Mapping):
-      raise TypeError(f'analyze: data must be a dict of arrays or an iterable of such dicts (or of '
-                      f'(features, labels) pairs), got an item of type {type(item).__name__}')
+      raise base.ColumnTypeError(
+          f'analyze: data must be a dict of arrays or an iterable of such dicts (or of '
+          f'(features, labels) pairs), got an item of type {type(item).__name__}')
     yield item
 
 
 def _flat_values(key: str, value, what: str) -> np.ndarray:
   arr = _parse.to_array(key, value)
+  if isinstance(arr, _parse.SparseInput):
+    return arr.values
   if _parse.is_ragged(key, arr, what):
     arr, _ = _parse.flatten_ragged(arr)
   return arr.reshape(-1)
@@ -57,7 +60,7 @@ def _value_counts(key: str, value, dtype: str | None, what: str) -> tuple[np.nda
       codes, uniques = _parse._factorize(flat)
       counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
       if not all(isinstance(u, (str, bytes)) for u in uniques[counts > 0]):
-        raise TypeError(f"{what}: feature '{key}' must hold strings")
+        raise base.ColumnTypeError(f"{what}: feature '{key}' must hold strings")
       vals = np.array([u.decode('utf-8') if isinstance(u, bytes) else u for u in uniques] or [''],
                       dtype=str)[:len(uniques)]
       vals, counts = vals[counts > 0], counts[counts > 0]
@@ -65,8 +68,9 @@ def _value_counts(key: str, value, dtype: str | None, what: str) -> tuple[np.nda
       vals, counts = np.unique(np.char.decode(flat, 'utf-8') if kind == 'S' else flat,
                                return_counts=True)
     else:
-      raise TypeError(f"{what}: feature '{key}' holds {flat.dtype} values; the vocabulary is of "
-                      'strings (pass dtype=int64 for integer features)')
+      raise base.ColumnTypeError(
+          f"{what}: feature '{key}' holds {flat.dtype} values; the vocabulary is of "
+          'strings (pass dtype=int64 for integer features)')
     keep = vals != ''
     return vals[keep], counts[keep]
   v, ok = _parse.flat_ints(key, flat, what)
@@ -87,7 +91,8 @@ def _per_key(option, key: str, name: str):
     return option
   if isinstance(option, Mapping):
     return option.get(key)
-  raise TypeError(f'analyze: {name} must be an int or a dict of feature key -> int, got {option!r}')
+  raise base.ColumnTypeError(
+      f'analyze: {name} must be an int or a dict of feature key -> int, got {option!r}')
 
 
 def _vocabulary(col, counts, top_k, min_frequency) -> categorical.VocabularyListCategoricalColumn:

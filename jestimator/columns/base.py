@@ -21,6 +21,15 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 
+class ColumnTypeError(TypeError, ValueError):
+  """A value of the wrong type or dtype given to a feature column (argument or raw feature).
+
+  Both a `TypeError` (what the check is about) and a `ValueError`, the class TF's feature columns
+  raise for most of these checks, so ported `except ValueError` / `assertRaises(ValueError)` code
+  catches it too (as numpy's `AxisError` is both a `ValueError` and an `IndexError`).
+  """
+
+
 class FeatureColumn(abc.ABC):
   """Base class of every column. Subclasses are frozen dataclasses."""
 
@@ -98,12 +107,14 @@ def canonical_dtype(dtype: Any, what: str) -> str:
   try:
     d = np.dtype(name if isinstance(name, str) and not isinstance(dtype, np.dtype) else dtype)
   except TypeError as e:
-    raise TypeError(f'{what}: unsupported dtype {dtype!r}; expected str, an int or a float dtype') from e
+    raise ColumnTypeError(
+        f'{what}: unsupported dtype {dtype!r}; expected str, an int or a float dtype') from e
   if d.kind in 'USO':
     return 'string'
   if d.kind in 'iufb':
     return d.name
-  raise TypeError(f'{what}: unsupported dtype {dtype!r}; expected str, an int or a float dtype')
+  raise ColumnTypeError(
+      f'{what}: unsupported dtype {dtype!r}; expected str, an int or a float dtype')
 
 
 def categorical_dtype(dtype: Any, what: str) -> str:
@@ -113,7 +124,8 @@ def categorical_dtype(dtype: Any, what: str) -> str:
     return d
   if np.dtype(d).kind in 'iu':
     return 'int64'
-  raise TypeError(f'{what}: categorical columns take string or integer values, got dtype {dtype!r}')
+  raise ColumnTypeError(
+      f'{what}: categorical columns take string or integer values, got dtype {dtype!r}')
 
 
 def check_key(key: Any, what: str) -> str:
@@ -135,9 +147,13 @@ def check_shape(shape: Any, what: str) -> tuple[int, ...]:
   if isinstance(shape, (int, np.integer)):
     shape = (shape,)
   try:
-    shape = tuple(int(s) for s in shape)
+    dims = tuple(shape)
   except TypeError as e:
     raise ValueError(f'{what}: shape must be an int or a sequence of ints, got {shape!r}') from e
+  if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in dims):
+    # TF refuses float dimensions such as [1.0] (TypeError) rather than truncating them
+    raise ColumnTypeError(f'{what}: shape dimensions must be integers, got {shape!r}')
+  shape = tuple(int(s) for s in dims)
   if not shape or any(s < 1 for s in shape):
     raise ValueError(f'{what}: shape must be a non-empty sequence of positive ints, got {shape!r}')
   return shape
@@ -176,13 +192,13 @@ def as_column_list(feature_columns: Any, what: str) -> tuple[FeatureColumn, ...]
   if isinstance(feature_columns, FeatureColumn):
     feature_columns = (feature_columns,)
   if isinstance(feature_columns, (str, bytes)) or not isinstance(feature_columns, Iterable):
-    raise TypeError(f'{what}: feature_columns must be an iterable of feature columns, got '
-                    f'{type(feature_columns).__name__}')
+    raise ColumnTypeError(f'{what}: feature_columns must be an iterable of feature columns, got '
+                          f'{type(feature_columns).__name__}')
   cols = tuple(feature_columns)
   for c in cols:
     if not isinstance(c, FeatureColumn):
-      raise TypeError(f'{what}: every item of feature_columns must be a feature column (from '
-                      f'jestimator.columns), got {type(c).__name__}: {c!r:.80}')
+      raise ColumnTypeError(f'{what}: every item of feature_columns must be a feature column (from '
+                            f'jestimator.columns), got {type(c).__name__}: {c!r:.80}')
   return cols
 
 

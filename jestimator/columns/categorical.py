@@ -18,20 +18,23 @@ def _check_oov(default_value: int | None, num_oov_buckets: int, size: int | None
   if default_value is None:
     return
   if isinstance(default_value, bool) or not isinstance(default_value, (int, np.integer)):
-    raise TypeError(f'{what}: default_value must be an int, got {default_value!r}')
+    raise base.ColumnTypeError(f'{what}: default_value must be an int, got {default_value!r}')
   if num_oov_buckets and default_value != -1:
     raise ValueError(f'{what}: default_value ({default_value}) and num_oov_buckets '
                      f'({num_oov_buckets}) are mutually exclusive')
-  if default_value < -1 or (size is not None and default_value >= size):
-    raise ValueError(f'{what}: default_value must be -1 (drop) or an id in [0, {size}), '
-                     f'got {default_value}')
+  if size is not None and default_value >= size:
+    # TF accepts it, then its embedding lookup fails on the id and its indicator drops it:
+    # refused here, before any data is read
+    raise ValueError(f'{what}: default_value must be negative (drop out-of-vocabulary values) or '
+                     f'an id in [0, {size}), got {default_value}')
 
 
 @dataclasses.dataclass(frozen=True)
 class VocabularyListCategoricalColumn(base.CategoricalColumn):
   """Ids from an in-memory vocabulary: the i-th entry is id i.
 
-  Out-of-vocabulary values get `default_value` (-1 drops them) or, with `num_oov_buckets > 0`, an
+  Out-of-vocabulary values get `default_value` (a negative one drops them, as TF's consumers drop
+  negative ids) or, with `num_oov_buckets > 0`, an
   id in `[len(vocabulary), len(vocabulary) + num_oov_buckets)` chosen by the string hash
   (`hashing`: 'tf' is TF's bucket, 'legacy' jestimator's older hash; see `columns.hashing`).
   `vocabulary_list=None` means `analyze()` will fill it from data.
@@ -74,7 +77,8 @@ class VocabularyListCategoricalColumn(base.CategoricalColumn):
 
 def _normalise_vocab(vocabulary_list: Sequence[Any], dtype: Any, what: str) -> tuple[tuple, str]:
   if isinstance(vocabulary_list, (str, bytes)):
-    raise TypeError(f'{what}: vocabulary_list must be a list of values, not a single string')
+    raise base.ColumnTypeError(
+        f'{what}: vocabulary_list must be a list of values, not a single string')
   vocab = list(vocabulary_list)
   if not vocab:
     raise ValueError(f'{what}: vocabulary_list must not be empty')
@@ -82,12 +86,13 @@ def _normalise_vocab(vocabulary_list: Sequence[Any], dtype: Any, what: str) -> t
            'int64' if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else 'other'
            for v in vocab}
   if 'other' in kinds or len(kinds) > 1:
-    raise TypeError(f'{what}: vocabulary_list must hold only strings or only ints, got '
-                    f'{sorted({type(v).__name__ for v in vocab})}')
+    raise base.ColumnTypeError(f'{what}: vocabulary_list must hold only strings or only ints, got '
+                               f'{sorted({type(v).__name__ for v in vocab})}')
   inferred = kinds.pop()
   d = inferred if dtype is None else base.categorical_dtype(dtype, f'{what}: dtype')
   if d != inferred:
-    raise TypeError(f'{what}: dtype {d!r} does not match the vocabulary values ({inferred})')
+    raise base.ColumnTypeError(
+        f'{what}: dtype {d!r} does not match the vocabulary values ({inferred})')
   if d == 'string':
     vocab = tuple(v.decode('utf-8') if isinstance(v, bytes) else str(v) for v in vocab)
     if '' in vocab:
@@ -223,7 +228,8 @@ class IdentityCategoricalColumn(base.CategoricalColumn):
   """Integer values used as ids directly.
 
   Without `default_value`, ids >= num_buckets are an error and negative ids are dropped; with it,
-  out-of-range ids map to `default_value` (-1 still means "no value").
+  out-of-range ids map to `default_value` (in a dense input -1 still means "no value"; in a sparse
+  input it is a value and maps to `default_value`, as in TF).
   """
   key: str
   num_buckets: int
@@ -279,16 +285,14 @@ def categorical_column_with_hash_bucket(key: str, hash_bucket_size: int, dtype: 
                                         hashing: str = 'tf') -> HashedCategoricalColumn:
   """Hashes values of `key` into `hash_bucket_size` buckets (integers hash as decimal strings).
 
-  With the default `hashing='tf'` the buckets are TF's exactly ('' and -1 are missing values, as
-  in TF); `hashing='legacy'` keeps the buckets of models made before TF compatibility.
+  With the default `hashing='tf'` the buckets are TF's exactly ('' and -1 are missing values in a
+  dense input, values in a sparse one, as in TF); `hashing='legacy'` keeps the buckets of models made before TF compatibility.
 
   Example: `categorical_column_with_hash_bucket('occupation', 1000)`.
   """
   base.check_key(key, 'categorical_column_with_hash_bucket')
   what = f"categorical_column_with_hash_bucket '{key}'"
   size = base.check_positive_int(hash_bucket_size, f'{what}: hash_bucket_size')
-  if size < 2:
-    raise ValueError(f'{what}: hash_bucket_size must be > 1, got {size}')
   return HashedCategoricalColumn(key, size, base.categorical_dtype(dtype, f'{what}: dtype'),
                                  hashing_lib.check_hashing(hashing, what))
 
@@ -298,8 +302,9 @@ class WeightedCategoricalColumn(base.CategoricalColumn):
   """A categorical column whose ids carry float weights from feature `weight_feature_key`.
 
   The weights line up with the ids value by value (same ragged structure). Embeddings and
-  `LinearModel` use them in the combiner (entries with weight <= 0 are dropped, as TF's safe
-  lookup); `indicator_column` sums them per bucket.
+  `LinearModel` use them in the combiner: with 'sum' every entry counts (a negative weight
+  subtracts); 'mean' and 'sqrtn' drop entries with weight <= 0, as TF 2.15's safe embedding lookup
+  does. `indicator_column` sums them per bucket, negative ones included.
   """
   categorical_column: base.CategoricalColumn
   weight_feature_key: str
@@ -326,11 +331,14 @@ def weighted_categorical_column(categorical_column: base.CategoricalColumn, weig
   from jestimator.columns.sequence import SequenceCategoricalColumn  # a cycle otherwise
   if not isinstance(categorical_column, base.CategoricalColumn) or \
       isinstance(categorical_column, (WeightedCategoricalColumn, SequenceCategoricalColumn)):
-    raise TypeError('weighted_categorical_column: categorical_column must be a (non-weighted, '
-                    f'non-sequence) categorical column, got {categorical_column!r:.100}')
+    raise base.ColumnTypeError(
+        'weighted_categorical_column: categorical_column must be a (non-weighted, '
+        f'non-sequence) categorical column, got {categorical_column!r:.100}')
   what = f"weighted_categorical_column '{categorical_column.name}_weighted_by_{weight_feature_key}'"
   base.check_key(weight_feature_key, f'{what}: weight_feature_key')
+  if dtype is None:  # numpy would read None as float64; TF refuses it
+    raise base.ColumnTypeError(f'{what}: dtype must be a float dtype, got None')
   d = base.canonical_dtype(dtype, f'{what}: dtype')
   if d == 'string' or np.dtype(d).kind != 'f':
-    raise TypeError(f'{what}: dtype must be a float dtype, got {dtype!r}')
+    raise base.ColumnTypeError(f'{what}: dtype must be a float dtype, got {dtype!r}')
   return WeightedCategoricalColumn(categorical_column, weight_feature_key, d)

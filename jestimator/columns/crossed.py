@@ -54,8 +54,9 @@ def crossed_column(keys: Sequence[str | base.CategoricalColumn], hash_bucket_siz
   """
   from jestimator.columns.sequence import SequenceCategoricalColumn  # a cycle otherwise
   if isinstance(keys, (str, bytes)) or not hasattr(keys, '__iter__'):
-    raise TypeError(f'crossed_column: keys must be a list of feature keys / categorical columns, '
-                    f'got {keys!r:.80}')
+    raise base.ColumnTypeError(
+        f'crossed_column: keys must be a list of feature keys / categorical columns, '
+        f'got {keys!r:.80}')
   flat: list[str | base.CategoricalColumn] = []
   for k in keys:
     if isinstance(k, CrossedColumn):
@@ -76,8 +77,9 @@ def crossed_column(keys: Sequence[str | base.CategoricalColumn], hash_bucket_siz
       raise ValueError(f'{what}: cannot cross {k.describe()}; cross its key or the unweighted, '
                        'non-sequence column')
     elif not isinstance(k, base.CategoricalColumn):
-      raise TypeError(f'{what}: each key must be a feature key (str) or a categorical column, got '
-                      f'{type(k).__name__}')
+      raise base.ColumnTypeError(
+          f'{what}: each key must be a feature key (str) or a categorical column, got '
+          f'{type(k).__name__}')
   size = base.check_positive_int(hash_bucket_size, f'{what}: hash_bucket_size')
   if hash_key is not None and (isinstance(hash_key, bool) or not isinstance(hash_key, int)
                                or not 0 <= hash_key < 2 ** 64):

@@ -19,12 +19,13 @@ def _wrapper_hint(col: base.FeatureColumn) -> str:
 def check_dense(col: base.FeatureColumn, layer: str) -> None:
   """Raises unless `DenseFeatures` can take `col`, naming the wrapper or layer to use instead."""
   if sequence.is_sequence(col):
-    raise TypeError(f'{layer}: {col.describe()} is a sequence column; use SequenceFeatures')
+    raise base.ColumnTypeError(
+        f'{layer}: {col.describe()} is a sequence column; use SequenceFeatures')
   if isinstance(col, base.DenseColumn):
     return
   if isinstance(col, base.CategoricalColumn):
-    raise TypeError(f'{layer}: {_wrapper_hint(col)}')
-  raise TypeError(f'{layer}: unsupported column {col!r:.100}')
+    raise base.ColumnTypeError(f'{layer}: {_wrapper_hint(col)}')
+  raise base.ColumnTypeError(f'{layer}: unsupported column {col!r:.100}')
 
 
 def dense_output(col: base.DenseColumn, features: Mapping[str, Any], tables: _device.Tables,
@@ -44,7 +45,7 @@ def dense_output(col: base.DenseColumn, features: Mapping[str, Any], tables: _de
     table, _ = tables.get(col)
     ids, w = _device.categorical_ids(col.categorical_column, features, layer)
     return _device.embedding_lookup(table, ids, w, col.combiner, col.max_norm)
-  raise TypeError(f'{layer}: unsupported dense column {col!r:.100}')
+  raise base.ColumnTypeError(f'{layer}: unsupported dense column {col!r:.100}')
 
 
 class DenseFeatures(nn.Module):

@@ -5,7 +5,7 @@ import dataclasses
 import math
 from typing import Any, Callable, Sequence
 
-from jestimator.columns import base
+from jestimator.columns import base, categorical, sequence
 
 _COMBINERS = ('sum', 'mean', 'sqrtn')
 
@@ -28,8 +28,11 @@ class EmbeddingColumn(_CategoricalView):
   """`[batch, dimension]` combination (`combiner`) of the embeddings of each example's ids.
 
   Flax parameter: `<name>/embedding_weights` of shape `[num_buckets, dimension]`, initialised by
-  `initializer` (default truncated normal with stddev `1/sqrt(dimension)`, as TF). Invalid ids and
-  ids with weight <= 0 are ignored; an example with no valid id gives zeros (TF's safe lookup).
+  `initializer` (default truncated normal with stddev `1/sqrt(dimension)`, as TF): Flax's
+  `(key, shape, dtype)` or TF's `(shape, dtype, partition_info)` convention, told apart by the
+  first parameter's name (`shape`: TF's; see `_device.flax_initializer`). Invalid ids are
+  ignored; ids with weight <= 0 too for 'mean' and 'sqrtn' (TF 2.15's safe lookup), while 'sum'
+  keeps them; an example with no valid id gives zeros.
   `max_norm` clips each looked-up embedding to that l2 norm before combining.
   """
   categorical_column: base.CategoricalColumn
@@ -105,22 +108,25 @@ class IndicatorColumn(_CategoricalView):
 def _check_embedding_args(categorical_column, dimension, combiner, initializer, max_norm,
                           trainable, what: str) -> tuple[int, float | None]:
   if not isinstance(categorical_column, base.CategoricalColumn):
-    raise TypeError(f'{what}: categorical_column must be a categorical column (vocabulary, '
-                    f'identity, hash bucket, crossed, weighted, bucketized), got '
-                    f'{type(categorical_column).__name__}')
+    raise base.ColumnTypeError(
+        f'{what}: categorical_column must be a categorical column (vocabulary, '
+        f'identity, hash bucket, crossed, weighted, bucketized), got '
+        f'{type(categorical_column).__name__}')
   dimension = base.check_positive_int(dimension, f'{what}: dimension')
   if combiner not in _COMBINERS:
     raise ValueError(f'{what}: combiner must be one of {_COMBINERS}, got {combiner!r}')
   if initializer is not None and not callable(initializer):
-    raise TypeError(f'{what}: initializer must be callable (key, shape, dtype) -> array, got '
-                    f'{type(initializer).__name__}')
+    raise base.ColumnTypeError(
+        f'{what}: initializer must be callable: Flax-style (key, shape, dtype) or TF-style '
+        f'(shape, dtype, partition_info) -> array, got '
+        f'{type(initializer).__name__}')
   if max_norm is not None:
     if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or \
         not math.isfinite(max_norm) or max_norm <= 0:
       raise ValueError(f'{what}: max_norm must be a positive number or None, got {max_norm!r}')
     max_norm = float(max_norm)
   if not isinstance(trainable, bool):
-    raise TypeError(f'{what}: trainable must be a bool, got {trainable!r}')
+    raise base.ColumnTypeError(f'{what}: trainable must be a bool, got {trainable!r}')
   return dimension, max_norm
 
 
@@ -137,6 +143,13 @@ def embedding_column(categorical_column: base.CategoricalColumn, dimension: int,
   dimension, max_norm = _check_embedding_args(categorical_column, dimension, combiner, initializer,
                                               max_norm, trainable, what)
   return EmbeddingColumn(categorical_column, dimension, combiner, initializer, max_norm, trainable)
+
+
+def _unwrapped(col: base.CategoricalColumn) -> base.CategoricalColumn:
+  """The column under a weighted or sequence wrapper (TF compares those for shared tables)."""
+  if isinstance(col, (categorical.WeightedCategoricalColumn, sequence.SequenceCategoricalColumn)):
+    return col.categorical_column
+  return col
 
 
 def shared_embeddings(categorical_columns: Sequence[base.CategoricalColumn], dimension: int,
@@ -157,14 +170,19 @@ def shared_embeddings(categorical_columns: Sequence[base.CategoricalColumn], dim
     raise ValueError('shared_embeddings: categorical_columns must not be empty')
   for c in cols:
     if not isinstance(c, base.CategoricalColumn):
-      raise TypeError(f'shared_embeddings: every item must be a categorical column, got '
-                      f'{type(c).__name__}')
+      raise base.ColumnTypeError(f'shared_embeddings: every item must be a categorical column, got '
+                                 f'{type(c).__name__}')
   name = shared_embedding_collection_name or \
       '_'.join(sorted(c.name for c in cols)) + '_shared_embedding'
   what = f"shared_embeddings '{name}'"
   for c in cols:
     dimension, max_norm = _check_embedding_args(c, dimension, combiner, initializer, max_norm,
                                                 trainable, what)
+  kinds = {type(_unwrapped(c)).__name__ for c in cols}
+  if len(kinds) > 1:
+    # as TF: one table serves one kind of id (an identity id and a hash bucket are unrelated)
+    raise ValueError(f'{what}: all categorical columns must have the same type (weighted or '
+                     f'sequence versions of it included), got {sorted(kinds)}')
   sizes = {}
   for c in cols:
     try:
@@ -187,6 +205,7 @@ def indicator_column(categorical_column: base.CategoricalColumn) -> IndicatorCol
   Example: `indicator_column(categorical_column_with_vocabulary_list('gender', ['F', 'M']))`.
   """
   if not isinstance(categorical_column, base.CategoricalColumn):
-    raise TypeError('indicator_column: categorical_column must be a categorical column, got '
-                    f'{type(categorical_column).__name__}')
+    raise base.ColumnTypeError(
+        'indicator_column: categorical_column must be a categorical column, got '
+        f'{type(categorical_column).__name__}')
   return IndicatorColumn(categorical_column)

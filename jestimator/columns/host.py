@@ -133,6 +133,8 @@ def string_kind(hashing_fn: str) -> str:
 
 def _raw_kind(arr: np.ndarray) -> str:
   """'string' or 'int64': how a raw feature named directly in a crossed column is read."""
+  if isinstance(arr, _parse.SparseInput):
+    arr = arr.values
   if arr.dtype.kind in 'US':
     return 'string'
   if arr.dtype.kind != 'O':
@@ -162,6 +164,7 @@ class HostStage:
     self._tables: dict[base.FeatureColumn, _VocabTable] = {}
     self._signature: dict[str, dict[str, Any]] = {}
     self._weak: set[str] = set()
+    self._flat_ids: set[base.CategoricalColumn] = set()  # consumed outside a sequence column
     for col in self.feature_columns:
       self._register(col)
 
@@ -199,7 +202,7 @@ class HostStage:
       self._register(col.source_column)
     elif isinstance(col, keys.HOST_ID_COLUMNS):
       self._prepare_ids(col, in_sequence)
-      self._add(keys.ids_key(col), col, lambda ctx, c=col: ctx.ids(c).values, col)
+      self._add(keys.ids_key(col), col, lambda ctx, c=col: self._id_values(ctx, c), col)
     elif isinstance(col, categorical.WeightedCategoricalColumn):
       self._register(col.categorical_column)
       self._need(col.weight_feature_key, col.dtype, (), False, col)
@@ -218,10 +221,12 @@ class HostStage:
                           embedding.IndicatorColumn)):
       self._register(col.categorical_column)
     else:
-      raise TypeError(f'host_stage: unsupported column {col!r:.100}')
+      raise base.ColumnTypeError(f'host_stage: unsupported column {col!r:.100}')
 
   def _prepare_ids(self, col: base.CategoricalColumn, in_sequence: bool):
     """Validates a host-id column, builds its vocabulary table and records its raw inputs."""
+    if not in_sequence:
+      self._flat_ids.add(col)
     if col.num_buckets > _INT32_MAX:
       raise ValueError(f'{col.describe()}: {col.num_buckets} buckets do not fit int32 ids')
     if isinstance(col, crossed.CrossedColumn):
@@ -243,6 +248,15 @@ class HostStage:
     self._need(col.key, dtype, (), in_sequence, col)
 
   # ----------------------------------------------------------------------------- computation
+  def _id_values(self, ctx: _Ctx, col: base.CategoricalColumn) -> np.ndarray:
+    ids = ctx.ids(col)
+    if ids.values.ndim == 3 and col in self._flat_ids:
+      # TF cannot reshape a rank-3 input of a non-sequence column either
+      raise ValueError(f"{col.describe()}: feature '{col.key}' is a rank-3 sparse input "
+                       '([batch, step, value]); only sequence columns '
+                       '(sequence_categorical_column_*) take rank 3')
+    return ids.values
+
   def _compute_ids(self, ctx: _Ctx, col: base.CategoricalColumn) -> _parse.Parsed:
     if isinstance(col, crossed.CrossedColumn):
       return self._cross(ctx, col)
@@ -259,23 +273,26 @@ class HostStage:
         ids = np.where(ok & (v >= 0), v, -1)
       else:
         ids = np.where(ok, np.where((v >= 0) & (v < n), v, col.default_value), -1)
-      return _parse.Parsed(ids.astype(np.int32), ok, p.lengths)
+      return _parse.Parsed(ids.astype(np.int32), ok, p.lengths, p.sparse)
     if isinstance(col, categorical.HashedCategoricalColumn):
       is_string = col.dtype == 'string'
       p = ctx.parsed(col.key, string_kind(col.hashing) if is_string else col.dtype, col)
       fp = p.values if is_string else hashing.fingerprint_ints(p.values, col.hashing)
       ids = (fp % np.uint64(col.hash_bucket_size)).astype(np.int32)
       ids[~p.valid] = -1
-      return _parse.Parsed(ids, p.valid, p.lengths)
+      return _parse.Parsed(ids, p.valid, p.lengths, p.sparse)
     table = self._tables[col]
     p = ctx.parsed(col.key, table.kind, col)
-    return _parse.Parsed(table.lookup(p.values, p.valid), p.valid, p.lengths)
+    return _parse.Parsed(table.lookup(p.values, p.valid), p.valid, p.lengths, p.sparse)
 
   def _cross_input(self, ctx: _Ctx, k,
                    col: crossed.CrossedColumn) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(k, str):
       is_string = _raw_kind(ctx.require(k, col)) == 'string'
       p = ctx.parsed(k, string_kind(col.hashing) if is_string else 'int64', col)
+      if p.values.ndim != 2:
+        raise ValueError(f"{col.describe()}: feature '{k}' is a rank-3 sparse input; crossed "
+                         'columns take [batch] or [batch, n] values')
       v = p.values if is_string else hashing.as_uint64(p.values)
       if col.hashing == 'legacy':
         return v, p.valid
@@ -286,7 +303,7 @@ class HostStage:
                           side='right')
       b = b + np.arange(b.shape[1]) * k.buckets_per_element
       return hashing.as_uint64(b), np.ones(b.shape, bool)
-    ids = ctx.ids(k).values
+    ids = self._id_values(ctx, k)
     return hashing.as_uint64(ids), ids >= 0
 
   def _cross(self, ctx: _Ctx, col: crossed.CrossedColumn) -> _parse.Parsed:
@@ -317,6 +334,9 @@ class HostStage:
         (p.lengths is None and ids.lengths is None) or
         (p.lengths is not None and ids.lengths is not None and np.array_equal(p.lengths,
                                                                               ids.lengths)))
+    if same and p.sparse and ids.sparse and not np.array_equal(p.valid, ids.valid):
+      raise ValueError(f"{col.describe()}: sparse weights '{col.weight_feature_key}' must have "
+                       f"the same indices as the ids of {inner.describe()} (one weight per value)")
     if not same:
       raise ValueError(f"{col.describe()}: weights '{col.weight_feature_key}' must have the same "
                        f'structure as the ids (one weight per value); got weights of shape '
@@ -335,8 +355,8 @@ class HostStage:
   def __call__(self, raw_features: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Transforms one batch of raw features; see the class docstring."""
     if not isinstance(raw_features, Mapping):
-      raise TypeError(f'host stage: raw features must be a dict of arrays, got '
-                      f'{type(raw_features).__name__}')
+      raise base.ColumnTypeError(f'host stage: raw features must be a dict of arrays, got '
+                                 f'{type(raw_features).__name__}')
     ctx = _Ctx(raw_features, self)
     return {k: fn(ctx) for k, (_, fn) in self._ops.items()}
 

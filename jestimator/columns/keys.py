@@ -4,7 +4,8 @@
   so a plain numeric feature dict is already valid input for `DenseFeatures`;
 - sequence numeric length: `'<key>/length'` (int32 `[batch]`);
 - categorical ids (vocabulary, identity, hash bucket, crossed): `'<name>@<digest>/ids'`, int32
-  `[batch, width]` with -1 for "no id", `width` a power of two;
+  `[batch, width]` with -1 for "no id", `width` a power of two (`[batch, T, K]` for a rank-3
+  sparse input of a sequence column: K ids per step);
 - weights of a weighted column: `'<name>@<digest>/weights'`, float32 aligned with its ids;
 - sequence categorical length: `'<name>@<digest>/length'`, int32 `[batch]`.
 
@@ -32,7 +33,7 @@ def value_key(col: numeric.NumericColumn | sequence.SequenceNumericColumn) -> st
 def ids_key(col: base.CategoricalColumn) -> str:
   """Key of the int32 ids of a vocabulary / identity / hash bucket / crossed column."""
   if not isinstance(col, HOST_ID_COLUMNS):
-    raise TypeError(f'{col.describe()} has no host ids of its own')
+    raise base.ColumnTypeError(f'{col.describe()} has no host ids of its own')
   return f'{col.name}@{digest(col)}/ids'
 
 

@@ -19,9 +19,10 @@ class LinearModel(nn.Module):
   Categorical columns (vocabulary, identity, hash bucket, crossed, weighted, bucketized) are sparse
   lookups of per-bucket weight rows `<col name>/weights` `[num_buckets, units]`, combined over each
   example's valid ids with `sparse_combiner` ('sum'; 'mean' divides by the summed weights, 'sqrtn'
-  by their l2 norm). No dense one-hot is ever built, so 1e6 hash buckets cost one gather. Dense
-  columns (numeric, embedding, indicator) go through a matmul with `<col name>/weights`
-  `[output_dim, units]`. Weights start at zero, as TF's; columns are processed in name order.
+  by their l2 norm). As TF's, 'sum' keeps entries whose weight is <= 0 (a negative weight
+  subtracts); 'mean' and 'sqrtn' drop them (TF's safe embedding lookup). No dense one-hot is ever
+  built, so 1e6 hash buckets cost one gather. Dense columns (numeric, embedding, indicator) go
+  through a matmul with `<col name>/weights` `[output_dim, units]`. Weights start at zero, as TF's; columns are processed in name order.
 
   Example:
     cols = [bucketized_column(numeric_column('age'), [30, 50]),
@@ -45,10 +46,11 @@ class LinearModel(nn.Module):
     cols = _device.sorted_columns(self.feature_columns, layer)
     for c in cols:
       if sequence.is_sequence(c):
-        raise TypeError(f'{layer}: {c.describe()} is a sequence column; LinearModel takes '
-                        'non-sequence columns')
+        raise base.ColumnTypeError(
+            f'{layer}: {c.describe()} is a sequence column; LinearModel takes '
+            'non-sequence columns')
       if not isinstance(c, (base.CategoricalColumn, base.DenseColumn)):
-        raise TypeError(f'{layer}: unsupported column {c!r:.100}')
+        raise base.ColumnTypeError(f'{layer}: unsupported column {c!r:.100}')
     zeros = nn.initializers.zeros_init()
     tables = _device.Tables(layer)
     total = None
@@ -57,7 +59,8 @@ class LinearModel(nn.Module):
         weights = _device.ParamGroup((('weights', (c.num_buckets, self.units), zeros),),
                                      name=c.name)()['weights']
         ids, w = _device.categorical_ids(c, features, layer)
-        safe, w = _device.valid_weights(ids, w, c.num_buckets, prune=True)
+        safe, w = _device.valid_weights(ids, w, c.num_buckets,
+                                        prune=_device.prunes_weights(self.sparse_combiner))
         out = _device.combine(jnp.take(weights, safe, axis=0), w, self.sparse_combiner)
       else:
         spec = (('weights', (c.output_dim, self.units), zeros),)

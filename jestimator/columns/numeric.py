@@ -106,19 +106,24 @@ def numeric_column(key: str, shape: int | Sequence[int] = (1,), default_value: A
   shape = base.check_shape(shape, what)
   dtype = base.canonical_dtype(dtype, f'{what}: dtype')
   if dtype == 'string' or np.dtype(dtype).kind not in 'iuf':
-    raise TypeError(f'{what}: dtype must be a float or int dtype, got {dtype!r}')
+    raise base.ColumnTypeError(f'{what}: dtype must be a float or int dtype, got {dtype!r}')
   if normalizer_fn is not None and not callable(normalizer_fn):
-    raise TypeError(f'{what}: normalizer_fn must be callable, got {type(normalizer_fn).__name__}')
-  return NumericColumn(key, shape, _check_default(default_value, shape, what), dtype,
+    raise base.ColumnTypeError(
+        f'{what}: normalizer_fn must be callable, got {type(normalizer_fn).__name__}')
+  return NumericColumn(key, shape, _check_default(default_value, shape, what, dtype), dtype,
                        normalizer_fn, normalizer)
 
 
-def _check_default(default_value: Any, shape: tuple[int, ...], what: str):
+def _check_default(default_value: Any, shape: tuple[int, ...], what: str, dtype: str):
   if default_value is None:
     return None
   arr = np.asarray(default_value)
   if arr.dtype.kind not in 'iufb':
-    raise TypeError(f'{what}: default_value must be numeric, got {default_value!r}')
+    raise base.ColumnTypeError(f'{what}: default_value must be numeric, got {default_value!r}')
+  if np.dtype(dtype).kind in 'iu' and arr.dtype.kind == 'f':
+    # TF: "default_value must be compatible with dtype" (a TypeError) for any float, 2.0 included
+    raise base.ColumnTypeError(f'{what}: default_value {default_value!r} is not compatible with '
+                               f'dtype {dtype} (an integer column takes integer defaults)')
   if arr.ndim == 0:
     return float(arr)
   if arr.size != math.prod(shape):
@@ -188,9 +193,13 @@ def bucketized_column(source_column: NumericColumn, boundaries: Sequence[float] 
   Example: `bucketized_column(numeric_column('age'), [18, 25, 30, 35, 40, 45, 50, 55, 60, 65])`.
   """
   if not isinstance(source_column, NumericColumn):
-    raise TypeError('bucketized_column: source_column must be a numeric_column, got '
-                    f'{type(source_column).__name__}')
+    raise base.ColumnTypeError('bucketized_column: source_column must be a numeric_column, got '
+                               f'{type(source_column).__name__}')
   what = f"bucketized_column '{source_column.name}_bucketized'"
+  if len(source_column.shape) != 1:
+    raise ValueError(f'{what}: source_column must be one-dimensional (as in TF), got shape '
+                     f'{source_column.shape}; reshape the feature, e.g. numeric_column(key, '
+                     f'shape={math.prod(source_column.shape)})')
   if isinstance(boundaries, str):
     if boundaries != 'quantiles':
       raise ValueError(f"{what}: boundaries must be a sorted list or 'quantiles', got {boundaries!r}")
@@ -203,7 +212,8 @@ def bucketized_column(source_column: NumericColumn, boundaries: Sequence[float] 
   try:
     b = tuple(float(x) for x in boundaries)
   except (TypeError, ValueError) as e:
-    raise TypeError(f'{what}: boundaries must be a list of numbers, got {boundaries!r:.80}') from e
+    raise base.ColumnTypeError(
+        f'{what}: boundaries must be a list of numbers, got {boundaries!r:.80}') from e
   if not b:
     raise ValueError(f'{what}: boundaries must not be empty')
   if any(not lo < hi for lo, hi in zip(b, b[1:])):

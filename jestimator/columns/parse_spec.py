@@ -17,8 +17,9 @@ def column_parse_spec(col: base.FeatureColumn) -> dict:
   what = f'{col.describe()}: parse_example_spec'
   if isinstance(col, numeric.NumericColumn):
     if col.dtype not in ('float32', 'int64'):
-      raise TypeError(f"{what}: tf.Example holds float32 and int64 numbers only, the column's "
-                      f'dtype is {col.dtype}')
+      raise base.ColumnTypeError(
+          f"{what}: tf.Example holds float32 and int64 numbers only, the column's "
+          f'dtype is {col.dtype}')
     return {col.key: FixedLenFeature(col.shape, col.dtype, col.default_value)}
   if isinstance(col, sequence.SequenceNumericColumn):
     return {col.key: VarLenFeature('int64' if col.dtype == 'int64' else 'float32')}
@@ -43,7 +44,7 @@ def column_parse_spec(col: base.FeatureColumn) -> dict:
   if isinstance(col, (embedding.EmbeddingColumn, embedding.SharedEmbeddingColumn,
                       embedding.IndicatorColumn, sequence.SequenceCategoricalColumn)):
     return column_parse_spec(col.categorical_column)
-  raise TypeError(f'make_parse_example_spec: unsupported column {col!r:.100}')
+  raise base.ColumnTypeError(f'make_parse_example_spec: unsupported column {col!r:.100}')
 
 
 def make_parse_example_spec(feature_columns) -> dict:

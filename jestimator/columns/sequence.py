@@ -48,11 +48,11 @@ def sequence_numeric_column(key: str, shape: int | Sequence[int] = (1,), default
   shape = base.check_shape(shape, what)
   d = base.canonical_dtype(dtype, f'{what}: dtype')
   if d == 'string' or np.dtype(d).kind not in 'iuf':
-    raise TypeError(f'{what}: dtype must be a float or int dtype, got {dtype!r}')
+    raise base.ColumnTypeError(f'{what}: dtype must be a float or int dtype, got {dtype!r}')
   if isinstance(default_value, bool) or not isinstance(default_value, (int, float, np.number)):
-    raise TypeError(f'{what}: default_value must be a number, got {default_value!r}')
+    raise base.ColumnTypeError(f'{what}: default_value must be a number, got {default_value!r}')
   if normalizer_fn is not None and not callable(normalizer_fn):
-    raise TypeError(f'{what}: normalizer_fn must be callable')
+    raise base.ColumnTypeError(f'{what}: normalizer_fn must be callable')
   return SequenceNumericColumn(key, shape, float(default_value), d, normalizer_fn)
 
 

@@ -27,13 +27,17 @@ def _step_output(col, features, tables: _device.Tables, layer: str
     return x, length.astype(jnp.int32)
   seq = col.categorical_column
   ids, _ = _device.categorical_ids(seq, features, layer)
-  n = seq.num_buckets
-  safe, w = _device.valid_weights(ids, None, n, prune=False)
+  # [batch, T] ids (one per step) or [batch, T, K] (a rank-3 sparse input): each step combines its
+  # K ids as a non-sequence column combines an example's
+  b, t = ids.shape[:2]
+  k = ids.shape[2] if ids.ndim == 3 else 1
+  per_step = ids.reshape(b * t, k)
   if isinstance(col, embedding.IndicatorColumn):
-    x = jax.nn.one_hot(safe, n, dtype=jnp.float32) * w[..., None]
+    x = _device.multi_hot(per_step, None, seq.num_buckets)
   else:
     table, _ = tables.get(col)
-    x = _device.clip_rows(jnp.take(table, safe, axis=0), col.max_norm) * w[..., None]
+    x = _device.embedding_lookup(table, per_step, None, col.combiner, col.max_norm)
+  x = x.reshape(b, t, x.shape[-1])
   length = _device.feature(features, keys.length_key(seq), col, layer)
   return x, length.astype(jnp.int32)
 
@@ -43,7 +47,8 @@ class SequenceFeatures(nn.Module):
 
   `sequence_input` is `[batch, T, D]` float32: the per-step outputs of the columns concatenated in
   name order (`sequence_numeric_column` values; `embedding_column` / `indicator_column` of a
-  `sequence_categorical_column_*`, one id per step, invalid ids give zeros). T is the longest
+  `sequence_categorical_column_*`: one id per step, or several from a rank-3 sparse input, combined
+  by the embedding's combiner; invalid ids give zeros). T is the longest
   padded time axis among the columns (shorter ones are zero-padded). `sequence_length` is `[batch]`
   int32; TF requires all columns to agree on it, and here the element-wise maximum is returned.
   """
@@ -59,12 +64,13 @@ class SequenceFeatures(nn.Module):
                          embedding.IndicatorColumn)) and c.is_sequence)
       if not ok:
         if isinstance(c, sequence.SequenceCategoricalColumn):
-          raise TypeError(f'{layer}: {c.describe()} has no dense value; wrap it: '
-                          f'embedding_column(<{c.name}>, dimension=...) or '
-                          f'indicator_column(<{c.name}>)')
-        raise TypeError(f'{layer}: {c.describe()} is not a sequence column; SequenceFeatures '
-                        'takes sequence_numeric_column and embedding/indicator columns of '
-                        'sequence_categorical_column_*; use DenseFeatures for the others')
+          raise base.ColumnTypeError(f'{layer}: {c.describe()} has no dense value; wrap it: '
+                                     f'embedding_column(<{c.name}>, dimension=...) or '
+                                     f'indicator_column(<{c.name}>)')
+        raise base.ColumnTypeError(
+            f'{layer}: {c.describe()} is not a sequence column; SequenceFeatures '
+            'takes sequence_numeric_column and embedding/indicator columns of '
+            'sequence_categorical_column_*; use DenseFeatures for the others')
     tables = _device.Tables(layer)
     outs, lengths = [], []
     for c in cols:

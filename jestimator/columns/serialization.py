@@ -53,7 +53,8 @@ def _encode(value: Any, col: base.FeatureColumn, field: str, strict: bool) -> An
                        f'callable ({getattr(value, "__qualname__", value)!r}); '
                        f'{_CALLABLE_HINTS.get(field, "remove it")}')
     return f'<callable {getattr(value, "__module__", "?")}.{getattr(value, "__qualname__", "?")}>'
-  raise TypeError(f'{col.describe()}: field {field} holds an unserialisable {type(value).__name__}')
+  raise base.ColumnTypeError(
+      f'{col.describe()}: field {field} holds an unserialisable {type(value).__name__}')
 
 
 def column_to_dict(column: base.FeatureColumn, strict: bool = True) -> dict[str, Any]:
@@ -62,7 +63,8 @@ def column_to_dict(column: base.FeatureColumn, strict: bool = True) -> dict[str,
   `strict=False` (for digests only) writes callables as names instead of raising.
   """
   if type(column).__name__ not in _CLASSES:
-    raise TypeError(f'cannot serialise {type(column).__name__}: not a jestimator feature column')
+    raise base.ColumnTypeError(
+        f'cannot serialise {type(column).__name__}: not a jestimator feature column')
   out: dict[str, Any] = {'column': type(column).__name__}
   for f in dataclasses.fields(column):
     value = getattr(column, f.name)

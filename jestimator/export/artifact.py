@@ -3,7 +3,8 @@
 Layout of one export (format version `FORMAT_VERSION`):
 
   <timestamp>/
-    signature.json              format, versions, raw inputs, device inputs, signatures, step
+    signature.json              format, versions, raw inputs, device inputs, signatures, step,
+                                the checkpoint (relative to the model_dir), column sizes
     variables.safetensors       the variables, named like 'params/Dense_0/kernel' (no pickle)
     functions/NN_<name>.jaxexport   one serialized `jax.export.Exported` per signature:
                                 `f(variables, device_features) -> {output: array}`, batch symbolic
@@ -124,11 +125,12 @@ def export_estimator(est, export_dir_base: str, serving_input_fn: Callable | Non
       'format': FORMAT, 'format_version': FORMAT_VERSION,
       'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
       'jax_version': jax.__version__, 'platforms': platforms_done,
-      'global_step': int(step), 'checkpoint_path': checkpoint_path,
+      'global_step': int(step), 'checkpoint': _relative_checkpoint(est, checkpoint_path),
       'inputs': raw_spec,
       'parsing': _parsing_doc(serving_input_fn),
       'host_stage': {'columns': 'columns.json' if columns_doc else None,
-                     'output_keys': list(host_stage.output_keys if host_stage else ())},
+                     'output_keys': list(host_stage.output_keys if host_stage else ()),
+                     'column_sizes': _column_sizes(host_stage) if columns_doc else {}},
       'device_inputs': inputs_doc,
       'signatures': sig_docs,
   }
@@ -207,6 +209,22 @@ def _checkpoint(est, checkpoint_path: str | None) -> str:
   if not os.path.isdir(checkpoint_path):
     raise ValueError(f'checkpoint_path {checkpoint_path!r} does not exist')
   return checkpoint_path
+
+
+def _relative_checkpoint(est, checkpoint_path: str) -> str:
+  """The checkpoint relative to the model_dir (its folder name when outside it): an export
+  records no path of the machine that wrote it. (Exports before this recorded an absolute
+  `checkpoint_path`; nothing reads either key when loading.)"""
+  model_dir = os.path.abspath(os.fspath(est.model_dir))
+  path = os.path.abspath(checkpoint_path)
+  if os.path.commonpath([path, model_dir]) == model_dir:
+    return os.path.relpath(path, model_dir)
+  return os.path.basename(path.rstrip(os.sep))
+
+
+def _column_sizes(host_stage) -> dict[str, int]:
+  from jestimator.export import _column_check  # deferred: it imports the feature columns
+  return _column_check.column_sizes(host_stage.feature_columns)
 
 
 def _columns_json(host_stage) -> dict:

@@ -50,6 +50,11 @@ def _feature(key: str, value: Any, spec: Mapping[str, Any], host_parses: bool) -
                      f'dimension), got the scalar {arr.item()!r}')
   if len(arr) == 0:
     raise ValueError(f'feature {key!r} is an empty list: no examples to score')
+  if dtype != STRING and np.dtype(dtype).kind != 'b' and _has_bools(arr):
+    # As the REST API (and TF, which will not feed a bool tensor to a float32 input): True is
+    # not the number 1 here, it is a mistake worth naming.
+    raise TypeError(f'feature {key!r} must hold {dtype} numbers, got booleans such as '
+                    f'{arr.reshape(-1)[:3].tolist()}')
   if spec.get('multivalent'):
     return arr  # variable-length rows: the feature columns' host stage parses and checks them
   if dtype == STRING:
@@ -70,6 +75,12 @@ def _feature(key: str, value: Any, spec: Mapping[str, Any], host_parses: bool) -
   if dtype != STRING:
     arr = _numeric(key, arr, np.dtype(dtype))
   return _reshape(key, arr, shape, dtype)
+
+
+def _has_bools(arr: np.ndarray) -> bool:
+  if arr.dtype.kind == 'b':
+    return True
+  return arr.dtype == object and any(isinstance(v, (bool, np.bool_)) for v in arr.flat)
 
 
 def _numeric(key: str, arr: np.ndarray, dtype: np.dtype) -> np.ndarray:

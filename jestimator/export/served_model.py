@@ -106,14 +106,17 @@ class ServedModel:
     self.platforms = tuple(doc.get('platforms', ()))
     _check_platform(path, self.platforms)
     _manifest.verify(path)  # before reading any weights, program or vocabulary
+    if not isinstance(doc.get('inputs'), dict) or not doc['inputs']:
+      raise ValueError(f'{path!r}: signature.json declares no inputs ({doc.get("inputs")!r}); '
+                       'an export needs at least one input feature: the export is damaged')
     self.inputs = {k: dict(v) for k, v in doc['inputs'].items()}
     self.parse_spec = None
     if doc.get('parsing'):
       from jestimator.io import parsing  # deferred: only parsing exports need protobuf
       self.parse_spec = parsing.spec_from_json(doc['parsing'])
-    self._host, self._rename = self._host_stage(doc)
-    self._device_inputs = doc['device_inputs']
     weights = _tensors.read(os.path.join(path, 'variables.safetensors'))
+    self._host, self._rename = self._host_stage(doc, weights)
+    self._device_inputs = doc['device_inputs']
     self._weights = jax.device_put(weights)
     self.signatures: dict[str, Signature] = {}
     self._calls = {}
@@ -230,14 +233,17 @@ class ServedModel:
         self.predict(si.example_batch(self.inputs, b), name)
 
   # -- internals ----------------------------------------------------------------------------------
-  def _host_stage(self, doc):
+  def _host_stage(self, doc, weights):
     host = doc.get('host_stage') or {}
     if not host.get('columns'):
       return None, {}
     from jestimator import columns as columns_lib
+    from jestimator.export import _column_check
     with open(_inside(self.path, host['columns'], 'the columns file')) as f:
       cols_doc = _resolve_assets(json.load(f), self.path)
-    stage = Preprocessor(columns_lib.host_stage(columns_lib.from_json(json.dumps(cols_doc))))
+    cols = columns_lib.from_json(json.dumps(cols_doc))
+    _column_check.check(cols, weights, host.get('column_sizes'), repr(self.path))
+    stage = Preprocessor(columns_lib.host_stage(cols))
     # Output keys carry a digest of each column's JSON, which changes where a vocabulary file now
     # lives elsewhere; the stage's outputs come in the same order, so map them back by position.
     new, old = list(stage.host_stage.output_keys), list(host.get('output_keys', ()))

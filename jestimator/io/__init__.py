@@ -17,10 +17,10 @@ from jestimator.io import example_pb
 from jestimator.io.examples import make_examples, write_tfrecord
 from jestimator.io.input_fn import tfrecord_input_fn
 from jestimator.io.parsing import (
-    FixedLenFeature, VarLenFeature, merge_parse_specs, parse_example, to_sparse)
+    FixedLenFeature, SparseTensorValue, VarLenFeature, merge_parse_specs, parse_example, to_sparse)
 from jestimator.io.tfrecord import (
     DataLossError, TFRecordReader, TFRecordWriter, masked_crc32c, tfrecord_iterator)
 
-__all__ = ['DataLossError', 'FixedLenFeature', 'TFRecordReader', 'TFRecordWriter', 'VarLenFeature',
-           'example_pb', 'make_examples', 'masked_crc32c', 'merge_parse_specs', 'parse_example',
+__all__ = ['DataLossError', 'FixedLenFeature', 'SparseTensorValue', 'TFRecordReader',
+           'TFRecordWriter', 'VarLenFeature', 'example_pb', 'make_examples', 'masked_crc32c', 'merge_parse_specs', 'parse_example',
            'tfrecord_input_fn', 'tfrecord_iterator', 'to_sparse', 'write_tfrecord']

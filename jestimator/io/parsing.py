@@ -10,7 +10,8 @@ returning numpy instead of tensors:
 - `VarLenFeature(dtype)` -> `[batch]` object array holding one 1-D array of values per record
   (empty when absent). TF returns a `SparseTensor` instead; this ragged form is what feature
   columns take as multivalent input (`jestimator.columns`), and `to_sparse` gives TF's
-  `(indices, values, dense_shape)` when wanted.
+  `SparseTensorValue(indices, values, dense_shape)` when wanted (feature columns take that too,
+  with TF's sparse semantics: '' and -1 are values, positions are kept).
 
 Decoding is vectorised over the batch (`jestimator.io._wire`); a batch it cannot read exactly is
 parsed with the protobuf library (`jestimator.io.example_pb`), which gives the same result.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from google.protobuf import message as pb_message
@@ -232,15 +233,22 @@ def parse_example(serialized, features: ParseSpec) -> dict[str, np.ndarray]:
   return {k: _assemble(k, spec[k], *collected[k], n) for k in keys}
 
 
-def to_sparse(ragged: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class SparseTensorValue(NamedTuple):
+  """TF's `tf.compat.v1.SparseTensorValue`: a sparse value as numpy parts (a plain tuple too)."""
+  indices: np.ndarray  # [nnz, rank] int64
+  values: np.ndarray  # [nnz]
+  dense_shape: np.ndarray  # [rank] int64
+
+
+def to_sparse(ragged: np.ndarray) -> SparseTensorValue:
   """TF's SparseTensor parts `(indices [nnz, 2], values [nnz], dense_shape [2])` of a VarLen
-  result, e.g. to compare with `tf.io.parse_example`'s output."""
+  result, e.g. to compare with `tf.io.parse_example`'s output or to feed feature columns."""
   lengths = np.fromiter(map(len, ragged), np.int64, count=len(ragged))
   rows = np.repeat(np.arange(len(ragged)), lengths)
   cols = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
   values = np.concatenate(list(ragged)) if len(ragged) else np.zeros(0)
-  return (np.stack([rows, cols], axis=1), values,
-          np.array([len(ragged), int(lengths.max(initial=0))], np.int64))
+  return SparseTensorValue(np.stack([rows, cols], axis=1), values,
+                           np.array([len(ragged), int(lengths.max(initial=0))], np.int64))
 
 
 def merge_parse_specs(specs, what: str = 'make_parse_example_spec') -> dict[str, FixedLenFeature |

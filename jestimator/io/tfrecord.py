@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from typing import BinaryIO, Iterator
 
 import google_crc32c
@@ -21,6 +22,12 @@ _HEADER = struct.Struct('<QI')
 _FOOTER = struct.Struct('<I')
 _MASK_DELTA = 0xA282EAD8
 COMPRESSIONS = (None, 'GZIP')
+# A record's data is read in pieces of at most this many bytes, so a header that declares a huge
+# length (damage, or a hostile file) costs memory only for the bytes that are really there.
+_PIECE = 16 << 20
+# What a damaged GZIP stream raises from `gzip` (bad header or trailer, bad deflate data, or a
+# stream cut short); reported as DataLossError naming the file and the record.
+_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
 class DataLossError(ValueError):
@@ -77,20 +84,31 @@ class TFRecordReader(_File):
     self._compression = check_compression(compression, 'TFRecordReader')
     self._check = check_crc
     self._f = _open(self.path, 'rb', self._compression)
+    # The plain file's size bounds a record's declared length before anything is allocated.
+    self._size = None if self._compression else os.fstat(self._f.fileno()).st_size
     self.offset = 0
     self.index = 0  # index of the next record (counted from where the reader started or seeked)
 
   def seek(self, offset: int, index: int = 0) -> None:
     """Moves to byte `offset` of the uncompressed stream, which must start a record (record number
     `index`, used in error messages). GZIP streams are decompressed up to there."""
-    self._f.seek(offset)
     self.offset, self.index = offset, index
+    try:
+      self._f.seek(offset)
+    except _GZIP_ERRORS as e:
+      raise self._corrupt(f'damaged GZIP stream ({type(e).__name__}: {e})') from e
 
   def _corrupt(self, why: str) -> DataLossError:
     return DataLossError(f'corrupted TFRecord file {self.path!r}: record {self.index} at offset '
                          f'{self.offset}: {why}')
 
   def read(self) -> bytes | None:
+    try:
+      return self._read()
+    except _GZIP_ERRORS as e:
+      raise self._corrupt(f'damaged GZIP stream ({type(e).__name__}: {e})') from e
+
+  def _read(self) -> bytes | None:
     header = self._f.read(12)
     if not header:
       return None
@@ -99,7 +117,11 @@ class TFRecordReader(_File):
     length, length_crc = _HEADER.unpack(header)
     if self._check and masked_crc32c(header[:8]) != length_crc:
       raise self._corrupt('length CRC mismatch')
-    body = self._f.read(length + 4)
+    if self._size is not None and length + 4 > self._size - self.offset - 12:
+      raise self._corrupt(f'truncated data: the header declares {length} data bytes and a '
+                          f'4-byte CRC, but only {self._size - self.offset - 12} bytes remain in '
+                          'the file')
+    body = self._read_up_to(length + 4)
     if len(body) < length + 4:
       raise self._corrupt(f'truncated data ({len(body)} of {length + 4} bytes)')
     data = body[:length]
@@ -108,6 +130,19 @@ class TFRecordReader(_File):
     self.offset += 16 + length
     self.index += 1
     return data
+
+  def _read_up_to(self, n: int) -> bytes:
+    """Up to `n` bytes (fewer at the end of the stream), read piecewise (see `_PIECE`)."""
+    if n <= _PIECE:
+      return self._f.read(n)
+    pieces, got = [], 0
+    while got < n:
+      piece = self._f.read(min(_PIECE, n - got))
+      if not piece:
+        break
+      pieces.append(piece)
+      got += len(piece)
+    return b''.join(pieces)
 
 
 def tfrecord_iterator(path: str, compression: str | None = None) -> Iterator[bytes]:

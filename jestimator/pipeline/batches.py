@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from jestimator.model.mode_keys import ModeKeys
-from jestimator.pipeline.host_stage import STRING_KINDS, Preprocessor
+from jestimator.pipeline.host_stage import STRING_KINDS, Preprocessor, is_sparse
 
 
 def split(item: Any, mode: str) -> tuple[Any, Any]:
@@ -25,7 +25,7 @@ def to_numpy(features: Any, labels: Any) -> tuple[dict[str, np.ndarray], Any]:
   if not isinstance(features, Mapping):
     raise TypeError('input_fn must yield features as a dict {feature_key: array}, got '
                     f'{type(features).__name__}')
-  features = {str(k): as_array(v) for k, v in features.items()}
+  features = {str(k): v if is_sparse(v) else as_array(v) for k, v in features.items()}
   if isinstance(labels, Mapping):
     labels = {str(k): as_array(v) for k, v in labels.items()}
   elif labels is not None:
@@ -62,6 +62,8 @@ def batch_size_of(features: Mapping[str, np.ndarray], labels: Any) -> int:
 
 
 def _leading(v) -> int:
+  if is_sparse(v):
+    return int(np.asarray(v.dense_shape).reshape(-1)[0])
   if np.ndim(v) == 0:
     raise ValueError('every feature and label needs a leading batch dimension; got a scalar')
   return len(v)
@@ -70,6 +72,10 @@ def _leading(v) -> int:
 def check_numeric(features: Mapping[str, np.ndarray], labels: Any) -> None:
   """Strings cannot reach the device: say which feature holds them and what to do."""
   for k, v in features.items():
+    if is_sparse(v):
+      raise TypeError(f'feature {k!r} is a sparse value (indices, values, dense_shape), which only '
+                      'feature columns read; declare feature columns (Estimator(..., '
+                      'feature_columns=[...])) or densify it in the input_fn')
     if v.dtype.kind in STRING_KINDS:
       raise TypeError(
           f'feature {k!r} holds {v.dtype} values (strings or objects), which JAX cannot hold; '

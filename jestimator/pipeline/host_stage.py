@@ -15,6 +15,12 @@ import numpy as np
 STRING_KINDS = 'OSUT'
 
 
+def is_sparse(v: Any) -> bool:
+  """TF's sparse value (`indices`, `values`, `dense_shape`): kept whole for the host stage, whose
+  feature columns read it (`jestimator.io.SparseTensorValue`)."""
+  return all(hasattr(v, a) for a in ('indices', 'values', 'dense_shape'))
+
+
 @runtime_checkable
 class HostStage(Protocol):
   """Raw batch -> numeric batch, on the host (vectorised numpy).
@@ -110,7 +116,7 @@ class Preprocessor:
     # Numeric features no column consumed (a weight column, an example id) pass through; unused
     # strings stay on the host.
     for k, v in features.items():
-      if k not in out and v.dtype.kind not in STRING_KINDS:
+      if k not in out and not is_sparse(v) and v.dtype.kind not in STRING_KINDS:
         out[k] = v
     return out
 

@@ -21,7 +21,9 @@ _FORMAT = 1
 @runtime_checkable
 class Resumable(Protocol):
   """An input iterator whose position is saved in checkpoints and restored on resume (as the
-  built-in `ResumableIterator`, whose `at_end()` is also honoured)."""
+  built-in iterators of `numpy_input_fn` and `tfrecord_input_fn`). An optional `at_end()` is
+  honoured: a restored position at the end of a finite input starts a fresh pass, as TF's
+  re-run of input_fn on every `train()` call did."""
 
   def get_state(self) -> dict: ...
 

@@ -260,7 +260,8 @@ def _resume(iterator: inputs_lib.Resumable, position: dict) -> None:
   try:
     fresh = iterator.get_state()
     iterator.set_state(position)
-    if isinstance(iterator, inputs_lib.ResumableIterator) and iterator.at_end():
+    at_end = getattr(iterator, 'at_end', None)  # numpy_input_fn's and tfrecord_input_fn's
+    if callable(at_end) and at_end():
       # An earlier train() consumed this finite input to its end: this call makes a new pass
       # (as TF re-ran input_fn on every call), so epoch-by-epoch train() loops keep working.
       iterator.set_state(fresh)

@@ -81,8 +81,8 @@ def test_constructor_argument_errors():
     fc.categorical_column_with_vocabulary_list('w', ['a', 1])
   with pytest.raises(ValueError, match=r'default_value must be an id in \[0, 3\)'):
     fc.categorical_column_with_identity('i', 3, default_value=3)
-  with pytest.raises(ValueError, match='hash_bucket_size must be > 1'):
-    fc.categorical_column_with_hash_bucket('h', 1)
+  with pytest.raises(ValueError, match='hash_bucket_size must be an integer >= 1'):
+    fc.categorical_column_with_hash_bucket('h', 0)
   with pytest.raises(ValueError, match='key must be a non-empty string'):
     fc.numeric_column('')
   with pytest.raises(ValueError, match="vocabulary_list contains ''"):

@@ -27,7 +27,9 @@ def every_column(tmp_path):
       fc.numeric_column('v', shape=(2, 3), default_value=list(range(6)), dtype=np.int64), age,
       buckets, quant, vocab, ints, vfile, hashed, cross, weighted,
       fc.embedding_column(vocab, 4, combiner='sqrtn', max_norm=2.5, trainable=False),
-      fc.indicator_column(weighted), *fc.shared_embeddings([ints, vfile], 3, combiner='sum')[:1],
+      fc.indicator_column(weighted), *fc.shared_embeddings(  # one type of column per table, as TF
+          [vfile, fc.categorical_column_with_vocabulary_file('f2', str(path), 2)], 3,
+          combiner='sum')[:1],
       fc.sequence_numeric_column('s', shape=2, default_value=-1),
       fc.embedding_column(fc.sequence_categorical_column_with_identity('si', 5), 2),
   ]

@@ -1,8 +1,11 @@
-"""A bounded load test on 127.0.0.1: 32 clients x 50 requests on new connections, 16 x 200 on
-kept-alive ones, and a slowloris client trickling one request the whole time: 0 failures, and
-the slowloris delays nobody (everyone else finishes while it still holds its connection)."""
+"""A bounded load test on 127.0.0.1: 32 clients x 50 requests on new connections and 16 x 200 on
+kept-alive ones, while 8 slow clients send one byte per second (reconnecting whenever they are
+cut): 0 failures for the normal clients, and every slow connection is cut (408) at the request
+time bound, so slow clients hold slots for seconds, not forever. Small bounds are injected to keep
+the test fast."""
 import http.client
 import json
+import select
 import socket
 import threading
 import time
@@ -16,14 +19,16 @@ from jestimator.serve import ModelServer
 
 pytestmark = pytest.mark.slow
 _X = make_raw(16, seed=11)['x']
+_BOUND_S = 2.0  # header_timeout_s and body_timeout_s of the server under test
 
 
-def test_load_without_and_with_keep_alive_and_a_slowloris(models):
+def test_load_without_and_with_keep_alive_and_slow_clients(models):
   _, path = models.get('custom')
   expected = export.load(path).predict({'x': _X})['probability']
-  server = ModelServer(path, 'm', port=0, read_timeout_s=30.0).start()
+  server = ModelServer(path, 'm', port=0, read_timeout_s=30.0, header_timeout_s=_BOUND_S,
+                       body_timeout_s=_BOUND_S, min_body_rate=0).start()
   failures, lock = [], threading.Lock()
-  slow_done = threading.Event()
+  cuts = []  # (seconds a slow connection was held, the server's reply)
 
   def check(i, status, data):
     ok = status == 200 and np.isclose(json.loads(data)['predictions'][0]['probability'],
@@ -62,40 +67,59 @@ def test_load_without_and_with_keep_alive_and_a_slowloris(models):
     finally:
       c.close()
 
-  def slowloris():
-    # A valid request padded with 1 MB of JSON whitespace, sent one byte per 50 ms (well within
-    # the read timeout): it never completes while the test runs.
-    payload = body(0).encode() + b' ' * (1 << 20)
-    data = (b'POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s'
-            % (len(payload), payload))
-    with socket.create_connection(('127.0.0.1', server.port), timeout=60) as s:
-      try:
-        for k in range(len(data)):
-          if others_done.is_set():
-            return
-          s.sendall(data[k:k + 1])
-          time.sleep(0.05)
-      except OSError:
-        pass  # the server closed it: the assertion below reports that
-      slow_done.set()
+  def slow_client(k):
+    # A valid request, headers (k even) or a body padded with JSON whitespace (k odd) sent one
+    # byte per second; cut, it connects again, as long as the normal clients run.
+    payload = body(0).encode() + b' ' * 100
+    head = b'POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n' % len(payload)
+    data = head + b'X-Pad: ' + b'a' * 100 if k % 2 == 0 else head + b'\r\n' + payload
+    while not others_done.is_set():
+      sent = len(head) + 2 if k % 2 else 0  # the body case sends its headers at once
+      with socket.create_connection(('127.0.0.1', server.port), timeout=60) as s:
+        start = time.monotonic()
+        s.sendall(data[:sent])
+        while sent < len(data) and not others_done.is_set():
+          try:
+            s.sendall(data[sent:sent + 1])
+          except OSError:
+            break
+          sent += 1
+          if select.select([s], [], [], 1.0)[0]:  # the server answered or closed
+            break
+        else:
+          return  # the normal clients are done (or, wrongly, everything was sent)
+        reply = b''
+        try:
+          while chunk := s.recv(4096):
+            reply += chunk
+        except OSError:
+          pass
+        with lock:
+          cuts.append((time.monotonic() - start, reply))
 
   others_done = threading.Event()
-  loris = threading.Thread(target=slowloris)
-  loris.start()
+  slow = [threading.Thread(target=slow_client, args=(k,)) for k in range(8)]
   threads = ([threading.Thread(target=fresh_connections, args=(s,)) for s in range(32)] +
              [threading.Thread(target=keep_alive, args=(s,)) for s in range(16)])
   try:
+    for t in slow:
+      t.start()
     start = time.perf_counter()
     for t in threads:
       t.start()
     for t in threads:
       t.join(300)
-    finished_before_slowloris = not slow_done.is_set()
-    print(f'4800 requests in {time.perf_counter() - start:.1f} s')
+    elapsed = time.perf_counter() - start
+    print(f'4800 requests in {elapsed:.1f} s; {len(cuts)} slow connections cut')
     others_done.set()
-    loris.join(60)
+    for t in slow:
+      t.join(60)
   finally:
     server.stop()
   assert not failures, failures[:5]
-  assert not any(t.is_alive() for t in threads)
-  assert finished_before_slowloris  # 4800 requests done while one client still trickled bytes
+  assert not any(t.is_alive() for t in threads + slow)
+  # Every slow connection was cut at the bound with a 408 (was: held for as long as it dripped).
+  assert len(cuts) >= 8 * max(1, int(elapsed // (_BOUND_S + 1)) - 1), (elapsed, len(cuts))
+  for held, reply in cuts:
+    assert _BOUND_S - 0.1 < held < _BOUND_S + 2.5, (held, reply[:100])
+    assert reply.startswith(b'HTTP/1.1 408 Request Timeout'), reply[:100]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import struct
 
 import pytest
 
@@ -82,3 +83,43 @@ def test_reader_seek_resumes_mid_file():
       reader.seek(offsets[123], 123)
       assert reader.read() == records[123] and reader.index == 124
       assert reader.offset == offsets[124]
+
+
+@pytest.mark.parametrize('damage', ['cut', 'flip', 'trailer'])
+def test_a_damaged_gzip_file_is_a_data_loss_error_naming_the_file_and_record(tmp_path, damage):
+  with open(GZ, 'rb') as f:
+    data = bytearray(f.read())
+  if damage == 'cut':
+    data = data[:len(data) // 2]  # was: a bare EOFError from gzip
+  elif damage == 'flip':
+    data[10:14] = b'\xff' * 4  # the first deflate block's header: was a bare zlib.error
+  else:
+    data[-8] ^= 0xFF  # the stored CRC32 of the whole stream: was gzip.BadGzipFile
+  bad = tmp_path / 'bad.tfrecord.gz'
+  bad.write_bytes(bytes(data))
+  with pytest.raises(jio.DataLossError, match=r"bad.tfrecord.gz'.*record \d+ at offset \d+: "
+                                              'damaged GZIP stream'):
+    list(jio.tfrecord_iterator(str(bad), 'GZIP'))
+  fn = jio.tfrecord_input_fn(str(bad), {'age': jio.FixedLenFeature([1], 'int64')},
+                             compression='GZIP', batch_size=50, shuffle=False)
+  with pytest.raises(jio.DataLossError, match=r"bad.tfrecord.gz'.*record \d+ .*damaged GZIP"):
+    list(fn())
+
+
+@pytest.mark.parametrize('compression', [None, 'GZIP'])
+def test_a_header_declaring_a_huge_length_is_refused_before_allocating(tmp_path, compression):
+  records = list(jio.tfrecord_iterator(PLAIN))[:3]
+  good = tmp_path / 'good.tfrecord'
+  jio.write_tfrecord(str(good), records)
+  data = bytearray(good.read_bytes())
+  start = _record_offsets(str(good))[2]
+  length = struct.pack('<Q', 1 << 40)  # 1 TiB, with a valid length CRC
+  data[start:start + 12] = length + struct.pack('<I', jio.masked_crc32c(length))
+  bad = tmp_path / 'huge.tfrecord'
+  bad.write_bytes(bytes(data) if compression is None else gzip.compress(bytes(data)))
+  # was: an empty MemoryError (the reader allocated the declared 1 TiB)
+  why = 'truncated data' + (': the header declares 1099511627776 data bytes' if compression is None
+                            else '')
+  with pytest.raises(jio.DataLossError, match=rf"huge.tfrecord'.*record 2 at offset {start}: "
+                                              f'{why}'):
+    list(jio.tfrecord_iterator(str(bad), compression))

@@ -175,3 +175,23 @@ def test_records_are_parsed_off_the_training_thread(tmp_path, monkeypatch):
   monkeypatch.setattr(parsing, 'parse_example', spy)
   tr.estimator(str(tmp_path / 'm')).train(tr.input_fn(pattern, num_epochs=1), max_steps=2)
   assert threads and threading.main_thread().name not in threads, threads
+
+
+def test_one_train_call_per_epoch_loop_trains_an_epoch_each_call_as_numpy(tmp_path):
+  # TF's usual loop `for _ in range(E): est.train(input_fn)` with num_epochs=1 re-runs input_fn
+  # each call; the position restored at the end of the finite input starts a fresh pass, as with
+  # numpy_input_fn (was: the first epoch, then "input_fn yielded no batches").
+  pattern = tr.write_files(str(tmp_path), 100, 2)
+  x, y = tr.adult_rows(100)
+  from_files = tr.estimator(str(tmp_path / 'files'))
+  from_numpy = tr.estimator(str(tmp_path / 'numpy'))
+  files_fn = tr.input_fn(pattern, num_epochs=1, shuffle=False)
+  numpy_fn = je.inputs.numpy_input_fn(x, y, batch_size=32, num_epochs=1, shuffle=False)
+  for epoch in range(1, 4):
+    from_files.train(files_fn)
+    from_numpy.train(numpy_fn)
+    assert from_files.get_variable_value('global_step') == 4 * epoch  # ceil(100 / 32) a call
+    assert from_numpy.get_variable_value('global_step') == 4 * epoch
+  a, b = _models.checkpoint_params(from_files), _models.checkpoint_params(from_numpy)
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-7, err_msg=name)

@@ -55,6 +55,7 @@ from jestimator.driver.extenders import add_metrics  # noqa: E402
 from jestimator.driver.session_hooks import (CheckpointSaverHook, FinalOpsHook,  # noqa: E402
                                              NanTensorHook, SecondOrStepTimer, SessionRunArgs,
                                              SessionRunContext, SessionRunHook, SessionRunValues)
+from jestimator import compat  # noqa: E402  (tf.compat.v1's canned estimators)
 
 # `import jestimator.heads` / `jestimator.optimizers` work as tf.estimator's head and optimizer
 # namespaces do; the modules live in the canned layer.
@@ -85,7 +86,7 @@ __all__ = [
     'BaselineClassifier', 'BaselineEstimator', 'BaselineRegressor', 'DNNClassifier',
     'DNNEstimator', 'DNNLinearCombinedClassifier', 'DNNLinearCombinedEstimator',
     'DNNLinearCombinedRegressor', 'DNNRegressor', 'LinearClassifier', 'LinearEstimator',
-    'LinearRegressor', 'canned', 'columns', 'datasets', 'heads', 'optimizers',
+    'LinearRegressor', 'canned', 'columns', 'compat', 'datasets', 'heads', 'optimizers',
     'ClassificationOutput', 'Estimator', 'EstimatorSpec', 'InputContext', 'ModeKeys', 'ModelFn',
     'PredictOutput', 'RegressionOutput', 'RunConfig', 'TrainState', 'VocabInfo', 'WarmStartSettings',
     'example_mask', 'hooks', 'inputs', 'summary', 'make_early_stopping_hook', 'make_eval_step',

@@ -19,7 +19,9 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(PY) -m pip install -q -e '.[test]' $(EDITABLE_FLAGS) || $(PY) -m pip install -q -e '.[test]'
+	@# The filter hides setuptools' "Editable installation" banner (a warning it uses to inform).
+	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install -q -e '.[test]' $(EDITABLE_FLAGS) || \
+	  PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

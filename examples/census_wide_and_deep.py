@@ -3,8 +3,14 @@
 Run with `make demo`. Reads raw string columns, lets `columns.analyze` learn vocabularies and
 z-score statistics, trains a `DNNLinearCombinedClassifier` for 2 epochs, evaluates, predicts,
 then exports the model and scores raw rows with the exported artifact.
+
+The model_dir is a temporary folder removed at the end; `python census_wide_and_deep.py DIR`
+trains in DIR and keeps it (to open it with TensorBoard, or serve its export).
 """
+import atexit
 import logging
+import shutil
+import sys
 import tempfile
 
 import jestimator as je
@@ -40,7 +46,12 @@ deep = [*numeric,
 wide, deep = fc.analyze(wide, train), fc.analyze(deep, train)
 
 # -- Train and evaluate. ------------------------------------------------------------------------
-model_dir = tempfile.mkdtemp(prefix='census_')
+if len(sys.argv) > 1:
+  model_dir = sys.argv[1]
+else:
+  model_dir = tempfile.mkdtemp(prefix='census_')
+  atexit.register(shutil.rmtree, model_dir, ignore_errors=True)
+  print(f'model_dir: {model_dir} (temporary, removed at the end; pass a folder to keep it)')
 estimator = je.DNNLinearCombinedClassifier(
     model_dir=model_dir, linear_feature_columns=wide, dnn_feature_columns=deep,
     dnn_hidden_units=[100, 50], label_vocabulary=list(adult.LABEL_VOCABULARY),

@@ -17,9 +17,9 @@ from jestimator import logging  # noqa: F401  (stdlib only; public as `jestimato
 
 if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports on first use
   from jestimator import (  # noqa: F401  (modules reachable as attributes)
-      canned, checkpoints, columns, datasets, distributed, early_stopping, estimator, export,
+      canned, checkpoints, columns, compat, datasets, distributed, early_stopping, estimator, export,
       export_output, heads, hooks, inputs, io, metric_states, metrics, mode_keys, model_fn,
-      optimizers, padding, run_config, serve, serving, spec, steps, strategy, summaries, summary,
+      losses, experimental, optimizers, padding, run_config, serve, serving, spec, steps, strategy, summaries, summary,
       train_state, warm_start)
   from jestimator.canned import (BaselineClassifier, BaselineEstimator, BaselineRegressor,
                                  DNNClassifier, DNNEstimator, DNNLinearCombinedClassifier,
@@ -39,13 +39,17 @@ if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports o
   from jestimator.model.spec import EstimatorSpec
   from jestimator.model.steps import make_eval_step, make_predict_step, make_train_step
   from jestimator.state.train_state import TrainState
-  from jestimator.state.warm_start import WarmStartSettings
+  from jestimator.state.warm_start import VocabInfo, WarmStartSettings
+  from jestimator.driver.extenders import add_metrics
+  from jestimator.driver.session_hooks import (CheckpointSaverHook, FinalOpsHook, NanTensorHook,
+                                               SecondOrStepTimer, SessionRunArgs,
+                                               SessionRunContext, SessionRunHook, SessionRunValues)
 
 __version__ = '0.1.0'
 
 # Sub-modules and sub-packages reachable as attributes (`jestimator.export`, `jestimator.hooks`).
 _MODULES = frozenset({
-    'canned', 'checkpoints', 'columns', 'datasets', 'distributed', 'early_stopping', 'estimator',
+    'canned', 'checkpoints', 'columns', 'compat', 'datasets', 'experimental', 'losses', 'distributed', 'early_stopping', 'estimator',
     'export', 'export_output', 'heads', 'hooks', 'inputs', 'io', 'metric_states', 'metrics',
     'mode_keys', 'model_fn', 'optimizers', 'padding', 'run_config', 'serve', 'serving', 'spec',
     'steps', 'strategy', 'summaries', 'summary', 'train_state', 'warm_start'})
@@ -74,7 +78,11 @@ _NAMES = {
     **dict.fromkeys(('make_eval_step', 'make_predict_step', 'make_train_step'),
                     'jestimator.model.steps'),
     'TrainState': 'jestimator.state.train_state',
-    'WarmStartSettings': 'jestimator.state.warm_start',
+    **dict.fromkeys(('VocabInfo', 'WarmStartSettings'), 'jestimator.state.warm_start'),
+    'add_metrics': 'jestimator.driver.extenders',
+    **dict.fromkeys(('CheckpointSaverHook', 'FinalOpsHook', 'NanTensorHook', 'SecondOrStepTimer',
+                     'SessionRunArgs', 'SessionRunContext', 'SessionRunHook', 'SessionRunValues'),
+                    'jestimator.driver.session_hooks'),
 }
 
 
@@ -100,11 +108,14 @@ __all__ = [
     'BaselineClassifier', 'BaselineEstimator', 'BaselineRegressor', 'DNNClassifier',
     'DNNEstimator', 'DNNLinearCombinedClassifier', 'DNNLinearCombinedEstimator',
     'DNNLinearCombinedRegressor', 'DNNRegressor', 'LinearClassifier', 'LinearEstimator',
-    'LinearRegressor', 'canned', 'columns', 'datasets', 'heads', 'optimizers',
+    'LinearRegressor', 'canned', 'columns', 'compat', 'datasets', 'heads', 'optimizers',
     'ClassificationOutput', 'Estimator', 'EstimatorSpec', 'InputContext', 'ModeKeys', 'ModelFn',
-    'PredictOutput', 'RegressionOutput', 'RunConfig', 'TrainState', 'WarmStartSettings',
+    'PredictOutput', 'RegressionOutput', 'RunConfig', 'TrainState', 'VocabInfo', 'WarmStartSettings',
     'example_mask', 'hooks', 'inputs', 'summary', 'make_early_stopping_hook', 'make_eval_step',
     'make_predict_step', 'make_train_step', 'metrics', 'stop_if_higher_hook',
     'stop_if_lower_hook', 'stop_if_no_decrease_hook', 'stop_if_no_increase_hook',
-    'EvalSpec', 'TrainSpec', 'train_and_evaluate',
+    'EvalSpec', 'TrainSpec', 'train_and_evaluate', 'losses',
+    'experimental', 'add_metrics', 'CheckpointSaverHook', 'FinalOpsHook', 'NanTensorHook',
+    'SecondOrStepTimer', 'SessionRunArgs', 'SessionRunContext', 'SessionRunHook',
+    'SessionRunValues',
 ]

@@ -10,10 +10,13 @@ evaluation results) goes to the standard `logging` logger named `'jestimator'`. 
   # or the standard way, which now works after `import jestimator` too:
   logging.basicConfig(level=logging.INFO)
 
-`set_verbosity` gives the `'jestimator'` logger its own stderr handler and stops it from also
-propagating to the root logger (no duplicate lines), so it works even when absl or orbax have
-installed a root handler at WARNING. `set_verbosity(logging.WARNING)` (the default level of an
-unconfigured program) silences progress lines, also the one-line display on a terminal.
+As Python's convention asks of a library, `set_verbosity` only sets the `'jestimator'` logger's
+level and adds no handler of its own for an application that configured logging: the records
+propagate to the application's handlers, with its format (`basicConfig(format='%(message)s')`
+prints the bare message). Only while the root logger has no handler at all does a fallback
+handler print them to stderr as `INFO:jestimator:...` (Python's own last resort shows
+warnings only). `set_verbosity(logging.WARNING)` (the default level of an unconfigured program)
+silences progress lines, also the progress bar on a terminal.
 
 Why `basicConfig` needed help: absl's logging (used by orbax at import) calls
 `logging.basicConfig()` whenever it logs while the root logger has no handler, which made every
@@ -26,7 +29,6 @@ import logging as _logging
 import sys
 
 LOGGER_NAME = 'jestimator'
-_HANDLER_MARK = '_jestimator_handler'
 
 DEBUG, INFO, WARNING, ERROR = _logging.DEBUG, _logging.INFO, _logging.WARNING, _logging.ERROR
 
@@ -53,12 +55,22 @@ def set_verbosity(level: int | str) -> None:
                     f'{type(level).__name__}')
   logger = get_logger()
   logger.setLevel(level)
-  if not any(getattr(h, _HANDLER_MARK, False) for h in logger.handlers):
-    handler = _logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_logging.Formatter('%(levelname)s:%(name)s:%(message)s'))
-    setattr(handler, _HANDLER_MARK, True)
-    logger.addHandler(handler)
-  logger.propagate = False
+  if not any(isinstance(h, _FallbackHandler) for h in logger.handlers):
+    logger.addHandler(_FallbackHandler())
+
+
+class _FallbackHandler(_logging.StreamHandler):
+  """Prints to stderr only while the application configured no logging (no root handler);
+  otherwise the record propagates to the application's handlers, which show it their way."""
+
+  def __init__(self):
+    super().__init__(sys.stderr)
+    self.setFormatter(_logging.Formatter('%(levelname)s:%(name)s:%(message)s'))
+
+  def emit(self, record: _logging.LogRecord) -> None:
+    if not _logging.getLogger().handlers:
+      self.stream = sys.stderr  # the current stderr (pytest and notebooks replace it)
+      super().emit(record)
 
 
 def get_verbosity() -> int:

@@ -41,3 +41,19 @@ def test_census_demo_meets_its_targets():
   assert float(metrics['accuracy']) >= 0.85, out
   assert float(metrics['auc']) >= 0.90, out
   assert 'served P(>50K) for two raw rows' in out
+
+
+@pytest.mark.slow
+def test_tune_census_example_prunes_and_plots(tmp_path):
+  """A short run of examples/tune_census.py: 5 trials on 4,096 rows, pruned by the median rule."""
+  import optuna
+  main = runpy.run_path(os.path.join(EXAMPLES, 'tune_census.py'))['main']
+  results = main(str(tmp_path), n_trials=5, max_steps=60, every_n_steps=20, train_rows=4096)
+  assert len(results["states"]) == 5 and set(results['states']) <= {'COMPLETE', 'PRUNED'}
+  assert results['best_value'] < 0.6  # below the 0.55 a constant predictor reaches on Adult
+  assert results['best_accuracy'] > 0.76
+  with open(results['plot'], 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  study = optuna.load_study(study_name='jestimator',
+                            storage=f'sqlite:///{tmp_path}/study.db')
+  assert study.best_trial.params == results['best_params']

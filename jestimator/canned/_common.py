@@ -14,14 +14,22 @@ from jestimator.model.mode_keys import ModeKeys
 
 
 def classifier_head(n_classes: int, weight_column: Any, label_vocabulary: Any,
-                    loss_reduction: str) -> heads_lib.Head:
-  """`BinaryClassHead` for 2 classes, `MultiClassHead` otherwise (TF's rule)."""
+                    loss_reduction: str, auc_thresholds: Any = None) -> heads_lib.Head:
+  """`BinaryClassHead` for 2 classes, `MultiClassHead` otherwise (TF's rule).
+
+  `auc_thresholds`: the binary head's choice (None: TF's 200; 'logit'; explicit thresholds); a
+  multi-class head reports no AUC, so it takes none.
+  """
   if not isinstance(n_classes, int) or n_classes < 2:
     raise ValueError(f'n_classes must be an int >= 2, got {n_classes!r}')
   if n_classes == 2:
     return heads_lib.BinaryClassHead(weight_column=weight_column,
                                      label_vocabulary=label_vocabulary,
-                                     loss_reduction=loss_reduction)
+                                     loss_reduction=loss_reduction,
+                                     auc_thresholds=auc_thresholds)
+  if auc_thresholds is not None:
+    raise ValueError(f'auc_thresholds={auc_thresholds!r} is for n_classes=2 (AUC metrics); a '
+                     f'{n_classes}-class classifier reports none')
   return heads_lib.MultiClassHead(n_classes, weight_column=weight_column,
                                   label_vocabulary=label_vocabulary,
                                   loss_reduction=loss_reduction)

@@ -39,12 +39,17 @@ class BaselineEstimator(_common.CannedEstimator):
 
 
 class BaselineClassifier(BaselineEstimator):
-  """Predicts the class prior (`tf.estimator.BaselineClassifier`)."""
+  """Predicts the class prior (`tf.estimator.BaselineClassifier`).
+
+  `auc_thresholds` (not in TF) is `BinaryClassHead`'s: 'logit' for rare-event data.
+  """
 
   def __init__(self, model_dir: str | None = None, n_classes: int = 2, weight_column: Any = None,
                label_vocabulary: Sequence[str] | None = None, optimizer: Any = 'Ftrl',
-               config: Any = None, loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE):
-    head = _common.classifier_head(n_classes, weight_column, label_vocabulary, loss_reduction)
+               config: Any = None, loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE,
+               auc_thresholds: Any = None):
+    head = _common.classifier_head(n_classes, weight_column, label_vocabulary, loss_reduction,
+                                   auc_thresholds)
     super().__init__(head, model_dir, optimizer, config)
 
 

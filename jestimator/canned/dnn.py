@@ -96,6 +96,8 @@ class DNNEstimator(_common.CannedEstimator):
 class DNNClassifier(DNNEstimator):
   """A DNN classifier (`tf.estimator.DNNClassifier`, v2 arguments and defaults).
 
+  `auc_thresholds` (not in TF) is `BinaryClassHead`'s: 'logit' for rare-event data.
+
   Example:
     est = DNNClassifier(hidden_units=[64, 32], feature_columns=cols, n_classes=2)
     est.train(input_fn, max_steps=1000)
@@ -106,8 +108,10 @@ class DNNClassifier(DNNEstimator):
                label_vocabulary: Sequence[str] | None = None, optimizer: Any = 'Adagrad',
                activation_fn: Callable = nn.relu, dropout: float | None = None,
                config: Any = None, warm_start_from: Any = None,
-               loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, batch_norm: bool = False):
-    head = _common.classifier_head(n_classes, weight_column, label_vocabulary, loss_reduction)
+               loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, batch_norm: bool = False,
+               auc_thresholds: Any = None):
+    head = _common.classifier_head(n_classes, weight_column, label_vocabulary, loss_reduction,
+                                   auc_thresholds)
     super().__init__(head, hidden_units, feature_columns, model_dir, optimizer, activation_fn,
                      dropout, config, warm_start_from, batch_norm)
 

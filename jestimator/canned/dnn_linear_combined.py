@@ -74,7 +74,10 @@ def linear_optimizer_for(optimizer: Any, n_columns: int) -> optax.GradientTransf
 
 
 class DNNLinearCombinedClassifier(DNNLinearCombinedEstimator):
-  """Wide & deep classifier (`tf.estimator.DNNLinearCombinedClassifier`, v2 arguments)."""
+  """Wide & deep classifier (`tf.estimator.DNNLinearCombinedClassifier`, v2 arguments).
+
+  `auc_thresholds` (not in TF) is `BinaryClassHead`'s: 'logit' for rare-event data.
+  """
 
   def __init__(self, model_dir: str | None = None,
                linear_feature_columns: Sequence[Any] | None = None,
@@ -86,8 +89,10 @@ class DNNLinearCombinedClassifier(DNNLinearCombinedEstimator):
                label_vocabulary: Sequence[str] | None = None, config: Any = None,
                warm_start_from: Any = None,
                loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE,
-               batch_norm: bool = False, linear_sparse_combiner: str = 'sum'):
-    head = _common.classifier_head(n_classes, weight_column, label_vocabulary, loss_reduction)
+               batch_norm: bool = False, linear_sparse_combiner: str = 'sum',
+               auc_thresholds: Any = None):
+    head = _common.classifier_head(n_classes, weight_column, label_vocabulary, loss_reduction,
+                                   auc_thresholds)
     super().__init__(head, model_dir, linear_feature_columns, linear_optimizer,
                      dnn_feature_columns, dnn_optimizer, dnn_hidden_units, dnn_activation_fn,
                      dnn_dropout, config, batch_norm, linear_sparse_combiner, warm_start_from)

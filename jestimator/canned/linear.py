@@ -54,15 +54,20 @@ class LinearEstimator(_common.CannedEstimator):
 
 
 class LinearClassifier(LinearEstimator):
-  """A linear classifier (`tf.estimator.LinearClassifier`, v2 arguments and defaults)."""
+  """A linear classifier (`tf.estimator.LinearClassifier`, v2 arguments and defaults).
+
+  `auc_thresholds` (not in TF) is `BinaryClassHead`'s: 'logit' for rare-event data.
+  """
 
   def __init__(self, feature_columns: Sequence[Any], model_dir: str | None = None,
                n_classes: int = 2, weight_column: Any = None,
                label_vocabulary: Sequence[str] | None = None, optimizer: Any = 'Ftrl',
                config: Any = None, warm_start_from: Any = None,
                loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE,
-               sparse_combiner: str = 'sum'):
-    head = _common.classifier_head(n_classes, weight_column, label_vocabulary, loss_reduction)
+               sparse_combiner: str = 'sum',
+               auc_thresholds: Any = None):
+    head = _common.classifier_head(n_classes, weight_column, label_vocabulary, loss_reduction,
+                                   auc_thresholds)
     super().__init__(head, feature_columns, model_dir, optimizer, config, sparse_combiner,
                      warm_start_from)
 

@@ -32,15 +32,7 @@ def feature(features: Mapping[str, Any], key: str, col: base.FeatureColumn, laye
 
 def numeric_values(col: numeric.NumericColumn, features, layer: str) -> jax.Array:
   """`[batch, *shape]` float32 values after the column's normalizer."""
-  x = feature(features, keys.value_key(col), col, layer).astype(jnp.float32)
-  if x.ndim == 0:
-    raise ValueError(f'{layer}: {col.describe()}: feature has no batch dimension')
-  if x.shape[1:] != col.shape:
-    if math.prod(x.shape[1:]) != math.prod(col.shape):
-      raise ValueError(f"{layer}: {col.describe()}: feature '{col.key}' has shape "
-                       f'{tuple(x.shape[1:])} per example, expected {col.shape}')
-    x = x.reshape((x.shape[0],) + col.shape)
-  return col.normalize(x)
+  return col.dense_values(feature(features, keys.value_key(col), col, layer), layer)
 
 
 def bucket_ids(col: numeric.BucketizedColumn, features, layer: str) -> jax.Array:
@@ -133,7 +125,9 @@ def clip_rows(rows: jax.Array, max_norm: float | None) -> jax.Array:
   if max_norm is None:
     return rows
   norm = jnp.sqrt(jnp.maximum(jnp.sum(rows * rows, axis=-1, keepdims=True), 1e-24))
-  return rows * jnp.minimum(1.0, max_norm / norm)
+  # TF's clip_by_norm, `rows * max_norm / maximum(norm, max_norm)`, sends the whole gradient
+  # through the norm at a tie (norm == max_norm); jnp.minimum would send half of it.
+  return rows * jnp.where(norm >= max_norm, max_norm / norm, 1.0)
 
 
 def embedding_lookup(table: jax.Array, ids: jax.Array, weights: jax.Array | None,

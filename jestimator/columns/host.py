@@ -164,6 +164,7 @@ class HostStage:
     self._tables: dict[base.FeatureColumn, _VocabTable] = {}
     self._signature: dict[str, dict[str, Any]] = {}
     self._weak: set[str] = set()
+    self._vocab_digests: dict[str, str] = {}
     self._flat_ids: set[base.CategoricalColumn] = set()  # consumed outside a sequence column
     for col in self.feature_columns:
       self._register(col)
@@ -245,6 +246,7 @@ class HostStage:
       vocab = col.vocabulary()  # raises 'run analyze' / file errors
       dtype = dtype or ('string' if isinstance(vocab[0], str) else 'int64')
       self._tables[col] = _VocabTable(col, vocab, dtype)
+      self._vocab_digests[col.name] = _vocab_digest(col, vocab)
     self._need(col.key, dtype, (), in_sequence, col)
 
   # ----------------------------------------------------------------------------- computation
@@ -386,8 +388,9 @@ class HostStage:
             (getattr(c, 'num_oov_buckets', 0) and hasattr(c, 'hashing'))}
 
   def checkpoint_record(self) -> dict[str, Any]:
-    """What a checkpoint stores about this stage: the hash each hashing column uses (JSON)."""
-    return {'hashing': self._hashing_columns()}
+    """What a checkpoint stores about this stage (JSON): the hash each hashing column uses, and a
+    content digest of each vocabulary (entries in order, OOV buckets, default value)."""
+    return {'hashing': self._hashing_columns(), 'vocabulary': dict(self._vocab_digests)}
 
   def check_checkpoint_record(self, record: Mapping[str, Any] | None, where: str) -> None:
     """Refuses to restore a checkpoint whose columns hashed otherwise (their buckets would move).
@@ -404,6 +407,26 @@ class HostStage:
             f"{where}: column '{name}' was trained with hashing={was!r}{why} but is now "
             f"hashing={now!r}, which would move its hash buckets; create it with "
             f"hashing={was!r} to use this checkpoint, or train in a new model_dir")
+    self._check_vocabularies(None if record is None else record.get('vocabulary'), where)
+
+  def _check_vocabularies(self, saved: Mapping[str, str] | None, where: str) -> None:
+    """A vocabulary changed since the checkpoint (reordered, extended, cut, or the column is no
+    longer a vocabulary) would silently give its ids other embedding rows and weights."""
+    if saved is None:
+      return  # written before vocabularies were recorded: nothing to compare with
+    categorical_now = {c.name for c in base.walk(self.feature_columns)
+                       if isinstance(c, base.CategoricalColumn)}
+    for name, was in sorted(saved.items()):
+      now = self._vocab_digests.get(name)
+      if name not in categorical_now or now == was:
+        continue
+      what = ('has a different vocabulary (entries, their order, num_oov_buckets or '
+              'default_value)' if now is not None else 'is no longer a vocabulary column')
+      raise ValueError(
+          f"{where}: column '{name}' {what} than the one the checkpoint was trained with, so "
+          'its ids would select other rows of the trained weights. Use the vocabulary it was '
+          'trained with; or, to reuse the weights with the new one knowingly, train in a new '
+          'model_dir with warm_start_from= this model_dir')
 
   def to_json(self) -> str:
     """The columns as JSON (`jestimator.columns.to_json`)."""
@@ -413,6 +436,15 @@ class HostStage:
   def from_json(cls, text: str) -> HostStage:
     """A host stage for the columns of a `to_json` string."""
     return cls(serialization.from_json(text))
+
+
+def _vocab_digest(col, vocab) -> str:
+  """sha256 of a vocabulary's entries in order plus its OOV policy (what maps values to ids)."""
+  import hashlib
+  import json
+  doc = json.dumps({'vocabulary': [v if isinstance(v, str) else int(v) for v in vocab],
+                    'num_oov_buckets': col.num_oov_buckets, 'default_value': col.default_value})
+  return 'sha256:' + hashlib.sha256(doc.encode()).hexdigest()
 
 
 def host_stage(feature_columns) -> HostStage:

@@ -54,6 +54,28 @@ class NumericColumn(base.DenseColumn):
     """False while `normalizer='zscore'` still waits for `analyze` to fill mean/std."""
     return self.normalizer != 'zscore' or self.mean is not None
 
+  def dense_values(self, x, where: str, fill_missing: bool = False):
+    """`x` (`[batch, ...]`, `prod(shape)` values per example) as `[batch, *shape]` float32 after
+    the normalizer, on device or host (jnp or numpy); `where` names the caller in errors.
+
+    `fill_missing`: NaN values take `default_value` first (when it is set), for values that did
+    not come through the host stage (which fills them itself).
+    """
+    x = x.astype(np.float32)
+    if x.ndim == 0:
+      raise ValueError(f'{where}: {self.describe()}: feature has no batch dimension')
+    if x.shape[1:] != self.shape:
+      if math.prod(x.shape[1:]) != math.prod(self.shape):
+        raise ValueError(f"{where}: {self.describe()}: feature '{self.key}' has shape "
+                         f'{tuple(x.shape[1:])} per example, expected {self.shape}')
+      x = x.reshape((x.shape[0],) + self.shape)
+    if fill_missing and self.default_value is not None:
+      fill = np.asarray(self.default_value, np.float32)
+      xp = x.__array_namespace__() if hasattr(x, '__array_namespace__') else np  # jnp or numpy
+      x = xp.where(
+          x != x, fill.reshape(self.shape) if fill.ndim else fill, x)
+    return self.normalize(x)
+
   def normalize(self, x):
     """Applies the z-score or `normalizer_fn` to float32 values (numpy or jax)."""
     if self.normalizer == 'zscore':

@@ -32,9 +32,9 @@ def run_evaluator(estimator: Estimator, eval_spec: EvalSpec, max_steps: int,
   """Evaluates each new checkpoint in `estimator.model_dir` until one at `>= max_steps`.
 
   Waits `eval_spec.start_delay_secs` before the first evaluation (not when resuming), then
-  evaluates new checkpoints in step order, each once, starting evaluations at least
-  `eval_spec.throttle_secs` apart, and runs `eval_spec.exporters` after each (with
-  `is_the_final_export` for the checkpoint at `>= max_steps`). Results go to
+  evaluates new checkpoints in step order (not the initial one at step 0), each once, starting
+  evaluations at least `eval_spec.throttle_secs` apart, and runs `eval_spec.exporters` after each
+  (with `is_the_final_export` for the checkpoint at `>= max_steps`). Results go to
   `estimator.eval_dir(eval_spec.name)`, as `evaluate` writes them (early stopping hooks of the
   trainer read them there).
 
@@ -83,7 +83,9 @@ def run_evaluator(estimator: Estimator, eval_spec: EvalSpec, max_steps: int,
   previous_start = None
   while True:
     ckpt = ckpt_lib.Checkpointer(estimator.model_dir, read_only=True)
-    new = [s for s in ckpt.all_steps() if last is None or s > last]
+    # Step 0 is the checkpoint `train` writes when it starts (TF's CheckpointSaverHook): nothing
+    # trained yet, so not evaluated, as `train_and_evaluate` (TF's local mode) skips it too.
+    new = [s for s in ckpt.all_steps() if s > 0 and (last is None or s > last)]
     if not new:
       if timeout_secs is not None and time.monotonic() - waiting_since > timeout_secs:
         raise TimeoutError(

@@ -29,6 +29,7 @@ import numpy as np
 from jestimator.driver.agreement import Agreement
 from jestimator.driver.estimator import Estimator
 from jestimator.driver.hooks import CheckpointSaverListener, Hook
+from jestimator.model.errors import WrongTypeError
 
 logger = logging.getLogger('jestimator')
 
@@ -134,7 +135,10 @@ class EvalSpec:
                hooks: Sequence[Hook] | None = None, exporters: Any = None,
                start_delay_secs: float = 120, throttle_secs: float = 600,
                every_n_steps: int | None = None):
-    if name is not None and (not isinstance(name, str) or not name or os.sep in name):
+    if name is not None and not isinstance(name, str):
+      # TF raises TypeError here (the natural class); ValueError, what this raised before, too.
+      raise WrongTypeError(f'`name` must be string, given: {name!r} (EvalSpec.name)')
+    if name is not None and (not name or os.sep in name):
       raise ValueError(f'EvalSpec.name must be None or a non-empty folder name, got {name!r}')
     set_ = lambda k, v: object.__setattr__(self, k, v)
     set_('input_fn', _input_fn('EvalSpec', input_fn))
@@ -155,9 +159,13 @@ def _check_exporters(exporters: Any) -> tuple[Any, ...]:
   names = set()
   for e in exporters:
     name = getattr(e, 'name', None)
-    if not isinstance(name, str) or not name or not callable(getattr(e, 'export', None)):
+    if not callable(getattr(e, 'export', None)):
       raise TypeError('EvalSpec.exporters must be jestimator.export.Exporter instances (a '
                       f'`name` string and an `export` method), got {type(e).__name__}')
+    if not isinstance(name, str) or not name:
+      # TF raises ValueError for a None, empty or non-string name; TypeError is natural too.
+      raise WrongTypeError('An Exporter cannot have a name that is `None` or empty, or not a '
+                           f'string: {type(e).__name__}.name is {name!r} (EvalSpec.exporters)')
     if name in names:
       raise ValueError(f'EvalSpec.exporters must have unique names; {name!r} appears twice')
     names.add(name)
@@ -218,8 +226,7 @@ class _Evaluator:
       if path is not None:
         self._exported[exporter.name] = step
         if self._scratch is None:
-          self.export_results.append(path)
-          logger.info('Exported %s (step %d) to %s', exporter.name, step, path)
+          self.export_results.append(path)  # the export itself logged where it went
     self.final_done |= is_final
 
   def close(self) -> None:
@@ -247,18 +254,23 @@ class _EvalListener(CheckpointSaverListener):
     self._last_eval_time: float | None = None
     self._crossed_step: int | None = None
     self.began = False
+    self._stepped = False  # whether a dispatch ran in this train() (see after_save)
 
   def begin(self):
     self.began = True
+    self._stepped = False
 
   def wants_save(self, ctx) -> bool:  # called by the train loop after every dispatch
+    self._stepped = True
     if self.every_n is not None and ctx.crossed(self.every_n):
       self._crossed_step = ctx.step
       return True
     return False
 
   def after_save(self, step: int) -> bool:
-    if step == 0:  # TF skips the save at the start of training: nothing trained yet
+    if not self._stepped:
+      # The save when training starts (step 0, or the step it resumed from): nothing trained
+      # since, so nothing to evaluate; TF's listener skips its first save likewise.
       return False
     if self.every_n is not None:
       if step != self._crossed_step:  # a save of the checkpoint cadence, not an evaluation point

@@ -144,7 +144,8 @@ class Estimator:
     """Trains until `steps` more steps, `max_steps` in total, a hook's stop, or end of input.
 
     Resumes from the latest checkpoint in `model_dir` (model, optimizer, rng and, for the
-    built-in input functions, the input position). Saves a checkpoint at the end.
+    built-in input functions, the input position). Saves a checkpoint at the end and, while
+    periodic checkpoints are on, one of the state it starts from (step 0 on a fresh run), as TF.
     """
     if steps is not None and max_steps is not None:
       raise ValueError('Can not provide both steps and max_steps.')
@@ -155,7 +156,7 @@ class Estimator:
         raise TypeError('saving_listeners must be jestimator.hooks.CheckpointSaverListener '
                         f'instances, got {type(listener).__name__}')
     config = self._config
-    if config.save_checkpoints_steps is None and config.save_checkpoints_secs is None:
+    if not config.saves_checkpoints:
       # TF's rule: with checkpointing disabled they would hear of the final save only. A
       # listener that asks for its own saves (overrides `wants_save`) still works.
       passive = [type(x).__name__ for x in listeners
@@ -163,7 +164,7 @@ class Estimator:
       if passive:
         raise ValueError(f'saving_listeners {passive} need periodic checkpoints, but RunConfig '
                          'disables them (save_checkpoints_steps and save_checkpoints_secs are '
-                         'both None); set one of them')
+                         'both None or 0); set one of them')
     from jestimator.driver import train as train_lib  # see the module docstring
     train_lib.train(self._compiled, self._store, self._pipeline, self._config, input_fn,
                     _check_hooks(hooks), steps, max_steps, listeners, self._writers)

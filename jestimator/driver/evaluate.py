@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import jax
@@ -40,9 +41,11 @@ def evaluate(compiled, store, pipeline, input_fn, steps, hooks, checkpoint_path,
     left = source.batches_left
     total = min(x for x in (steps, left) if x is not None) if (steps or left) else None
     # Fetches each shown batch's loss only to wait for it: one batch's loss is not the result.
-    runner = HookRunner([*hooks, *traced.spec.evaluation_hooks,
-                         progress.ProgressHook(ModeKeys.EVAL, log_step_count_steps,
-                                               show_loss=False)], strategy.to_host, 'eval step')
+    extra = [progress.ProgressHook(ModeKeys.EVAL, log_step_count_steps, show_loss=False)]
+    if steps is None and total is None:
+      extra.append(EndlessInputWarning(source.repeats_forever))
+    runner = HookRunner([*hooks, *traced.spec.evaluation_hooks, *extra], strategy.to_host,
+                        'eval step')
     runner.begin(variables)
     acc = None
     plan = BatchPlan.for_eval(batch.size, pipeline.batch_multiple, traced.padding_aware)
@@ -74,6 +77,33 @@ def evaluate(compiled, store, pipeline, input_fn, steps, hooks, checkpoint_path,
   finally:
     writers.flush()
   return results
+
+
+class EndlessInputWarning(hooks_lib.Hook):
+  """Warns once when `evaluate()` without `steps` may never end (TF ran on without a word).
+
+  At once when the input is known to repeat forever (`numpy_input_fn(num_epochs=None)`); for an
+  input whose end is unknown, after `after_secs` of evaluation.
+  """
+
+  def __init__(self, repeats_forever: bool, after_secs: float = 60.0):
+    self.repeats_forever, self.after_secs = repeats_forever, after_secs
+
+  def begin(self):
+    self._t0, self._warned = time.monotonic(), False
+    if self.repeats_forever:
+      self._warn('its input repeats forever (num_epochs=None), so it will never end')
+
+  def after_step(self, ctx, values):
+    if not self._warned and time.monotonic() - self._t0 >= self.after_secs:
+      self._warn(f'it has read {ctx.step} batches in {time.monotonic() - self._t0:.0f} s from '
+                 'an input whose end is unknown; if that input repeats (num_epochs=None, '
+                 'dataset.repeat()) it will never end')
+
+  def _warn(self, why: str) -> None:
+    self._warned = True
+    logger.warning('evaluate() runs without steps= and %s: pass steps=, or an input that ends',
+                   why)
 
 
 def _write(writer, eval_dir: str, global_step: int, results: dict, summary_states: dict,

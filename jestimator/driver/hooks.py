@@ -179,7 +179,8 @@ class StepCounterHook(Hook):
 
 class SummarySaverHook(Hook):
   """Writes the training `loss` and the model_fn's `jestimator.summary` values every
-  `every_n_steps` steps and at the last step when it is known in advance.
+  `every_n_steps` steps and at the last step when it is known in advance; `every_n_steps` 0 or
+  None writes nothing (TF's `save_summary_steps=0`).
 
   `write(step, values)` is also called by the train loop at the end of a run whose last step was
   not written (a `train()` shorter than `every_n_steps`, or an input that ran out).
@@ -190,7 +191,11 @@ class SummarySaverHook(Hook):
     self.last_written: int | None = None
 
   def _due(self, ctx) -> bool:
-    return ctx.crossed(self.every_n_steps) or ctx.is_last
+    return bool(self.every_n_steps) and (ctx.crossed(self.every_n_steps) or ctx.is_last)
+
+  def wants_end(self, step: int) -> bool:
+    """Whether the loop should `write` its last step (on, and not written yet)."""
+    return bool(self.every_n_steps) and self.last_written != step
 
   def before_step(self, ctx):
     return ['loss', SUMMARIES] if self._due(ctx) else None

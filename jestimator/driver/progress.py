@@ -1,8 +1,11 @@
 """The progress display of train / evaluate / predict.
 
-On a terminal (stderr is a TTY) one line is redrawn in place about once a second:
+On a terminal (stderr is a TTY) a progress bar is redrawn in place about once a second, with the
+epoch when the input knows it (an in-memory input) and the ETA when the end is known:
 
-  train 1200/5000 [24%] 51234 examples/s  loss 0.3412  ETA 0:00:09
+  train [#######-----------------------] 1200/5000  24%  epoch 2/10  51234 ex/s  loss 0.3412  ETA 0:00:09
+
+Without a known end there is no bar: `train step 1200  epoch 2  51234 ex/s  loss 0.3412`.
 
 Otherwise (CI, a file, a notebook capturing stderr) a plain log line goes to the `'jestimator'`
 logger at INFO every `log_step_count_steps` steps, shown with `jestimator.logging.set_verbosity
@@ -10,7 +13,7 @@ logger at INFO every `log_step_count_steps` steps, shown with `jestimator.loggin
 
   train: step = 1200/5000, loss = 0.3412, examples/sec = 51234, ETA 0:00:09
 
-The terminal line is on by default and off after `set_verbosity(WARNING)` (or any level above
+The terminal bar is on by default and off after `set_verbosity(WARNING)` (or any level above
 INFO set on the `'jestimator'` logger). examples/s is measured from the end of the first dispatch,
 so compilation does not count; the loss is fetched only when a line is due, so the device is not
 synced on other steps. The ETA needs a known end: `steps` / `max_steps`, or a finite in-memory
@@ -22,13 +25,14 @@ import datetime
 import logging
 import sys
 import time
-from typing import TextIO
+from typing import Callable, TextIO
 
 from jestimator.driver.hooks import Hook, StepContext
 
 logger = logging.getLogger('jestimator')
 
 _VERBS = {'train': 'train', 'eval': 'evaluate', 'infer': 'predict'}
+BAR_WIDTH = 30
 
 
 def _on_terminal(stream: TextIO) -> bool:
@@ -51,13 +55,17 @@ class ProgressHook(Hook):
       for the first dispatch, so compilation is not timed).
     show_loss: print it (train); evaluate fetches it only to wait, since one batch's loss is
       not the evaluation's.
+    epoch: returns `(epoch, num_epochs or None)` of the input, or None when it does not know
+      (`BatchSource.epoch`); shown on the terminal bar.
   """
 
   def __init__(self, mode: str, every_n_steps: int = 100, terminal_secs: float = 1.0,
-               stream: TextIO | None = None, fetch_loss: bool = True, show_loss: bool = True):
+               stream: TextIO | None = None, fetch_loss: bool = True, show_loss: bool = True,
+               epoch: Callable[[], tuple[int, int | None] | None] | None = None):
     self.mode, self.every_n_steps, self.terminal_secs = mode, every_n_steps, terminal_secs
     self.stream = stream if stream is not None else sys.stderr
     self.fetch_loss, self.show_loss = fetch_loss, show_loss
+    self.epoch = epoch
 
   def begin(self):
     self._terminal = _on_terminal(self.stream) and (
@@ -105,26 +113,46 @@ class ProgressHook(Hook):
   def _show(self, ctx, loss, now):
     rate, steps_per_sec = self._rate(ctx, now)
     verb = _VERBS.get(self.mode, self.mode)
-    total = f'/{ctx.total}' if ctx.total is not None else ''
     eta = None
     if ctx.total is not None and steps_per_sec:
       eta = str(datetime.timedelta(seconds=round(max(ctx.total - ctx.step, 0) / steps_per_sec)))
-    parts = [f'step = {ctx.step}{total}']
-    if loss is not None:
-      parts.append(f'loss = {float(loss):.6g}')
-    if rate is not None:
-      parts.append(f'examples/sec = {rate:.1f}')
-    if eta is not None:
-      parts.append(f'ETA {eta}')
-    line = f'{verb}: ' + ', '.join(parts)
     self._last_draw = now
     self._shown_step = ctx.step
     if self._terminal:
-      self.stream.write('\r' + line + '\x1b[K')
+      self.stream.write('\r' + self._bar(verb, ctx, loss, rate, eta) + '\x1b[K')
       self.stream.flush()
       self._drawn = True
+      return
+    parts = [f'step = {ctx.step}' + (f'/{ctx.total}' if ctx.total is not None else '')]
+    if loss is not None:
+      parts.append(f'loss = {float(loss):.6g}')
+    if rate is not None:
+      parts.append(f'examples/sec = {rate:.0f}')
+    if eta is not None:
+      parts.append(f'ETA {eta}')
+    logger.info('%s', f'{verb}: ' + ', '.join(parts))
+
+  def _bar(self, verb, ctx, loss, rate, eta) -> str:
+    """The terminal line: a bar when the end is known, then epoch, rate, loss and ETA."""
+    if ctx.total:
+      done = min(ctx.step / ctx.total, 1.0)
+      filled = int(done * BAR_WIDTH)
+      width = len(str(ctx.total))
+      parts = [f'{verb} [{"#" * filled}{"-" * (BAR_WIDTH - filled)}] '
+               f'{ctx.step:>{width}}/{ctx.total} {done:4.0%}']
     else:
-      logger.info('%s', line)
+      parts = [f'{verb} step {ctx.step}']
+    known = self.epoch() if self.epoch is not None else None
+    if known is not None:
+      epoch, epochs = known
+      parts.append(f'epoch {epoch}' + (f'/{epochs}' if epochs is not None else ''))
+    if rate is not None:
+      parts.append(f'{rate:.0f} ex/s')
+    if loss is not None:
+      parts.append(f'loss {float(loss):.4g}')
+    if eta is not None:
+      parts.append(f'ETA {eta}')
+    return '  '.join(parts)
 
   def end(self, state):
     ctx = self._ctx

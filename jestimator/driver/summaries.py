@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import time
 import weakref
@@ -12,6 +13,8 @@ import jax
 import numpy as np
 
 EVAL_RESULTS_FILE = 'eval_results.jsonl'
+logger = logging.getLogger('jestimator')
+_warned_torn: set[tuple[str, int]] = set()
 
 
 class SummaryWriter:
@@ -20,15 +23,19 @@ class SummaryWriter:
   The event file is opened on the first write and kept open until `close()`: an `Estimator` keeps
   one writer per directory across its calls (`Writers`) and flushes it at the end of each call,
   so several evaluations in the same second land in one file instead of overwriting each other.
-  Writes are synchronous (no writer thread); the file name carries the process id and a
-  counter, so two writers never share a file.
+  Writes are synchronous (no writer thread) and flushed at most `flush_secs` apart (the first
+  at once); the file name carries the process id and a counter, so two writers never share a
+  file.
   """
 
   _opened = itertools.count()
 
+  flush_secs: float = 5.0
+
   def __init__(self, logdir: str):
     self.logdir = logdir
     self._writer = None
+    self._flushed_at: float | None = None
 
   def _write(self, step: int, summary) -> None:
     from tensorboardX.proto import event_pb2
@@ -39,6 +46,12 @@ class SummaryWriter:
                                   filename_suffix=f'.{os.getpid()}.{next(self._opened)}')
     self._writer.write_event(event_pb2.Event(wall_time=time.time(), step=int(step),
                                              summary=summary))
+    # Flush on a short timer (the first write at once), so TensorBoard shows a run early;
+    # TF flushed every 120 s, which left a new run blank for its first minutes.
+    now = time.monotonic()
+    if self._flushed_at is None or now - self._flushed_at >= self.flush_secs:
+      self._flushed_at = now
+      self.flush()
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     """Writes every numeric 0-d value of `values` as a scalar at `step` (others are skipped)."""
@@ -68,13 +81,24 @@ class SummaryWriter:
       self._write(step, tbx.text(tag, text))
 
   def flush(self) -> None:
+    """Makes the events written so far readable; an OSError (say a full disk) names logdir."""
     if self._writer is not None:
-      self._writer.flush()
+      try:
+        self._writer.flush()
+      except OSError as e:
+        raise OSError(e.errno, f'writing TensorBoard events to {self.logdir!r} failed: '
+                               f'{e.strerror or e}') from None
 
   def close(self) -> None:
+    """Closes the file. Never raises: it also runs at interpreter exit (`Writers`' finalizer),
+    where an error would print a traceback after the real one; a failure is logged instead."""
     if self._writer is not None:
-      self._writer.close()
-      self._writer = None
+      writer, self._writer = self._writer, None
+      try:
+        writer.close()
+      except OSError as e:
+        logger.warning('Could not finish the TensorBoard event file in %s (%s: %s); events '
+                       'after the last flush are lost', self.logdir, type(e).__name__, e)
 
 
 class Writers:
@@ -116,8 +140,16 @@ def append_eval_results(eval_dir: str, step: int, results: Mapping[str, object],
   os.makedirs(eval_dir, exist_ok=True)
   record = {'global_step': int(step), 'checkpoint_path': checkpoint_path,
             'metrics': {k: _jsonable(v) for k, v in results.items()}}
-  with open(os.path.join(eval_dir, EVAL_RESULTS_FILE), 'a') as f:
-    f.write(json.dumps(record) + '\n')
+  path = os.path.join(eval_dir, EVAL_RESULTS_FILE)
+  with open(path, 'a+b') as f:
+    # A process killed mid-append (or a full disk) leaves a last line without its newline: end
+    # it first, or this record would join the torn one and be unreadable too.
+    torn = f.seek(0, os.SEEK_END) > 0 and f.seek(-1, os.SEEK_END) >= 0 and f.read(1) != b'\n'
+    if torn:
+      logger.warning('%s ends in a torn line (an evaluation record cut short by a crash); '
+                     'ending it so that the record of step %d stays readable', path, step)
+      f.write(b'\n')
+    f.write(json.dumps(record).encode() + b'\n')
 
 
 def read_eval_results(eval_dir: str) -> dict[int, dict[str, object]]:
@@ -126,15 +158,18 @@ def read_eval_results(eval_dir: str) -> dict[int, dict[str, object]]:
   out: dict[int, dict[str, object]] = {}
   if not os.path.exists(path):
     return out
-  with open(path) as f:
-    for line in f:
+  with open(path, 'rb') as f:
+    for number, line in enumerate(f, 1):
       line = line.strip()
       if line:
         try:
           record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a crash
-          continue
-        out[int(record['global_step'])] = record['metrics']
+          out[int(record['global_step'])] = record['metrics']
+        except (ValueError, KeyError, TypeError) as e:  # a line cut short by a crash
+          if (path, number) not in _warned_torn:
+            _warned_torn.add((path, number))
+            logger.warning('%s line %d is not an evaluation record (%s: %s; cut short by a '
+                           'crash?): skipping it', path, number, type(e).__name__, e)
   return out
 
 

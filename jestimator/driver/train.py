@@ -7,6 +7,7 @@ import logging
 import time
 
 import jax
+import numpy as np
 
 from jestimator.driver import hooks as hooks_lib
 from jestimator.driver import progress
@@ -36,7 +37,7 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     writers: the Estimator's open event writers (`summaries.Writers`), flushed at the end.
   """
   ckpt = store.reader()
-  latest = ckpt.latest_step()
+  latest = store.verified_latest_step(ckpt)
   meta = ckpt.meta(latest) if latest is not None else {}
   start = latest if latest is not None else 0
   if latest is None and ckpt.unreadable_steps():
@@ -133,12 +134,17 @@ def _run(program, store, config, ckpt, writer, hooks, listeners, state, source, 
   nan_check = NanCheck(config.check_nan_loss, fail=not any(
       isinstance(h, hooks_lib.NanLossHook) and not h.fail_on_nan_loss for h in runner.hooks))
   summary_hook = hooks_lib.SummarySaverHook(writer, config.save_summary_steps)
-  runner.add(progress.ProgressHook(ModeKeys.TRAIN, config.log_step_count_steps),
+  runner.add(progress.ProgressHook(ModeKeys.TRAIN, config.log_step_count_steps,
+                                    epoch=source.epoch),
              hooks_lib.StepCounterHook(writer, config.log_step_count_steps), summary_hook)
   runner.begin(state)
   for listener in listeners:
     listener.begin()
   step = int(state.step)
+  # A batch the strategy cannot split fails here, before the start save touches model_dir: its
+  # placement check runs on a zero-width stand-in of the first batch (nothing real is sent).
+  program.compiled.strategy.put_batch(np.empty((first.size, 0), np.float32))
+  _save_at_start(store, ckpt, config, state, step, listeners)  # TF saves when training starts
   # The end, when known in advance, for the progress ETA and the last summary (not to stop at).
   total = target if target is not None else (
       step + source.batches_left if source.batches_left is not None else None)
@@ -167,7 +173,7 @@ def _run(program, store, config, ckpt, writer, hooks, listeners, state, source, 
     stop = ctx.stop_requested
     asked = [listener.wants_save(ctx) for listener in listeners]  # ask each, every dispatch
     due = bool((config.save_checkpoints_steps and ctx.crossed(config.save_checkpoints_steps)) or
-               (config.save_checkpoints_secs is not None and
+               (config.save_checkpoints_secs and  # 0 is off, as TF's
                 clock() - saved_time >= config.save_checkpoints_secs) or any(asked))
     # The next group is read before deciding, so that in a multi-process run the end of one
     # process's input is agreed on together with the other stops.
@@ -187,7 +193,7 @@ def _run(program, store, config, ckpt, writer, hooks, listeners, state, source, 
     if stop:
       group = []
   finite = nan_check.check()
-  if finite and outputs is not None and summary_hook.last_written != step:
+  if finite and outputs is not None and summary_hook.wants_end(step):
     # A train() shorter than save_summary_steps (or an input that ran out) still writes its end.
     summary_hook.write(step, runner.fetch(outputs, ['loss']))
   if step == 0 and saved_step == 0 and ckpt.latest_step() is None:
@@ -199,6 +205,26 @@ def _run(program, store, config, ckpt, writer, hooks, listeners, state, source, 
   for listener in listeners:
     listener.end(step)
   runner.end(state)
+
+
+def _save_at_start(store, ckpt, config, state, step: int, listeners) -> None:
+  """TF's `CheckpointSaverHook.after_create_session`: with periodic checkpoints on, the state
+  training starts from is checkpointed (step 0 on a fresh run, so a run can roll back to its
+  initial weights) and the listeners hear of it; a stop they ask for here is ignored, as TF does.
+
+  A resumed run restored that very checkpoint: it is not rewritten (TF rewrites it; the content
+  is the same), only announced, so listeners hear `after_save(start)` as in TF. The save is
+  asynchronous like every other; its input position is None (nothing read yet).
+  """
+  if not config.saves_checkpoints:
+    return
+  if ckpt.latest_step() == step:
+    for listener in listeners:
+      listener.before_save(step)
+    for listener in listeners:
+      listener.after_save(step)
+    return
+  _save(store, ckpt, state, step, None, listeners)
 
 
 def _save(store, ckpt, state, step, position, listeners) -> bool:

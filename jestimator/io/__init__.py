@@ -6,6 +6,8 @@
   `tf.io.parse_example`, returning numpy (vectorised over the batch).
 - `tfrecord_input_fn(...)`: a resumable, shardable Estimator input_fn over TFRecord files (also
   `jestimator.inputs.tfrecord_input_fn`).
+- `csv_input_fn(...)`: TF's `make_csv_dataset` (and `TextLineDataset` + `decode_csv`) as a
+  resumable, shardable input_fn (also `jestimator.inputs.csv_input_fn`).
 - `make_examples`, `write_tfrecord`, `example_pb`: writing Examples (from numpy columns, or with
   the `tf.train.Example` protobuf messages themselves).
 
@@ -14,6 +16,7 @@ This package depends on numpy, protobuf, google-crc32c only (never on the traini
 from __future__ import annotations
 
 from jestimator.io import example_pb
+from jestimator.io.csv_input import csv_input_fn
 from jestimator.io.examples import make_examples, write_tfrecord
 from jestimator.io.input_fn import tfrecord_input_fn
 from jestimator.io.parsing import (
@@ -21,6 +24,6 @@ from jestimator.io.parsing import (
 from jestimator.io.tfrecord import (
     DataLossError, TFRecordReader, TFRecordWriter, masked_crc32c, tfrecord_iterator)
 
-__all__ = ['DataLossError', 'FixedLenFeature', 'SparseTensorValue', 'TFRecordReader',
-           'TFRecordWriter', 'VarLenFeature', 'example_pb', 'make_examples', 'masked_crc32c', 'merge_parse_specs', 'parse_example',
-           'tfrecord_input_fn', 'tfrecord_iterator', 'to_sparse', 'write_tfrecord']
+__all__ = ['csv_input_fn', 'DataLossError', 'FixedLenFeature', 'SparseTensorValue',
+           'TFRecordReader', 'TFRecordWriter', 'VarLenFeature', 'example_pb', 'make_examples',
+           'masked_crc32c', 'merge_parse_specs', 'parse_example', 'tfrecord_input_fn', 'tfrecord_iterator', 'to_sparse', 'write_tfrecord']

@@ -29,16 +29,17 @@ from jestimator.io import parsing, tfrecord
 _FORMAT = 1
 
 
-def _expand(file_pattern: str | Sequence[str]) -> list[str]:
+def expand_files(file_pattern: str | Sequence[str], name: str = 'tfrecord_input_fn') -> list[str]:
+  """The files a path, glob or list of them names (each glob sorted); errors name `name`."""
   patterns = [file_pattern] if isinstance(file_pattern, (str, os.PathLike)) else list(file_pattern)
   if not patterns:
-    raise ValueError('tfrecord_input_fn: file_pattern is empty')
+    raise ValueError(f'{name}: file_pattern is empty')
   files = []
   for p in patterns:
     p = os.fspath(p)
     found = sorted(glob.glob(p)) if glob.has_magic(p) else ([p] if os.path.isfile(p) else [])
     if not found:
-      raise ValueError(f'tfrecord_input_fn: no file matches {p!r}')
+      raise ValueError(f'{name}: no file matches {p!r}')
     files.extend(found)
   return files
 
@@ -60,6 +61,19 @@ def _spec_of(features: Any, label_key: str | None) -> dict:
   return spec
 
 
+def check_reading_args(name: str, batch_size: Any, shuffle_buffer_size: Any, num_epochs: Any,
+                       shuffle: Any) -> None:
+  """Validates the arguments every file input_fn shares (errors name `name`)."""
+  for arg, v in (('batch_size', batch_size), ('shuffle_buffer_size', shuffle_buffer_size)):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+      raise ValueError(f'{name}: {arg} must be a positive int, got {v!r}')
+  if num_epochs is not None and (isinstance(num_epochs, bool) or
+                                 not isinstance(num_epochs, (int, np.integer)) or num_epochs <= 0):
+    raise ValueError(f'{name}: num_epochs must be None or a positive int, got {num_epochs!r}')
+  if not isinstance(shuffle, bool):
+    raise ValueError(f'{name}: shuffle must be True or False, got {shuffle!r}')
+
+
 class TFRecordInputFn:
   """The input_fn `tfrecord_input_fn` returns; calling it gives a `TFRecordIterator`."""
 
@@ -75,7 +89,11 @@ class TFRecordInputFn:
     n = getattr(input_context, 'num_input_pipelines', 1) or 1
     i = getattr(input_context, 'input_pipeline_id', 0) or 0
     seed = self.seed if self.seed is not None else (getattr(config, 'random_seed', None) or 0)
-    return TFRecordIterator(self, int(seed), int(n), int(i))
+    return self.make_iterator(int(seed), int(n), int(i))
+
+  def make_iterator(self, seed: int, num_pipelines: int, pipeline_id: int) -> TFRecordIterator:
+    """The iterator of one input pipeline (subclasses return their own iterator type)."""
+    return TFRecordIterator(self, seed, num_pipelines, pipeline_id)
 
 
 class _Window:
@@ -87,7 +105,11 @@ class _Window:
 
 
 class TFRecordIterator:
-  """Yields `(features, labels)` (or `features` without `label_key`) batches; resumable."""
+  """Yields `(features, labels)` (or `features` without `label_key`) batches; resumable.
+
+  Subclasses for other record files (`csv_input_fn`) override `_load_window` and `_parse`.
+  """
+  _NAME = 'tfrecord_input_fn'
 
   def __init__(self, fn: TFRecordInputFn, seed: int, num_pipelines: int, pipeline_id: int):
     self._fn, self._seed = fn, seed
@@ -186,11 +208,14 @@ class TFRecordIterator:
       if self._file >= len(self._files):
         if self._emitted_in_epoch == 0:
           if fn.num_epochs is None:
-            raise ValueError(f'tfrecord_input_fn: the files {self._files[:3]}... hold no records '
+            raise ValueError(f'{self._NAME}: the files {self._files[:3]}... hold no records '
                              'for this input pipeline; with num_epochs=None this would never end')
           self._epoch = fn.num_epochs  # nothing to read at all
           return None
         self._epoch, self._file, self._emitted_in_epoch = self._epoch + 1, 0, 0
+
+  def _parse(self, batch: list) -> dict[str, np.ndarray]:
+    return parsing.parse_example(batch, self._fn.spec)
 
   def __iter__(self) -> TFRecordIterator:
     return self
@@ -209,7 +234,7 @@ class TFRecordIterator:
     if not batch:
       self._close_reader()
       raise StopIteration
-    features = parsing.parse_example(batch, fn.spec)
+    features = self._parse(batch)
     if fn.label_key is None:
       return features
     return features, features.pop(fn.label_key)
@@ -247,17 +272,9 @@ def tfrecord_input_fn(file_pattern: str | Sequence[str], features: Any,
     est.train(tfrecord_input_fn('train-*.tfrecord', spec, label_key='label', num_epochs=None),
               max_steps=10_000)
   """
-  files = _expand(file_pattern)
+  files = expand_files(file_pattern)
   spec = _spec_of(features, label_key)
-  for name, v in (('batch_size', batch_size), ('shuffle_buffer_size', shuffle_buffer_size)):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-      raise ValueError(f'tfrecord_input_fn: {name} must be a positive int, got {v!r}')
-  if num_epochs is not None and (isinstance(num_epochs, bool) or
-                                 not isinstance(num_epochs, (int, np.integer)) or num_epochs <= 0):
-    raise ValueError(f'tfrecord_input_fn: num_epochs must be None or a positive int, got '
-                     f'{num_epochs!r}')
-  if not isinstance(shuffle, bool):
-    raise ValueError(f'tfrecord_input_fn: shuffle must be True or False, got {shuffle!r}')
+  check_reading_args('tfrecord_input_fn', batch_size, shuffle_buffer_size, num_epochs, shuffle)
   compression = tfrecord.check_compression(compression, 'tfrecord_input_fn')
   return TFRecordInputFn(files, spec, label_key, int(batch_size),
                          None if num_epochs is None else int(num_epochs), shuffle, compression,

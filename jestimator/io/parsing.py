@@ -38,9 +38,12 @@ def canonical_dtype(dtype: Any, what: str) -> str:
   """'float32', 'int64' or 'string' (the three tf.Example types) from a dtype-like value."""
   if dtype in (str, bytes, 'string', 'str', 'bytes', np.str_, np.bytes_, object):
     return 'string'
-  name = getattr(dtype, 'name', None) or str(dtype)  # tf.float32-likes and numpy dtypes
+  # tf.float32-likes and np.dtype objects have a string `name`; numpy scalar types (np.float32)
+  # and strings ('float32') go to np.dtype as they are.
+  name = getattr(dtype, 'name', None)
+  candidate = name if isinstance(name, str) else dtype
   try:
-    d = np.dtype(name if name != 'float' else 'float32')
+    d = np.dtype('float32' if candidate == 'float' else candidate)
   except TypeError:
     d = None
   if d == np.float32 or dtype is float:

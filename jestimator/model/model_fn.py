@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 
 from jestimator.model import padding
+from jestimator.model.errors import WrongTypeError
 from jestimator.model import summary as summary_lib
 from jestimator.model.fn_args import arg_names
 from jestimator.model.mode_keys import ModeKeys, check_mode
@@ -56,7 +57,7 @@ class ModelFn:
   Args:
     model_fn: `model_fn(features, labels, mode, params, config)`; only `features` is required and
       only the arguments it names are passed.
-    params: hyper-parameters given to the model_fn as `params` (deep-copied).
+    params: hyper-parameters given to the model_fn as `params` (a fresh deep copy per call).
     config: the `RunConfig`, given as `config`.
   """
 
@@ -86,11 +87,14 @@ class ModelFn:
     return _ModelFnModule(body=functools.partial(self._call, mode))
 
   def _call(self, mode, features, labels) -> EstimatorSpec:
-    available = dict(features=features, labels=labels, mode=mode, params=self.params,
-                     config=self.config)
+    # A fresh deep copy per call, as TF's `Estimator.params`: a model_fn that mutates its params
+    # must not change what the next trace (eval, predict, a retrace) or `Estimator.params` sees.
+    available = dict(features=features, labels=labels, mode=mode,
+                     params=copy.deepcopy(self.params), config=self.config)
     spec = self.fn(**{k: v for k, v in available.items() if k in self._names})
     if not isinstance(spec, EstimatorSpec):
-      raise TypeError(f'model_fn must return an EstimatorSpec, got {type(spec).__name__}')
+      # TF raises ValueError here; the natural TypeError is caught as well.
+      raise WrongTypeError(f'model_fn must return an EstimatorSpec, got {type(spec).__name__}')
     if spec.mode != mode:
       raise ValueError(f'model_fn returned an EstimatorSpec for mode {spec.mode!r} when called '
                        f'in mode {mode!r}')

@@ -9,11 +9,13 @@ An `input_fn` in general is any callable returning an iterable of `(features, la
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
 from jestimator.io.input_fn import tfrecord_input_fn  # noqa: F401  (re-exported: inputs API)
+from jestimator.io.csv_input import csv_input_fn  # noqa: F401  (re-exported: inputs API)
 
 _FORMAT = 1
 
@@ -57,6 +59,13 @@ class ResumableIterator:
       raise ValueError('input state belongs to a different input_fn '
                        f'({state.get("fingerprint")!r} vs {self._fingerprint!r})')
     self._epoch, self._offset, self._order = int(state['epoch']), int(state['offset']), None
+
+  def epoch(self) -> tuple[int, int | None]:
+    """`(epoch, num_epochs)`: the 1-based epoch the next batch starts in, and the input's
+    number of epochs (None: repeats forever); for a progress display."""
+    fn = self._fn
+    epoch = self._epoch + (1 if fn.num_examples and self._offset >= fn.num_examples else 0)
+    return (epoch + 1 if fn.num_epochs is None else min(epoch + 1, fn.num_epochs)), fn.num_epochs
 
   def at_end(self) -> bool:
     """Whether the next `next()` raises StopIteration (a finite input consumed to its end)."""
@@ -276,9 +285,11 @@ def call_input_fn(input_fn: Callable, mode: str, params: Any, config: Any,
     else:
       hint = 'pass a function returning an iterable of (features, labels) batches'
     raise TypeError(f'input_fn must be a callable, got a {kind}: {hint}')
+  # A fresh deep copy of params per call, as TF's: a mutating input_fn leaks into nothing else.
   return call_with_named_args(
       input_fn, 'input_fn',
-      dict(mode=mode, params=params, config=config, input_context=input_context), required=())
+      dict(mode=mode, params=copy.deepcopy(params), config=config, input_context=input_context),
+      required=())
 
 
 def is_single_batch(result: Any) -> bool:

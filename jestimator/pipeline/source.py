@@ -66,6 +66,15 @@ class BatchSource:
     self.endless = endless
     self.batches_left = batches_left
 
+  @property
+  def repeats_forever(self) -> bool:
+    """True when the input is known to never end (an in-memory input with num_epochs=None)."""
+    return False
+
+  def epoch(self) -> tuple[int, int | None] | None:
+    """`(epoch, num_epochs or None)` when the input knows its epochs (in memory), else None."""
+    return None
+
   def __iter__(self) -> Iterator[HostBatch]:
     return self
 
@@ -99,6 +108,13 @@ class InMemorySource(BatchSource):
     self.features, labels = iterator.arrays
     self.labels = labels if with_labels else None
     self._sliced = True
+
+  @property
+  def repeats_forever(self) -> bool:
+    return self._iterator.batches_left() is None
+
+  def epoch(self) -> tuple[int, int | None] | None:
+    return self._iterator.epoch()
 
   def rows_only(self) -> None:
     """From the next batch on, batches carry `rows` only (no host slicing)."""

@@ -10,14 +10,26 @@ Only *intact* steps count (`step_error` finds none of: a missing or unreadable c
 item folder or metadata document). A step folder left by something else, say an empty `999/` of a
 crashed copy or a `meta` damaged on disk, is skipped with a warning naming it and its error: the
 newest intact checkpoint is used, and Orbax's retention never sees (so never deletes, nor counts)
-the unreadable one.
+the unreadable one. A step whose array data fails to read back at restore (flipped or truncated
+bytes) is treated the same way for the rest of the process (`DamagedCheckpointError`): the newest
+older step that reads is used, with a warning naming the damaged one, which is never deleted (a
+later save of the same step moves it aside).
+
+A trainer's writer starts by removing what a killed process left: `*.orbax-checkpoint-tmp-*`
+folders of unfinished saves, and step folders that retention had half-deleted (unreadable, older
+than every intact step while retention keeps its full count); other unreadable folders are only
+reported. A save that fails to write (a full disk) is an OSError naming the step, its unfinished
+folder removed.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import re
+import shutil
 import time
 from typing import Any, Iterator
 
@@ -38,11 +50,29 @@ _ITEMS = ('variables', 'train', 'meta')
 # Orbax writes `_CHECKPOINT_METADATA` (with the commit time) when it finalises a step, and a
 # `_METADATA` (array items) or `metadata` (JSON items) document in each item folder.
 _COMMIT_FILE = '_CHECKPOINT_METADATA'
+# Orbax saves a step under `<step>.orbax-checkpoint-tmp-<time>` and renames it when complete.
+TMP_MARK = '.orbax-checkpoint-tmp'
 _ITEM_DOCUMENTS = {'variables': '_METADATA', 'train': '_METADATA', 'meta': 'metadata'}
 
 logger = logging.getLogger('jestimator')
 logging.getLogger('absl').setLevel(logging.ERROR)
 _warned: set[tuple[str, str]] = set()
+# Steps whose array data failed to read in this process: {path: error}. Skipped like unreadable
+# folders (latest, retention) but never deleted: the bytes may still be recoverable.
+_damaged: dict[str, str] = {}
+
+
+class DamagedCheckpointError(ValueError):
+  """A checkpoint's array data cannot be read (flipped or truncated bytes), or its folder went
+  away while it was read (retention of a concurrent trainer). `.step` and `.path` name it."""
+
+  def __init__(self, path: str, step: int, reason: str):
+    super().__init__(f'checkpoint {path} cannot be read: {reason}')
+    self.path, self.step, self.reason = path, step, reason
+
+  @property
+  def gone(self) -> bool:
+    return not os.path.isdir(self.path)
 
 
 def step_error(path: str) -> str | None:
@@ -90,7 +120,7 @@ class _IntactSteps(ocp.path.step.NameFormat):
 
   def find_all(self, base_path) -> Iterator[Any]:
     for m in self.standard.find_all(base_path):
-      if step_error(str(m.path)) is None:
+      if step_error(str(m.path)) is None and str(m.path) not in _damaged:
         yield m
 
   def find_step(self, base_path, step: int) -> Any:
@@ -120,6 +150,8 @@ class Checkpointer:
         create=not read_only, read_only=read_only, step_name_format=_IntactSteps())
     self._orbax = None
     if not read_only:
+      if jax.process_index() == 0:
+        self._remove_leftovers()
       self._manager  # noqa: B018  (creates model_dir now, as a writer should)
 
   @property
@@ -130,6 +162,39 @@ class Checkpointer:
       self._orbax = ocp.CheckpointManager(self.directory, options=self._options,
                                           item_names=_ITEMS, item_handlers=_handlers())
     return self._orbax
+
+  def _remove_leftovers(self, report: bool = True) -> None:
+    """Removes what a writer killed mid-save or mid-retention (or stopped by a full disk) left,
+    and reports other unreadable step folders. Only the trainer that holds the model_dir lock
+    makes a writer, so no save or deletion of another process is under way."""
+    if not os.path.isdir(self.directory):
+      return
+    for name in sorted(os.listdir(self.directory)):
+      if TMP_MARK in name and name.split('.', 1)[0].isdigit():
+        if report:
+          logger.warning('Removing %s, an unfinished checkpoint save (the process writing it '
+                         'was killed or ran out of disk)', os.path.join(self.directory, name))
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    if not report:
+      return
+    # Retention deletes the oldest step file by file; a process killed meanwhile leaves a folder
+    # that is no longer intact, so Orbax never lists (nor deletes) it again. Such a folder is
+    # older than every intact step while retention keeps its full count: finish deleting it.
+    # Any other unreadable folder (keep-all, or among the kept steps) may be someone's data: it
+    # is only reported.
+    keep, intact = self._options.max_to_keep, self.all_steps()
+    unreadable = self.unreadable_steps()
+    remains = [s for s in unreadable if keep and len(intact) >= keep and s < intact[0]]
+    if remains:
+      logger.warning('Removing %d step folder(s) that checkpoint retention had half-deleted when '
+                     'its process was killed: %s', len(remains), [self.path(s) for s in remains])
+      for s in remains:
+        shutil.rmtree(self.path(s), ignore_errors=True)
+    others = {s: e for s, e in unreadable.items() if s not in remains}
+    if others:
+      logger.warning('model_dir %s holds %d unreadable step folder(s), left in place: %s',
+                     self.directory, len(others),
+                     '; '.join(f'{self.path(s)} ({e})' for s, e in others.items()))
 
   def latest_step(self) -> int | None:
     """The newest intact checkpoint's step, or None.
@@ -150,7 +215,8 @@ class Checkpointer:
     if self._orbax is None:
       # Orbax finalises a checkpoint by renaming `<step>.orbax-checkpoint-tmp-*` to `<step>`, so
       # the finished ones are among the all-digit directories.
-      return [s for s in self._step_folders() if step_error(self.path(s)) is None]
+      return [s for s in self._step_folders()
+              if step_error(self.path(s)) is None and self.path(s) not in _damaged]
     self._orbax.reload()
     return sorted(self._orbax.all_steps())
 
@@ -158,7 +224,7 @@ class Checkpointer:
     """`{step: error}` of the all-digit folders that are not intact checkpoints."""
     out = {}
     for s in self._step_folders():
-      error = step_error(self.path(s))
+      error = step_error(self.path(s)) or _damaged.get(self.path(s))
       if error is not None:
         out[s] = error
     return out
@@ -177,31 +243,91 @@ class Checkpointer:
     meta = {**meta, 'format_version': FORMAT_VERSION, 'global_step': int(step)}
     path = self.path(step)
     if jax.process_index() == 0 and os.path.isdir(path):
-      error = step_error(path)
+      error = step_error(path) or _damaged.pop(path, None)
       if error is not None:
         # An unreadable folder of the same name would make Orbax's final rename fail: move it
         # aside (never delete what may be someone's data).
         aside = f'{path}.unreadable-{time.time_ns()}'
         _warn_once(path, error, f'moving it to {aside} to save step {step}')
         os.rename(path, aside)
-    self._manager.save(int(step), force=True, args=ocp.args.Composite(
-        variables=ocp.args.StandardSave(variables), train=ocp.args.StandardSave(train),
-        meta=ocp.args.JsonSave(meta)))
+    self.wait()  # Orbax would wait for the previous save inside save(): name its step if it failed
+    self._saving = int(step)
+    with self._disk_errors():
+      self._manager.save(int(step), force=True, args=ocp.args.Composite(
+          variables=ocp.args.StandardSave(variables), train=ocp.args.StandardSave(train),
+          meta=ocp.args.JsonSave(meta)))
 
   def wait(self) -> None:
+    """Waits for the save under way; a failed write (say a full disk) is an OSError naming the
+    step and the model_dir, its unfinished folder removed."""
     if self._orbax is not None:
-      self._orbax.wait_until_finished()
+      with self._disk_errors():
+        self._orbax.wait_until_finished()
+
+  @contextlib.contextmanager
+  def _disk_errors(self):
+    """Orbax reports a failed write as tensorstore's ValueError (`[os_error_code='28']`):
+    re-raised as an OSError with that errno, naming the checkpoint."""
+    try:
+      yield
+    except Exception as e:  # noqa: BLE001
+      code = e.errno if isinstance(e, OSError) else None
+      found = re.search(r"os_error_code='?(\d+)", str(e))
+      if code is None and found is None:
+        raise
+      code = code if code is not None else int(found.group(1))
+      step = getattr(self, '_saving', None)
+      if jax.process_index() == 0:
+        self._remove_leftovers(report=False)
+      latest = self.latest_step()
+      raise OSError(code, f'saving the checkpoint of step {step} in {self.directory} failed: '
+                          f'{os.strerror(code)} (is the disk full?); its unfinished folder is '
+                          'removed (now, or when training starts again); ' +
+                          ('no complete checkpoint exists yet' if latest is None
+                                         else f'the newest complete one is {self.path(latest)}')
+                    ) from e
 
   def close(self) -> None:
     if self._orbax is not None:
       self._orbax.close()
 
   def meta(self, step: int) -> dict[str, Any]:
-    return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    """The step's JSON `meta` document (global step, input position, host-stage record)."""
+    return self._read(step, lambda: self._manager.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta'])
+
+  def _read(self, step: int, read):
+    """`read()` of model-independent data (metadata, raw arrays): any error of Orbax or
+    tensorstore then means damaged bytes, or a folder deleted meanwhile, and is raised as a
+    `DamagedCheckpointError` naming the step."""
+    try:
+      return read()
+    except Exception as e:  # noqa: BLE001 (Orbax / tensorstore raise ValueError, KeyError, ...)
+      path = self.path(step)
+      reason = f'{type(e).__name__}: {str(e)[:300]}'
+      if os.path.isdir(path):
+        _damaged[path] = reason
+      raise DamagedCheckpointError(path, step, reason) from e
+
+  def verify(self, step: int) -> None:
+    """Reads every array of the step (variables and train state) into host memory, one item at
+    a time; raises a `DamagedCheckpointError` when one cannot be read (the step is then skipped
+    as damaged). Host memory, not a device: a state sharded over many devices may not fit one."""
+    for item in ('variables', 'train'):
+      self._raw(step, item)
+
+  def _raw(self, step: int, item: str) -> Any:
+    """The item's arrays as saved, as numpy arrays (numpy targets make Orbax restore to host)."""
+    def read():
+      tree = self._manager.item_metadata(step)[item].tree
+      target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree)
+      return self._manager.restore(step, args=ocp.args.Composite(
+          **{item: ocp.args.StandardRestore(target)}))[item]
+    return self._read(step, read)
 
   def variable_metadata(self, step: int) -> dict[str, Any]:
     """`{path: (shape, dtype)}` of the saved variables, paths joined by '/'."""
-    tree = self._manager.item_metadata(step)['variables'].tree
+    tree = self._read(step, lambda: self._manager.item_metadata(step)['variables'].tree)
     return {'/'.join(str(getattr(k, 'key', k)) for k in path): (tuple(m.shape), np.dtype(m.dtype))
             for path, m in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
@@ -230,17 +356,18 @@ class Checkpointer:
                 meta=ocp.args.JsonRestore())
     if abstract_train is not None:
       args['train'] = ocp.args.StandardRestore(_with_sharding(abstract_train))
-    out = self._manager.restore(step, args=ocp.args.Composite(**args))
+    try:
+      out = self._manager.restore(step, args=ocp.args.Composite(**args))
+    except Exception:
+      # The model's targets may not fit (say another optimizer's state), or the data may be
+      # damaged: reading the arrays as saved tells which (a DamagedCheckpointError if damaged).
+      self.verify(step)
+      raise
     return out['variables'], out.get('train') if abstract_train is not None else None, out['meta']
 
   def restore_raw_variables(self, step: int) -> dict[str, np.ndarray]:
     """The saved variables as `{path: numpy array}`, without knowing the model."""
-    tree = self._manager.item_metadata(step)['variables'].tree
-    abstract = _with_sharding(
-        jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree))
-    out = self._manager.restore(step, args=ocp.args.Composite(
-        variables=ocp.args.StandardRestore(abstract)))
-    return {k: np.asarray(v) for k, v in flatten_with_names(out['variables']).items()}
+    return {k: np.asarray(v) for k, v in flatten_with_names(self._raw(step, 'variables')).items()}
 
 
 def _with_sharding(abstract: Any) -> Any:

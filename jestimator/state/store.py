@@ -60,6 +60,23 @@ class StateStore:
     step = ckpt.latest_step()
     return None if step is None else ckpt.path(step)
 
+  def verified_latest_step(self, ckpt: ckpt_lib.Checkpointer) -> int | None:
+    """The newest checkpoint whose arrays all read back (training resumes from it), or None.
+
+    A newer step with damaged array data (flipped or truncated bytes) is skipped with a warning
+    naming it, and left on disk. The step this store just wrote is not read again.
+    """
+    while True:
+      step = ckpt.latest_step()
+      newest = self._newest
+      if step is None or (newest is not None and int(newest.step) == step):
+        return step
+      try:
+        ckpt.verify(step)
+        return step
+      except ckpt_lib.DamagedCheckpointError as e:
+        _warn_skipped(e)
+
   def save(self, ckpt: ckpt_lib.Checkpointer, state: TrainState, step: int,
            position: dict | None) -> None:
     """Starts saving `state` (at `step`, its step) with the input `position`; `ckpt.wait()`
@@ -80,10 +97,12 @@ class StateStore:
     if latest is None:
       return strategy.put_state(self.compiled.create_train_state(features, labels,
                                                                  self.warm_start))
+    # The columns' record first: a changed vocabulary or hash is the error to report, not the
+    # variable shapes it changed.
+    self._check_host_record(ckpt.meta(latest), ckpt.path(latest))
     abstract = self.compiled.abstract_train_state(features, labels)
     variables, train, meta = ckpt.restore(latest, abstract.variables,
                                           {'opt_state': abstract.opt_state, 'rng': abstract.rng})
-    self._check_host_record(meta, ckpt.path(latest))
     variables = dict(variables)
     params = variables.pop('params')
     state = abstract.replace(step=np.int32(meta['global_step']), params=params,
@@ -127,8 +146,22 @@ class StateStore:
     key = (ckpt.path(step), mode)
     if key not in self._restored:
       abstract = self.compiled.abstract_variables(features, labels, mode)
-      variables, _, meta = ckpt.restore(step, abstract)
-      self._check_host_record(meta, ckpt.path(step))
+      while True:
+        try:
+          self._check_host_record(ckpt.meta(step), ckpt.path(step))
+          variables, _, meta = ckpt.restore(step, abstract)
+          break
+        except ckpt_lib.DamagedCheckpointError as e:
+          # Damaged data, or deleted by a concurrent trainer's retention after it was chosen:
+          # the newest intact step then (never an explicitly asked-for one).
+          if checkpoint_path is not None:
+            raise
+          if not e.gone:
+            _warn_skipped(e)
+          step = ckpt.latest_step()
+          if step is None:
+            raise
+          key = (ckpt.path(step), mode)
       # Keep only the newest checkpoint asked for, but per mode, so that alternating evaluate()
       # and predict() calls do not reload it from disk every time.
       for old in [k for k in self._restored if k[0] != key[0]]:
@@ -175,3 +208,9 @@ class StateStore:
       raise ValueError(f'no variable {name!r} in {ckpt.path(step)}; names are '
                        f'{sorted(values)[:20]}')
     return values[name]
+
+
+def _warn_skipped(e: ckpt_lib.DamagedCheckpointError) -> None:
+  """Logs that the step of `e` is skipped as damaged (it stays on disk)."""
+  logger.warning('Checkpoint %s (step %d) is damaged (%s): using the newest older intact '
+                 'checkpoint instead; the damaged one is left in place', e.path, e.step, e.reason)

@@ -180,3 +180,32 @@ def test_bad_labels_name_the_problem(tmp_path):
                                 config=_config())
   with pytest.raises((ValueError, KeyError), match='missing'):
     est.train(_input(features, labels, epochs=None), max_steps=2)
+
+
+def test_canned_classifiers_take_the_heads_auc_thresholds(tmp_path):
+  """Issue 24: on rare-event data TF's 200 thresholds misreport AUC; the canned classifiers take
+  the binary head's `auc_thresholds` ('logit' here), which matches the exact AUC of the model's
+  own probabilities (numpy's pairwise count)."""
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=(20000, 1)).astype(np.float32)
+  y = (rng.uniform(size=20000) < 1 / (1 + np.exp(7.0 - 1.5 * x[:, 0]))).astype(np.int32)
+  assert 0.0005 < y.mean() < 0.01
+  cols = [fc.numeric_column('x')]
+  fn = je.inputs.numpy_input_fn({'x': x}, y, batch_size=20000, shuffle=False)
+  est = je.LinearClassifier(cols, model_dir=str(tmp_path / 'm'), auc_thresholds='logit',
+                            optimizer=optax.adam(0.3), config=je.RunConfig(seed=0))
+  est.train(je.inputs.numpy_input_fn({'x': x}, y, batch_size=20000, num_epochs=None,
+                                     shuffle=False), steps=150)
+  p = np.array([r['logistic'][0] for r in est.predict(fn)])
+  pos, neg = p[y == 1], p[y == 0]
+  exact = float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
+                / (pos.size * neg.size))
+  assert est.evaluate(fn)['auc'] == pytest.approx(exact, abs=0.01)
+  default = je.LinearClassifier(cols, model_dir=str(tmp_path / 'm'), optimizer=optax.adam(0.3))
+  assert abs(default.evaluate(fn)['auc'] - exact) > 0.02       # TF's thresholds
+  for make in (lambda **k: je.DNNClassifier([4], cols, **k),
+               lambda **k: je.DNNLinearCombinedClassifier(linear_feature_columns=cols, **k),
+               lambda **k: je.BaselineClassifier(**k)):
+    make(auc_thresholds='logit')
+    with pytest.raises(ValueError, match="auc_thresholds='logit' is for n_classes=2"):
+      make(auc_thresholds='logit', n_classes=3)

@@ -181,7 +181,8 @@ def test_inputs_of_different_lengths_stop_all_processes_at_the_first_end(tmp_pat
   assert [r['second']['step'] for r in results] == [11, 11]  # 6 + the shorter input's 5
   assert _max_diff(results[0]['first']['vars'], results[1]['first']['vars']) == 0
   assert 'all stop at step 6, as at the end of input' in runs[1][1]  # process 1 had more
-  # Checkpoints at the cadence (4, 8) and at each end (6, 11), readable in one process.
-  assert sorted(int(d) for d in os.listdir(model_dir) if d.isdigit()) == [4, 6, 8, 11]
+  # Checkpoints at the start (0), at the cadence (4, 8) and at each end (6, 11), readable in one
+  # process.
+  assert sorted(int(d) for d in os.listdir(model_dir) if d.isdigit()) == [0, 4, 6, 8, 11]
   est = je.Estimator(m.model_fn, model_dir, config=je.RunConfig(seed=3))
   assert est.get_variable_value('global_step') == 11

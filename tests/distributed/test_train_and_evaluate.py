@@ -84,7 +84,7 @@ def test_evaluates_after_each_save_as_tf(model_dir):
   again, exports = train_and_evaluate(est, TrainSpec(_train_input(), max_steps=10),
                                       EvalSpec(_eval_input(), steps=2, throttle_secs=0))
   assert again['global_step'] == 10 and exports == []
-  assert Checkpointer(model_dir, read_only=True).all_steps() == [3, 6, 9, 10]
+  assert Checkpointer(model_dir, read_only=True).all_steps() == [0, 3, 6, 9, 10]  # 0: at start
 
 
 def test_throttle_skips_saves_but_not_the_end(model_dir):
@@ -103,7 +103,7 @@ def test_every_n_steps_ignores_checkpoint_cadence(model_dir):
   assert [r['global_step'] for r in _eval_records(est, 'n3')] == [3, 6, 9, 10]
   # Evaluations forced saves at 3 and 9 (6 was a configured one too); the configured saves at
   # 2, 4, 8 happen, without evaluations.
-  assert Checkpointer(model_dir, read_only=True).all_steps() == [2, 3, 4, 6, 8, 9, 10]
+  assert Checkpointer(model_dir, read_only=True).all_steps() == [0, 2, 3, 4, 6, 8, 9, 10]
 
 
 def _export_steps(path):
@@ -115,13 +115,17 @@ def _export_steps(path):
   return out
 
 
-def test_exporters_latest_retention_and_final_only_at_end(model_dir):
+def test_exporters_latest_retention_and_final_only_at_end(model_dir, caplog):
   est = _estimator(model_dir, save_checkpoints_steps=3)
   latest = LatestExporter('latest', SERVING, exports_to_keep=2)
   final = FinalExporter('final', SERVING)
-  _, exports = train_and_evaluate(est, TrainSpec(_train_input(), max_steps=10),
-                                  EvalSpec(_eval_input(), steps=1, throttle_secs=0,
-                                           exporters=[latest, final]))
+  with caplog.at_level('INFO', logger='jestimator'):
+    _, exports = train_and_evaluate(est, TrainSpec(_train_input(), max_steps=10),
+                                    EvalSpec(_eval_input(), steps=1, throttle_secs=0,
+                                             exporters=[latest, final]))
+  for path in exports:  # each export logged once (issue 24: twice)
+    assert sum(path in r.getMessage() for r in caplog.records
+               if r.getMessage().startswith('Exported')) == 1, path
   root = os.path.join(model_dir, 'export')
   assert len(exports) == 5  # latest at 3, 6, 9, 10; final at 10
   assert all(os.path.dirname(p) == os.path.join(root, 'latest') for p in exports[:3])

@@ -86,7 +86,7 @@ def test_steps_per_loop_honours_steps_exactly(data, model_dir):
   assert _step(est) == 10
   assert b.seen == [(4, 4), (8, 4), (10, 2)]  # hooks run at loop boundaries; the last is shorter
   # Checkpoints at the first boundary past each multiple of 3 (3 -> 4, 6 -> 8, 9 -> 10).
-  assert sorted(int(d) for d in os.listdir(model_dir) if d.isdigit()) == [4, 8, 10]
+  assert sorted(int(d) for d in os.listdir(model_dir) if d.isdigit()) == [0, 4, 8, 10]
   # One epoch of 100 rows in batches of 16 (6 full, then 4 rows): the short batch runs alone.
   b = _Boundaries()
   est.train(inputs.numpy_input_fn({'x': x}, y, batch_size=16, shuffle=False), hooks=[b])

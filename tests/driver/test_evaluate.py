@@ -240,3 +240,32 @@ def test_event_files_and_progress_lines(data, model_dir, caplog):
       assert len(series) == 1 and series[0][0] == 6
       np.testing.assert_allclose(series[0][1], res[tag], rtol=1e-6)
   assert os.path.isdir(os.path.join(model_dir, 'eval_valid'))
+
+
+def test_evaluate_on_an_endless_input_without_steps_warns_once(data, model_dir, caplog):
+  """Issue 24: TF ran forever without a word; here a warning at the start (a hook stops it)."""
+  from jestimator import hooks as hooks_lib
+  from jestimator.driver.evaluate import EndlessInputWarning
+  x, y = data
+
+  class StopAt5(hooks_lib.Hook):
+    def after_step(self, ctx, values):
+      if ctx.step >= 5:
+        ctx.request_stop()
+
+  est = Estimator(_models.linear_model_fn(), model_dir)
+  endless = inputs.numpy_input_fn({'x': x}, y, batch_size=10, num_epochs=None, shuffle=False)
+  with caplog.at_level(logging.WARNING, logger='jestimator'):
+    est.evaluate(endless, hooks=[StopAt5()])
+    est.evaluate(endless, steps=5)                      # steps given: no warning
+    est.evaluate(_eval_input(x, y))                     # ends: no warning
+  warned = [r.getMessage() for r in caplog.records if 'without steps=' in r.getMessage()]
+  assert warned == ['evaluate() runs without steps= and its input repeats forever '
+                    '(num_epochs=None), so it will never end: pass steps=, or an input that ends']
+  # An input whose end is unknown (a generator): after `after_secs` of evaluation, once.
+  caplog.clear()
+  hook = EndlessInputWarning(False, after_secs=0.0)
+  hook.begin()
+  for step in (1, 2):
+    hook.after_step(hooks_lib.StepContext('eval', step, 1, 10, None), {})
+  assert len([r for r in caplog.records if 'whose end is unknown' in r.getMessage()]) == 1

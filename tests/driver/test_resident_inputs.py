@@ -86,6 +86,6 @@ def test_a_nan_is_named_at_its_step_and_never_checkpointed(tmp_path, gathers):
     est.train(fn, max_steps=95)
   assert gathers == [False]
   ckpt = Checkpointer(est.model_dir, read_only=True)
-  assert ckpt.all_steps() == [10, 20, 30, 40, 50]  # every save before the NaN, none after
+  assert ckpt.all_steps() == [0, 10, 20, 30, 40, 50]  # every save before the NaN, none after
   for value in ckpt.restore_raw_variables(50).values():
     assert np.all(np.isfinite(value))

@@ -30,13 +30,17 @@ def test_both_save_settings_is_an_error():
 @pytest.mark.parametrize('field', ['save_summary_steps', 'log_step_count_steps', 'steps_per_loop'])
 @pytest.mark.parametrize('value', [0, -1, 1.5])
 def test_positive_ints(field, value):
+  if field == 'save_summary_steps' and value == 0:
+    assert RunConfig(save_summary_steps=0).save_summary_steps == 0  # TF: summaries off
+    return
   with pytest.raises(ValueError, match=field):
     RunConfig(**{field: value})
 
 
 def test_bad_values():
   with pytest.raises(ValueError, match='save_checkpoints_steps'):
-    RunConfig(save_checkpoints_steps=0)
+    RunConfig(save_checkpoints_steps=-1)
+  assert not RunConfig(save_checkpoints_steps=0).saves_checkpoints  # TF: 0 turns them off
   with pytest.raises(ValueError, match='model_dir'):
     RunConfig(model_dir='')
 
@@ -48,7 +52,8 @@ def test_replace():
   e = d.replace(save_checkpoints_steps=5)
   assert (e.save_checkpoints_steps, e.save_checkpoints_secs) == (5, None)
   assert c.save_checkpoints_steps == 10  # immutable: the original is unchanged
-  with pytest.raises(ValueError, match='tf_random_seed'):
-    c.replace(tf_random_seed=3)
+  assert c.replace(tf_random_seed=3).seed == 3  # TF's name for the seed
+  with pytest.raises(ValueError, match='keep_checkpoint_every_n_hours'):
+    c.replace(keep_checkpoint_every_n_hours=3)
   with pytest.raises(Exception):
     c.seed = 3

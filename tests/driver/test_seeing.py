@@ -183,7 +183,8 @@ def test_progress_line_on_a_terminal_excludes_compilation(monkeypatch):
   monkeypatch.setattr(progress.time, 'monotonic', clock)
   monkeypatch.setattr(progress.logger, 'level', logging.NOTSET)
   out = _Terminal()
-  hook = progress.ProgressHook(ModeKeys.TRAIN, terminal_secs=1.0, stream=out)
+  hook = progress.ProgressHook(ModeKeys.TRAIN, terminal_secs=1.0, stream=out,
+                               epoch=lambda: (2, 3))
   hook.begin()
   shown = []
   for step in range(1, 6):
@@ -197,7 +198,22 @@ def test_progress_line_on_a_terminal_excludes_compilation(monkeypatch):
   assert shown == [['loss'], None, ['loss'], None, ['loss']]
   lines = out.getvalue().split('\r')[1:]
   # After step 5: 4 steps x 8 examples in the 4 s since step 1 ended -> 8 examples/s, 1 step/s.
-  assert lines[-1].startswith('train: step = 5/10, loss = 0.5, examples/sec = 8.0, ETA 0:00:05')
+  # A progress bar (issue 24: it was the log line), with the input's epoch.
+  assert lines[-1] == ('train [###############---------------]  5/10  50%  epoch 2/3  8 ex/s  '
+                       'loss 0.5  ETA 0:00:05\x1b[K\n')
+  # Elsewhere the log line, examples/sec rounded (evaluate printed 400981.8).
+  logged = []
+  monkeypatch.setattr(progress, '_on_terminal', lambda stream: False)
+  monkeypatch.setattr(progress.logger, 'info', lambda fmt, line: logged.append(line))
+  monkeypatch.setattr(progress.logger, 'isEnabledFor', lambda level: True)
+  hook = progress.ProgressHook(ModeKeys.EVAL, every_n_steps=1, stream=out, show_loss=False)
+  hook.begin()
+  for step in (1, 2):
+    ctx = hooks_lib.StepContext(ModeKeys.EVAL, step, 1, 400982, total=2)
+    hook.before_step(ctx)
+    clock.now += 1.0
+    hook.after_step(ctx, {'loss': np.float32(0.5)})
+  assert logged == ['evaluate: step = 2/2, examples/sec = 400982, ETA 0:00:00']
   assert out.getvalue().endswith('\n')
 
 
@@ -246,3 +262,25 @@ def test_progress_lines_shown_by_the_documented_switches(tmp_path, switch):
   assert train == ['4', '8', '10'], err
   assert re.search(r'evaluate: step = 10/10, examples/sec', err), err
   assert re.search(r'predict: step = 10/10, examples/sec', err), err
+
+
+@pytest.mark.parametrize('configured', [True, False])
+def test_set_verbosity_honours_the_applications_logging_format(tmp_path, configured):
+  """Issue 24: the demo's basicConfig(format='%(message)s') printed `INFO:jestimator:...`
+  because set_verbosity added its own handler and stopped propagation; a library adds none when
+  the application configured logging. Unconfigured, the fallback still prints the lines."""
+  script = textwrap.dedent(f'''
+      import logging
+      import jestimator as je
+      {"logging.basicConfig(level=logging.WARNING, format='%(message)s')" if configured else ''}
+      je.logging.set_verbosity(logging.INFO)
+      logging.getLogger('jestimator').info('hello from jestimator')
+      logging.getLogger('jestimator').warning('careful')
+  ''')
+  err = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                       timeout=120, check=True).stderr
+  lines = [l for l in err.splitlines() if 'hello' in l or 'careful' in l]
+  if configured:
+    assert lines == ['hello from jestimator', 'careful'], err
+  else:
+    assert lines == ['INFO:jestimator:hello from jestimator', 'WARNING:jestimator:careful'], err

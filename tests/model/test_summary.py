@@ -238,3 +238,64 @@ def test_padding_rows_of_a_short_eval_batch_are_not_counted(data, model_dir):
   assert hist.histogram_value.min == x[:35].min() and hist.histogram_value.max == x[:35].max()
   per_batch = [np.mean(x[:35][i:i + BATCH] == 0) for i in range(0, 35, BATCH)]
   np.testing.assert_allclose(_scalars(events, 'zeros')[0][1], np.mean(per_batch), rtol=1e-5)
+
+
+def test_torn_last_eval_record_keeps_the_next_one(tmp_path, caplog):
+  """A kill -9 mid-append leaves a line without its newline: the next record stays readable,
+  and the torn line is skipped with a warning (issue 24, failed 7)."""
+  from jestimator.driver import summaries as summaries_lib
+  eval_dir = str(tmp_path)
+  summaries_lib.append_eval_results(eval_dir, 10, {'loss': 1.0}, None)
+  with open(os.path.join(eval_dir, summaries_lib.EVAL_RESULTS_FILE), 'ab') as f:
+    f.write(b'{"global_step": 20, "checkpoint_path": null, "metr')  # torn by a crash
+  with caplog.at_level('WARNING', logger='jestimator'):
+    summaries_lib.append_eval_results(eval_dir, 30, {'loss': 0.5}, None)
+    assert summaries_lib.read_eval_results(eval_dir) == {10: {'loss': 1.0}, 30: {'loss': 0.5}}
+  text = caplog.text
+  assert 'torn line' in text and 'step 30' in text
+  assert 'line 2 is not an evaluation record' in text
+
+
+def test_events_reach_the_disk_on_a_short_timer(tmp_path):
+  """TensorBoard sees a run early: the first write is flushed at once, later ones at most
+  `flush_secs` apart, without waiting for train() to end (issue 24)."""
+  from jestimator.driver.summaries import SummaryWriter
+
+  def on_disk():
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    return [e.step for e in acc.Scalars('loss')] if 'loss' in acc.Tags()['scalars'] else []
+
+  writer = SummaryWriter(str(tmp_path))
+  writer.scalars(1, {'loss': 0.5})
+  assert on_disk() == [1]
+  writer.scalars(2, {'loss': 0.4})     # within flush_secs of the last flush: buffered
+  writer._flushed_at -= writer.flush_secs
+  writer.scalars(3, {'loss': 0.3})
+  assert on_disk() == [1, 2, 3]
+  writer.close()
+
+
+def test_a_full_disk_at_close_is_a_warning_not_an_exit_traceback(tmp_path, caplog):
+  """Issue 24: the writers' cleanup also runs at interpreter exit; ENOSPC there is logged, while
+  an explicit flush raises an OSError naming the event directory."""
+  import errno
+  from jestimator.driver.summaries import SummaryWriter
+
+  class FullDisk:
+    def write_event(self, event):
+      pass
+
+    def flush(self):
+      raise OSError(errno.ENOSPC, 'No space left on device')
+
+    close = flush
+
+  writer = SummaryWriter(str(tmp_path))
+  writer._writer = FullDisk()
+  with pytest.raises(OSError, match=f"TensorBoard events to {str(tmp_path)!r} failed: No space"):
+    writer.flush()
+  with caplog.at_level('WARNING', logger='jestimator'):
+    writer.close()
+  assert 'Could not finish the TensorBoard event file' in caplog.text
+  assert 'No space left on device' in caplog.text

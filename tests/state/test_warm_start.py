@@ -73,3 +73,23 @@ def test_predict_and_evaluate_warm_started_without_a_checkpoint(tmp_path, data, 
   ev = inputs.numpy_input_fn({'x': x}, y, batch_size=50, shuffle=False)
   assert est.evaluate(ev)['loss'] == pytest.approx(source.evaluate(ev)['loss'], rel=1e-6)
   assert est.latest_checkpoint() is None
+
+
+@pytest.mark.parametrize('where, message', [
+    ('src/4', r"src/4': checkpoint of step 4 does not exist \(deleted by checkpoint retention\?\); "
+              r"intact checkpoints in '.*src' are at steps \[3\]"),
+    ('src/7', r"src/7': step 7 is not a complete checkpoint \(_CHECKPOINT_METADATA is missing\); "
+              r"intact checkpoints in '.*src' are at steps \[3\]"),
+    ('empty', r"empty' holds no checkpoint"),
+])
+def test_warm_start_from_a_missing_or_empty_checkpoint_names_it(tmp_path, data, source, where,
+                                                                message):
+  """Issue 24 (failed 1): not Orbax's ValueError / KeyError / AttributeError about a step."""
+  x, y = data
+  (tmp_path / 'src' / '7').mkdir()     # an empty step folder (a half-copied checkpoint)
+  (tmp_path / 'empty').mkdir()
+  est = Estimator(_models.linear_model_fn(), str(tmp_path / 'w'),
+                  warm_start_from=str(tmp_path / where))
+  with pytest.raises(ValueError, match='warm_start_from .*' + message):
+    est.train(inputs.numpy_input_fn({'x': x}, y, batch_size=10, shuffle=False), steps=1)
+  assert est.latest_checkpoint() is None

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jestimator import columns
 from jestimator.model import metrics as metrics_lib
 from jestimator.model import padding
 from jestimator.canned.heads.keys import LossReduction, MetricKeys
@@ -75,10 +76,34 @@ def check_auc_thresholds(auc_thresholds: Any) -> tuple[float, ...] | None:
   return metrics_lib.check_inner_thresholds(auc_thresholds, 'auc_thresholds')
 
 
+def check_weight_column(weight_column: Any) -> Any:
+  """`weight_column` if it is None, a feature key or a `numeric_column` (TF's rule), else raises."""
+  if weight_column is None or isinstance(weight_column, (str, columns.NumericColumn)):
+    return weight_column
+  raise TypeError('weight_column must be a feature key (str) or a numeric_column; got '
+                  f'{type(weight_column).__name__}: {weight_column!r:.80}')
+
+
 def _column_key(weight_column: Any) -> str:
-  # A string, or a numeric feature column (anything with a `key`).
-  return weight_column if isinstance(weight_column, str) else getattr(weight_column, 'key',
-                                                                      str(weight_column))
+  return weight_column if isinstance(weight_column, str) else weight_column.key
+
+
+def weight_values(weight_column: Any, features: Any) -> jax.Array:
+  """The example weights of `weight_column` from `features`, as TF's heads read them.
+
+  A feature key reads the feature as it is. A `numeric_column` is applied as TF applies it: its
+  missing values (NaN) take `default_value`, the values take its `shape` and its normalizer
+  (`normalizer_fn` or z-score) runs; the result is `[batch, prod(shape)]`.
+  """
+  key = _column_key(weight_column)
+  if not isinstance(features, Mapping) or key not in features:
+    have = sorted(features) if isinstance(features, Mapping) else type(features).__name__
+    raise ValueError(f'weight_column {key!r} is missing from the features (have {have})')
+  w = jnp.asarray(features[key], jnp.float32)
+  if isinstance(weight_column, str):
+    return w
+  w = weight_column.dense_values(w, 'weight_column', fill_missing=True)
+  return w.reshape(w.shape[0], weight_column.output_dim)
 
 
 class Head(abc.ABC):
@@ -195,10 +220,7 @@ class SingleHead(Head):
     if self._weight_column is None:
       return None
     key = _column_key(self._weight_column)
-    if not isinstance(features, Mapping) or key not in features:
-      have = sorted(features) if isinstance(features, Mapping) else type(features).__name__
-      raise ValueError(f'weight_column {key!r} is missing from the features (have {have})')
-    w = jnp.asarray(features[key], jnp.float32)
+    w = weight_values(self._weight_column, features)
     batch = logits.shape[:-1]
     if w.shape == batch:
       return w[..., None]
@@ -297,7 +319,8 @@ class SingleHead(Head):
     labels = self._dummy_labels(logits)
     features = None
     if self._weight_column is not None:
-      features = {_column_key(self._weight_column): jnp.zeros((1,), jnp.float32)}
+      shape = getattr(self._weight_column, 'shape', ())
+      features = {_column_key(self._weight_column): jnp.ones((1,) + shape, jnp.float32)}
     regs = [0.0] if regularization_losses else None
 
     def dummy_states():

@@ -11,7 +11,8 @@ from jestimator.model import export_output
 from jestimator.model import metrics as metrics_lib
 from jestimator.canned.heads import _vocab
 from jestimator.canned.heads.base import (AccuracyBaseline, SingleHead, check_auc_thresholds,
-                                          check_loss_fn, check_prediction_keys, check_thresholds)
+                                          check_loss_fn, check_prediction_keys, check_thresholds,
+                                          check_weight_column)
 from jestimator.canned.heads.keys import (CLASSIFY_SERVING_KEY, DEFAULT_SERVING_KEY,
                                           PREDICT_SERVING_KEY, REGRESS_SERVING_KEY,
                                           LossReduction, MetricKeys, PredictionKeys)
@@ -23,8 +24,31 @@ _P = PredictionKeys
 
 
 def sigmoid_cross_entropy(labels: jax.Array, logits: jax.Array) -> jax.Array:
-  """TF's numerically stable `sigmoid_cross_entropy_with_logits`, elementwise."""
+  """TF's `sigmoid_cross_entropy_with_logits`, elementwise, with the gradient `sigmoid(z) - y`.
+
+  The value is TF's stable `max(z, 0) - z * y + log1p(exp(-|z|))`. Its gradient is given
+  explicitly: JAX's derivative rules for `maximum` and `abs` at a tie would make the autodiff
+  gradient at z = 0 `-y` instead of `sigmoid(0) - y = 0.5 - y`, so every zero-initialised model
+  (and every example whose logit is exactly 0) would take a wrong step. A `softplus(z) - z * y`
+  form has the right gradient but loses float32 precision on confident examples (z = 10, y = 1:
+  ~1% of the 4.5e-5 loss), so the value keeps TF's form.
+  """
+  logits = jnp.asarray(logits)
+  logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+  return _sigmoid_xent(jnp.asarray(labels, logits.dtype), logits)
+
+
+@jax.custom_jvp
+def _sigmoid_xent(labels, logits):
   return jnp.maximum(logits, 0.0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+@_sigmoid_xent.defjvp
+def _sigmoid_xent_jvp(primals, tangents):
+  labels, logits = primals
+  d_labels, d_logits = tangents
+  out = _sigmoid_xent(labels, logits)
+  return out, (jax.nn.sigmoid(logits) - labels) * d_logits - logits * d_labels
 
 
 class _ClassHead(SingleHead):
@@ -100,7 +124,7 @@ class BinaryClassHead(_ClassHead):
     self._loss_reduction = LossReduction.validate(loss_reduction)
     check_loss_fn(loss_fn)
     self._loss_fn = loss_fn
-    self._weight_column = weight_column
+    self._weight_column = check_weight_column(weight_column)
     self._name = name
 
   @property
@@ -233,7 +257,7 @@ class MultiClassHead(_ClassHead):
     self._loss_reduction = LossReduction.validate(loss_reduction)
     check_loss_fn(loss_fn)
     self._loss_fn = loss_fn
-    self._weight_column = weight_column
+    self._weight_column = check_weight_column(weight_column)
     self._name = name
 
   @property

@@ -12,7 +12,7 @@ from jestimator.model import export_output
 from jestimator.model import metrics as metrics_lib
 from jestimator.canned.heads import _vocab
 from jestimator.canned.heads.base import (SingleHead, check_auc_thresholds, check_loss_fn,
-                                          check_prediction_keys, check_thresholds)
+                                          check_prediction_keys, check_thresholds, check_weight_column)
 from jestimator.canned.heads.keys import (CLASSIFY_SERVING_KEY, DEFAULT_SERVING_KEY,
                                           PREDICT_SERVING_KEY, LossReduction, MetricKeys,
                                           PredictionKeys)
@@ -70,7 +70,7 @@ class MultiLabelHead(SingleHead):
     check_loss_fn(loss_fn)
     self._loss_fn = loss_fn
     self._class_ids_for_metrics = self._check_metric_classes(classes_for_class_based_metrics)
-    self._weight_column = weight_column
+    self._weight_column = check_weight_column(weight_column)
     self._name = name
 
   def _check_metric_classes(self, classes) -> tuple[int, ...]:

@@ -11,7 +11,8 @@ import numpy as np
 from jestimator.model import export_output
 from jestimator.model import metrics as metrics_lib
 from jestimator.canned.heads import _vocab
-from jestimator.canned.heads.base import SingleHead, check_loss_fn, check_prediction_keys
+from jestimator.canned.heads.base import (SingleHead, check_loss_fn, check_prediction_keys,
+                                          check_weight_column)
 from jestimator.canned.heads.keys import (DEFAULT_SERVING_KEY, PREDICT_SERVING_KEY,
                                           REGRESS_SERVING_KEY, LossReduction, MetricKeys,
                                           PredictionKeys)
@@ -63,7 +64,7 @@ class RegressionHead(SingleHead):
     if inverse_link_fn is not None and not callable(inverse_link_fn):
       raise TypeError(f'inverse_link_fn must be callable; got {type(inverse_link_fn).__name__}')
     self._inverse_link_fn = inverse_link_fn
-    self._weight_column = weight_column
+    self._weight_column = check_weight_column(weight_column)
     self._name = name
 
   @property

@@ -373,13 +373,13 @@ def test_a_full_disk_while_saving_is_a_clear_error_and_leaves_no_temporary_folde
                   f'{os.path.join(model_dir, "2")}'), run.stderr[-3000:]
   # (Orbax's own unawaited writer coroutines may still print 'Exception ignored' at exit.)
   assert 'summaries.py' not in run.stderr and 'tensorboardX' not in run.stderr
-  assert _steps(model_dir) == [2]
+  assert _steps(model_dir) == [0, 2]  # the start checkpoint (as TF) and step 2
   # Orbax's other writer threads may still recreate files after the error: a folder left then
   # is removed when training starts again.
   x, y = _models.make_data(100)
   _fresh(model_dir, every=100).train(_repeat(x, y), steps=1)
   assert not [d for d in os.listdir(model_dir) if 'orbax-checkpoint-tmp' in d]
-  assert _steps(model_dir) == [2, 3]
+  assert _steps(model_dir) == [0, 2, 3]
 
 
 # -- one trainer per model_dir ----------------------------------------------------------------

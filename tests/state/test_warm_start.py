@@ -77,9 +77,9 @@ def test_predict_and_evaluate_warm_started_without_a_checkpoint(tmp_path, data, 
 
 @pytest.mark.parametrize('where, message', [
     ('src/4', r"src/4': checkpoint of step 4 does not exist \(deleted by checkpoint retention\?\); "
-              r"intact checkpoints in '.*src' are at steps \[3\]"),
+              r"intact checkpoints in '.*src' are at steps \[0, 3\]"),
     ('src/7', r"src/7': step 7 is not a complete checkpoint \(_CHECKPOINT_METADATA is missing\); "
-              r"intact checkpoints in '.*src' are at steps \[3\]"),
+              r"intact checkpoints in '.*src' are at steps \[0, 3\]"),
     ('empty', r"empty' holds no checkpoint"),
 ])
 def test_warm_start_from_a_missing_or_empty_checkpoint_names_it(tmp_path, data, source, where,

@@ -14,6 +14,7 @@ import pytest
 import _tune_models as tm
 from jestimator import tuning
 from jestimator.checkpoints import Checkpointer
+from jestimator.tuning.hparams import CONFIG_FILE as HPARAMS_CONFIG_FILE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_tune_worker.py')
@@ -102,7 +103,7 @@ def test_two_workers_share_one_study(tmp_path):
   assert sorted(t.number for t in finished) == list(range(12))
   assert len({t.params['lr'] for t in finished}) == 12
   assert sorted(os.listdir(base)) == sorted(
-      [f'trial_{i}' for i in range(12)] + [tuning.STORAGE_FILE, 'study.lock'])
+      [f'trial_{i}' for i in range(12)] + [tuning.STORAGE_FILE, 'study.lock', HPARAMS_CONFIG_FILE])
 
 
 def _running_with_checkpoint(base):

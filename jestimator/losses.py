@@ -179,9 +179,13 @@ def cosine_distance(labels: Any, predictions: Any, axis: int | None = None, weig
   return compute_weighted_loss(losses, weights, reduction, _fn='cosine_distance')
 
 
-def _sigmoid_xent(labels: jax.Array, logits: jax.Array) -> jax.Array:
-  """TF's `sigmoid_cross_entropy_with_logits`, written with its `where`s so that the gradient at
-  `z = 0` is `0.5 - y` (with `maximum`/`abs`, JAX gives `-y`)."""
+def sigmoid_cross_entropy_with_logits(labels: jax.Array, logits: jax.Array) -> jax.Array:
+  """TF's `tf.nn.sigmoid_cross_entropy_with_logits`, elementwise (same shapes in and out).
+
+  TF's stable `max(z, 0) - z * y + log1p(exp(-|z|))`, written with its `where`s so that the
+  gradient at `z = 0` is `sigmoid(0) - y = 0.5 - y`: with `maximum`/`abs`, JAX's derivative rules
+  at the tie give `-y`, and every zero-initialised model would take a wrong first step.
+  """
   cond = logits >= 0
   relu_logits = jnp.where(cond, logits, 0.0)
   neg_abs_logits = jnp.where(cond, -logits, logits)
@@ -195,7 +199,7 @@ def sigmoid_cross_entropy(multi_class_labels: Any, logits: Any, weights: Any = 1
   labels, logits = _pointwise('sigmoid_cross_entropy', multi_class_labels, logits, 'logits')
   if label_smoothing > 0:
     labels = labels * (1 - label_smoothing) + 0.5 * label_smoothing
-  return compute_weighted_loss(_sigmoid_xent(labels, logits), weights, reduction,
+  return compute_weighted_loss(sigmoid_cross_entropy_with_logits(labels, logits), weights, reduction,
                                _fn='sigmoid_cross_entropy')
 
 

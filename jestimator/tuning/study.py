@@ -13,7 +13,8 @@ trial marks it FAIL and `RetryHeartbeatStaleTrialCallback` enqueues a retry with
 its reported evaluations); the retry copies the failed trial's folder and resumes training from its
 last checkpoint (see `objective`). Trials that finished are never rerun.
 
-Exactly `n_trials`: a worker counts the finished and pending trials and creates its next trial
+Exactly `n_trials`: a worker counts the finished and running trials and starts its next trial
+(a WAITING one first: a stale trial's retry or an enqueued trial)
 under an `flock` on `base_dir/study.lock`, so two workers never both take the last one; a worker
 with nothing left to start waits for the running trials to finish (or go stale, then it runs the
 retry) and returns when the study has `n_trials` finished trials. Across machines the lock only
@@ -148,7 +149,9 @@ def tune(build: BuildFn, base_dir: str, metric: str, direction: str, n_trials: i
       counts = _counts(study)
       if counts['finished'] >= n_trials:
         return study
-      if counts['finished'] + counts['pending'] < n_trials:
+      # A WAITING trial (a stale trial's retry, or one the user enqueued) is nobody's yet:
+      # `optimize` starts waiting trials first, so only trials RUNNING elsewhere are spoken for.
+      if counts['finished'] + counts['running'] < n_trials:
         with _quiet():
           study.optimize(space_then_objective, n_trials=1, callbacks=callbacks)
         continue
@@ -160,11 +163,11 @@ def tune(build: BuildFn, base_dir: str, metric: str, direction: str, n_trials: i
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:
-  """Finished (complete or pruned) and pending (running or waiting) trials."""
+  """Finished (complete or pruned) and running trials."""
   S = optuna.trial.TrialState
   states = [t.state for t in study.get_trials(deepcopy=False)]
   return {'finished': sum(s in (S.COMPLETE, S.PRUNED) for s in states),
-          'pending': sum(s in (S.RUNNING, S.WAITING) for s in states)}
+          'running': sum(s == S.RUNNING for s in states)}
 
 
 class _StartLock:

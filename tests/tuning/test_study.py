@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -155,3 +156,23 @@ def test_kill_9_mid_trial_then_rerun_completes_the_study(tmp_path):
   ckpt = Checkpointer(killed_dir, read_only=True)
   assert ckpt.latest_step() is not None and ckpt.restore_raw_variables(ckpt.latest_step())
   assert np.isfinite([t.value for t in finished]).all()
+
+
+def test_a_waiting_retry_is_run_not_waited_for(tmp_path):
+  """A stale trial's retry is WAITING, nobody's yet: a worker that finds the study one trial
+  short with that retry queued runs it (before, it counted the retry as taken elsewhere and
+  waited for ever; CI hung there after a kill -9)."""
+  base = str(tmp_path)
+  build = tm.make_build(max_steps=4, every_n_steps=2)
+  sampler = optuna.samplers.RandomSampler(seed=0)
+  study = tuning.tune(build, base, 'loss', 'minimize', 2, sampler=sampler)
+  study.enqueue_trial({'lr': study.trials[0].params['lr']})
+  assert [t.state.name for t in study.trials] == ['COMPLETE', 'COMPLETE', 'WAITING']
+  done = []
+  thread = threading.Thread(
+      target=lambda: done.append(tuning.tune(build, base, 'loss', 'minimize', 3, sampler=sampler)),
+      daemon=True)
+  thread.start()
+  thread.join(timeout=120)
+  assert done, 'tune waited for a WAITING trial that no worker runs'
+  assert [t.state.name for t in done[0].trials] == ['COMPLETE'] * 3

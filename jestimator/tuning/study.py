@@ -49,10 +49,13 @@ def default_storage(base_dir: str) -> str:
   return 'sqlite:///' + os.path.join(os.path.abspath(base_dir), STORAGE_FILE)
 
 
-def make_storage(url: str, heartbeat_interval: int = 10,
+def make_storage(url: str, heartbeat_interval: int | None = 10,
                  grace_period: int | None = None) -> RDBStorage:
-  """An RDB storage with heartbeats and retries of failed trials (see the module docstring)."""
+  """An RDB storage with heartbeats and retries of failed trials (see the module docstring);
+  `heartbeat_interval=None`: neither (an ask-and-tell study, e.g. `tune_population`)."""
   engine_kwargs = {'connect_args': {'timeout': 60}} if url.startswith('sqlite') else {}
+  if heartbeat_interval is None:
+    return RDBStorage(url, engine_kwargs=engine_kwargs)
   with _quiet():
     return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
                       grace_period=grace_period,

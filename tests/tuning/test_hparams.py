@@ -52,3 +52,62 @@ def test_config_and_one_session_per_trial(tmp_path):
     value = last.value if hasattr(last, 'value') else float(last.tensor_proto.float_val[0])
     assert last.step == 10 and value == pytest.approx(t.value, rel=1e-6)
   assert len(glob.glob(os.path.join(base, '*tfevents*'))) == 1  # one config, rewritten
+
+
+def dashboard_session_groups(base_dir):
+  """What the HParams tab shows: TensorBoard's own hparams plugin, served in process over
+  `base_dir`, answering the dashboard's `experiment` and `session_groups` requests."""
+  import json
+
+  from tensorboard.backend.event_processing import data_provider
+  from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
+  from tensorboard.plugins import base_plugin
+  from tensorboard.plugins.hparams import hparams_plugin
+  from werkzeug.test import Client
+  from werkzeug.wrappers import Response
+
+  mux = pem.EventMultiplexer()
+  mux.AddRunsFromDirectory(base_dir)
+  mux.Reload()
+  context = base_plugin.TBContext(logdir=base_dir, multiplexer=mux,
+                                  data_provider=data_provider.MultiplexerDataProvider(mux,
+                                                                                      base_dir))
+  apps = hparams_plugin.HParamsPlugin(context).get_plugin_apps()
+
+  def post(route, body):
+    response = Client(apps[route], Response).post('/', data=json.dumps(body),
+                                                  content_type='application/json')
+    assert response.status_code == 200, response.get_data()
+    return json.loads(response.get_data())
+
+  experiment = post('/experiment', {'experimentName': ''})
+  groups = post('/session_groups', {
+      'experimentName': '', 'startIndex': 0, 'sliceSize': 100, 'colParams': [],
+      'allowedStatuses': ['STATUS_UNKNOWN', 'STATUS_SUCCESS', 'STATUS_FAILURE',
+                          'STATUS_RUNNING']})['sessionGroups']
+  return experiment, {g['name']: g for g in groups}
+
+
+def test_hparams_dashboard_lists_every_trial_with_params_and_metric(tmp_path):
+  base = str(tmp_path)
+  study = tuning.tune(tm.make_build(max_steps=20, every_n_steps=5, high=100.0), base, 'loss',
+                      'minimize', 5, sampler=optuna.samplers.RandomSampler(seed=3),
+                      pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+  experiment, groups = dashboard_session_groups(base)
+  assert [h['name'] for h in experiment['hparamInfos']] == ['lr']
+  assert experiment['metricInfos'][0]['name'] == {'group': 'eval', 'tag': 'loss'}
+  assert sorted(groups) == sorted(f'trial_{t.number}' for t in study.trials)
+  for t in study.trials:
+    group = groups[f'trial_{t.number}']
+    assert group['hparams']['lr'] == pytest.approx(t.params['lr'])
+    (session,) = group['sessions']
+    assert session['status'] == 'STATUS_SUCCESS'
+    (metric,) = group['metricValues']
+    # The metric is the trial's last evaluation: its value for a complete trial; a pruned trial
+    # stopped one step after the evaluation that pruned it, and train_and_evaluate evaluated
+    # that end (unreported to Optuna, which keeps the value that pruned it).
+    last = max(t.intermediate_values)
+    if t.state.name == 'COMPLETE':
+      assert metric['trainingStep'] == 20 and metric['value'] == pytest.approx(t.value)
+    else:
+      assert metric['trainingStep'] in (last, last + 1)

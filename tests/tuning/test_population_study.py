@@ -9,6 +9,7 @@ from optuna.distributions import FloatDistribution
 
 from jestimator import tuning
 import test_population as tp
+from test_hparams import dashboard_session_groups
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -39,10 +40,18 @@ def test_members_are_trials_pruned_within_the_population(tmp_path):
     else:
       # Optuna records a pruned trial's last reported value.
       assert r.status == 'pruned' and t.value == r.evaluations[-1][1]['loss']
-  print(states, [r.global_step for r in results])
   best = study.best_trial
   assert best.params['learning_rate'] < 1.0
   # The best trial's folder is an ordinary model_dir of its Estimator.
   est = tp.build({**best.params, 'weight_decay': 0.0, 'seed': 0}, tuning.trial_dir(base, best.number))
   assert est.evaluate(tp.EVAL)['loss'] == pytest.approx(best.value, abs=1e-5)
   assert os.path.exists(os.path.join(base, tuning.hparams.CONFIG_FILE))
+  # TensorBoard's HParams tab lists every member as a trial, with its rate and last evaluation.
+  _, groups = dashboard_session_groups(base)
+  assert sorted(groups) == sorted(f'trial_{t.number}' for t in trials)
+  for t, r in zip(trials, results):
+    group = groups[f'trial_{t.number}']
+    assert group['hparams']['learning_rate'] == pytest.approx(t.params['learning_rate'])
+    (metric,) = group['metricValues']
+    assert metric['trainingStep'] == r.global_step
+    assert metric['value'] == pytest.approx(r.evaluations[-1][1]['loss'])

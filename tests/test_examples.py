@@ -54,6 +54,9 @@ def test_tune_census_example_prunes_and_plots(tmp_path):
   assert results['best_accuracy'] > 0.76
   with open(results['plot'], 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  import matplotlib.image
+  image = matplotlib.image.imread(results['plot'])
+  assert image.shape[:2] == (400, 700) and image.std() > 0.05  # the 7x4 in figure, drawn on
   study = optuna.load_study(study_name='jestimator',
                             storage=f'sqlite:///{tmp_path}/study.db')
   assert study.best_trial.params == results['best_params']

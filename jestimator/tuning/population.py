@@ -290,12 +290,19 @@ class Population:
     Returns:
       One `MemberResult` per member, in order.
     """
-    if max_steps is not None and (isinstance(max_steps, bool) or max_steps <= 0):
-      raise ValueError(f'max_steps must be a positive int or None, got {max_steps!r}')
-    if every_n_steps is not None and (isinstance(every_n_steps, bool) or every_n_steps <= 0):
-      raise ValueError(f'every_n_steps must be a positive int or None, got {every_n_steps!r}')
+    for name, value in (('max_steps', max_steps), ('every_n_steps', every_n_steps),
+                        ('eval_steps', eval_steps)):
+      if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                or value <= 0):
+        raise ValueError(f'{name} must be a positive int or None, got {value!r}')
     if every_n_steps is not None and eval_input_fn is None:
       raise ValueError('every_n_steps needs an eval_input_fn to evaluate')
+    if save:
+      for i in range(len(self.members)):
+        if self.member_estimator(i).latest_checkpoint() is not None:
+          raise ValueError(f'member {i}\'s model_dir {self.member_dir(i)!r} already holds a '
+                           'checkpoint: a population trains from step 0 and does not resume; use '
+                           'new folders (or save=False)')
     est = self.template
     compiled, pipeline = est.compiled_model, est.input_pipeline
     source = pipeline.open(input_fn, ModeKeys.TRAIN)
@@ -342,6 +349,8 @@ class Population:
           if pruned:
             frozen[_check_indices(pruned, report)] = True
             active = put(alive & ~frozen)
+          if not (alive & ~frozen).any():
+            break  # every member is pruned or failed: nothing left to train
     finally:
       source.close()
     self.state = state
@@ -407,14 +416,19 @@ def _jsonable(results: Mapping[str, Any]) -> dict[str, Any]:
 
 def _population_step(model, masked: bool) -> Callable:
   """`(state[N], active[N], features, labels, mask) -> (state, loss[N], active)`: one train step
-  of every member on the same batch; inactive members and members whose loss is not finite keep
-  their state (the latter turn inactive)."""
+  of every member on the same batch; inactive members, and members whose loss or updated
+  parameters are not finite, keep their state (the latter turn inactive)."""
   step = steps_lib.make_train_step(model)
 
   def population_step(state, active, features, labels, mask):
     args = (features, labels, mask) if masked else (features, labels)
     new, outputs = jax.vmap(lambda s: step(s, *args))(state)
-    keep = active & ~outputs['nonfinite']
+    # A finite loss can still give a non-finite update (a rate far too high): check the new
+    # parameters too, so a member freezes at its last finite state, not one step after.
+    finite = jax.tree.reduce(jnp.logical_and, jax.tree.map(
+        lambda a: jnp.all(jnp.isfinite(a), axis=tuple(range(1, a.ndim))), new.params),
+        ~outputs['nonfinite'])
+    keep = active & finite
 
     def select(a, b):
       return jnp.where(keep.reshape(keep.shape + (1,) * (a.ndim - 1)), a, b)

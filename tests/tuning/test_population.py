@@ -106,9 +106,21 @@ def test_pruned_member_freezes_and_stops_reporting(tmp_path):
 def test_nonfinite_member_is_frozen_not_fatal(tmp_path):
   members = [dict(MEMBERS[0]), {**MEMBERS[0], 'learning_rate': float('inf')}]
   pop = tuning.Population(build, members, base_dir=str(tmp_path / 'pop'))
-  results = pop.train(TRAIN, max_steps=5, eval_input_fn=EVAL, save=False)
+  results = pop.train(TRAIN, max_steps=5, eval_input_fn=EVAL)
   assert results[0].status == 'complete' and np.isfinite(results[0].final['loss'])
   assert results[1].status == 'nonfinite' and results[1].evaluations == []
+  assert results[1].global_step == 0  # frozen before its first (non-finite) update
+  # A population trains from step 0: saved members are not overwritten or resumed.
+  again = tuning.Population(build, members, base_dir=str(tmp_path / 'pop'))
+  with pytest.raises(ValueError, match='already holds a checkpoint'):
+    again.train(TRAIN, max_steps=5)
+
+
+def test_training_stops_when_every_member_is_pruned(tmp_path):
+  pop = tuning.Population(build, MEMBERS[:2], base_dir=str(tmp_path / 'pop'))
+  results = pop.train(TRAIN, max_steps=15, eval_input_fn=EVAL, every_n_steps=5, save=False,
+                      on_evaluation=lambda step, results: list(results) if step == 5 else [])
+  assert [(r.status, r.global_step) for r in results] == [('pruned', 5), ('pruned', 5)]
 
 
 def test_refuses_what_cannot_vary(tmp_path):

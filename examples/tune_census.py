@@ -90,10 +90,11 @@ def _plot(study: optuna.Study, path: str) -> None:
   for t in study.trials:
     steps = sorted(t.intermediate_values)
     style = '--' if t.state.name == 'PRUNED' else '-'
-    ax.plot(steps, np.array([t.intermediate_values[s] for s in steps]), style,
-            label=f'{t.number} ({t.state.name.lower()})')
+    # Markers: a trial pruned at its first evaluation is a single point, which a line omits.
+    ax.plot(steps, np.array([t.intermediate_values[s] for s in steps]), style, marker='o',
+            markersize=3, label=f'{t.number} ({t.state.name.lower()})')
   ax.set(xlabel='global step', ylabel='evaluation loss', yscale='log',
-         title='census wide & deep: trials (dashed: pruned)')
+         title='census wide & deep: evaluation loss per trial (dashed: pruned)')
   ax.legend(fontsize=6, ncol=2)
   fig.tight_layout()
   fig.savefig(path, dpi=100)

@@ -130,9 +130,7 @@ def _run(program, store, config, ckpt, writer, hooks, listeners, state, source, 
   traced = program.traced
   runner = HookRunner([*hooks, *traced.spec.training_hooks], program.compiled.strategy.to_host,
                       'train step')
-  # A NanLossHook(fail_on_nan_loss=False) of the caller's makes the built-in check stop instead.
-  nan_check = NanCheck(config.check_nan_loss, fail=not any(
-      isinstance(h, hooks_lib.NanLossHook) and not h.fail_on_nan_loss for h in runner.hooks))
+  nan_check = NanCheck(config.check_nan_loss, fail=config.fail_on_nan_loss)
   summary_hook = hooks_lib.SummarySaverHook(writer, config.save_summary_steps)
   runner.add(progress.ProgressHook(ModeKeys.TRAIN, config.log_step_count_steps,
                                     epoch=source.epoch),
@@ -168,7 +166,7 @@ def _run(program, store, config, ckpt, writer, hooks, listeners, state, source, 
       values['losses'] = values['losses'][:len(group)]
     synced = bool(values) or program.sync_due(outputs)
     if (synced or nan_check.overdue) and not nan_check.check():
-      break  # a non-finite step and fail_on_nan_loss=False: stop, saving nothing
+      break  # a non-finite step and RunConfig(fail_on_nan_loss=False): stop, saving nothing
     runner.after_step(ctx, values)
     stop = ctx.stop_requested
     asked = [listener.wants_save(ctx) for listener in listeners]  # ask each, every dispatch

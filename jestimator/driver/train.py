@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from typing import Callable
 
 import jax
 import numpy as np
@@ -20,12 +21,8 @@ from jestimator.state import checkpoints
 
 logger = logging.getLogger('jestimator')
 
-#: The clock `save_checkpoints_secs` is measured with.
-clock = time.monotonic
-
-
 def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, listeners,
-          writers: summaries.Writers) -> None:
+          writers: summaries.Writers, clock: Callable[[], float] = time.monotonic) -> None:
   """Trains until `steps` more steps, `max_steps` in total, a hook's stop, or end of input.
 
   Args:
@@ -35,6 +32,7 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     config: the `RunConfig`.
     input_fn, hooks, steps, max_steps, listeners: as `Estimator.train` (checked by it).
     writers: the Estimator's open event writers (`summaries.Writers`), flushed at the end.
+    clock: seconds, for `save_checkpoints_secs` (`time.monotonic`).
   """
   ckpt = store.reader()
   latest = store.verified_latest_step(ckpt)
@@ -71,7 +69,7 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     ckpt = store.writer()
     try:
       _run(program, store, config, ckpt, writers.get(config.model_dir), hooks, listeners, state,
-           source, first, target, agreement)
+           source, first, target, agreement, clock)
     finally:
       # Also after an exception (say a NaN loss): every event written so far is kept.
       writers.flush()
@@ -126,7 +124,7 @@ def _group_size(config, step: int, target: int | None) -> int:
 
 
 def _run(program, store, config, ckpt, writer, hooks, listeners, state, source, first, target,
-         agreement):
+         agreement, clock):
   traced = program.traced
   runner = HookRunner([*hooks, *traced.spec.training_hooks], program.compiled.strategy.to_host,
                       'train step')

@@ -140,20 +140,19 @@ class InputPipeline:
       takes none is an error, as in TF).
     params: the hyper-parameters passed to input_fns that name `params`.
     config: the `RunConfig`, passed to input_fns that name `config`.
-
-  Attributes:
     resident_max_bytes: the largest in-memory training input kept whole on the device
-      (`resident`); `RESIDENT_MAX_BYTES` unless set.
+      (`resident`); also an attribute, which may be changed between verbs.
   """
 
   def __init__(self, preprocessor: Preprocessor, strategy: Any, takes_labels: bool,
-               params: Any = None, config: Any = None):
+               params: Any = None, config: Any = None,
+               resident_max_bytes: int = RESIDENT_MAX_BYTES):
     self.preprocessor = preprocessor
     self.strategy = strategy
     self.takes_labels = takes_labels
     self.params = params
     self.config = config
-    self.resident_max_bytes = RESIDENT_MAX_BYTES
+    self.resident_max_bytes = resident_max_bytes
     # One transformed copy of the latest in-memory input per mode.
     self._in_memory: dict[str, tuple[Any, Any]] = {}
 

@@ -22,6 +22,7 @@ from jestimator.state.train_state import TrainState
 
 logger = logging.getLogger('jestimator')
 
+
 def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, listeners,
           writers: summaries.Writers, clock: Callable[[], float] = time.monotonic
           ) -> TrainState | None:

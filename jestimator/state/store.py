@@ -277,6 +277,7 @@ class TrainingCheckpoints:
       # the store keeps no second reference that would outlive the loop's next step.
       store._held, store._saved = None, weakref.ref(newest)
       return newest
+    store._held = store._saved = None  # an older state than the one training starts from
     if latest is None:
       return strategy.put_state(store.model.create_train_state(features, labels,
                                                                store.warm_start))

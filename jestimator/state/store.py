@@ -102,7 +102,7 @@ class StateStore:
     newest = self.newest
     return newest if step is not None and newest is not None and int(newest.step) == step else None
 
-  # -- training -------------------------------------------------------------------------------------
+  # -- training ------------------------------------------------------------------------------------
   def training(self) -> 'TrainingCheckpoints':
     """The checkpoints of one `train()` call; close it when the call ends (also on errors)."""
     return TrainingCheckpoints(self)

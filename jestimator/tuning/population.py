@@ -50,6 +50,7 @@ from jestimator.model import steps as steps_lib
 from jestimator.model import summary as summary_lib
 from jestimator.model.mode_keys import ModeKeys
 from jestimator.pipeline.plan import BatchPlan
+from jestimator.state import checkpoints
 from jestimator.state.train_state import TrainState
 
 logger = logging.getLogger('jestimator')
@@ -386,11 +387,19 @@ class Population:
     `member.json` (hyperparameters, status, evaluations); returns the folder."""
     est = self.member_estimator(result.index)
     state = self.member_state(result.index)
-    store = est.state_store
-    ckpt = store.writer()
-    # A frozen member stopped early: its input position is not the population's.
-    store.save(ckpt, state, result.global_step, position if result.status == 'complete' else None)
-    ckpt.wait()
+    # As a trainer would: holding the model_dir, through the store's one writer.
+    lock = checkpoints.ModelDirLock(est.model_dir).acquire()
+    try:
+      writer = est.state_store.training()
+      writer.start_writing()
+      try:
+        # A frozen member stopped early: its input position is not the population's.
+        writer.save(state, result.global_step,
+                    position if result.status == 'complete' else None)
+      finally:
+        writer.close()
+    finally:
+      lock.release()
     record = {'index': result.index, 'hparams': result.hparams, 'status': result.status,
               'global_step': result.global_step,
               'evaluations': [[s, _jsonable(r)] for s, r in result.evaluations]}

@@ -25,7 +25,7 @@ from jestimator.tuning import hparams
 from jestimator.tuning.objective import TRIAL_FILE, _check_direction, metric_value, trial_dir, \
     write_json
 from jestimator.tuning.population import MemberResult, Population, PopulationBuildFn
-from jestimator.tuning.study import LOCK_FILE, _StartLock, default_storage, make_storage
+from jestimator.tuning.study import default_storage, make_storage, open_study
 
 
 def tune_population(build: PopulationBuildFn, base_dir: str,
@@ -65,21 +65,11 @@ def tune_population(build: PopulationBuildFn, base_dir: str,
   clash = sorted(set(fixed) & set(search_space))
   if clash:
     raise ValueError(f'{clash} are both searched (search_space) and fixed')
-  os.makedirs(base_dir, exist_ok=True)
-  lock = _StartLock(os.path.join(base_dir, LOCK_FILE))
-  lock.acquire()
-  try:
-    study = optuna.create_study(
-        # No heartbeat: it belongs to `study.optimize`; a population is asked and told.
-        storage=make_storage(storage or default_storage(base_dir), heartbeat_interval=None),
-        sampler=sampler,
-        pruner=pruner or optuna.pruners.SuccessiveHalvingPruner(), study_name=study_name,
-        direction=direction, load_if_exists=True)
-  finally:
-    lock.release()
-  if study.direction.name.lower() != direction:
-    raise ValueError(f'study {study_name!r} in the storage has direction '
-                     f'{study.direction.name.lower()!r}, not {direction!r}')
+  # No heartbeat: it belongs to `study.optimize`; a population is asked and told.
+  study = open_study(base_dir, lambda: make_storage(storage or default_storage(base_dir),
+                                                    heartbeat_interval=None),
+                     sampler, pruner or optuna.pruners.SuccessiveHalvingPruner(), study_name,
+                     direction)
   trials = [study.ask(dict(search_space)) for _ in range(n_members)]
   dirs = [trial_dir(base_dir, t.number) for t in trials]
   records = []

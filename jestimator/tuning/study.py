@@ -120,20 +120,10 @@ def tune(build: BuildFn, base_dir: str, metric: str, direction: str, n_trials: i
     if not isinstance(dist, (FloatDistribution, IntDistribution, CategoricalDistribution)):
       raise TypeError(f'search_space[{name!r}] must be an optuna.distributions Float/Int/'
                       f'CategoricalDistribution, got {type(dist).__name__}')
-  os.makedirs(base_dir, exist_ok=True)
+  study = open_study(base_dir, lambda: make_storage(storage or default_storage(base_dir),
+                                                    heartbeat_interval, grace_period),
+                     sampler, pruner or optuna.pruners.MedianPruner(), study_name, direction)
   lock = _StartLock(os.path.join(base_dir, LOCK_FILE))
-  lock.acquire()
-  try:  # workers starting together would race to create the database's tables
-    study = optuna.create_study(
-        storage=make_storage(storage or default_storage(base_dir), heartbeat_interval,
-                             grace_period),
-        sampler=sampler, pruner=pruner or optuna.pruners.MedianPruner(), study_name=study_name,
-        direction=direction, load_if_exists=True)
-  finally:
-    lock.release()
-  if study.direction.name.lower() != direction:
-    raise ValueError(f'study {study_name!r} in the storage has direction '
-                     f'{study.direction.name.lower()!r}, not {direction!r}')
   objective = make_objective(build, base_dir, metric, direction,
                              prune=not isinstance(pruner, optuna.pruners.NopPruner))
 
@@ -163,6 +153,27 @@ def tune(build: BuildFn, base_dir: str, metric: str, direction: str, n_trials: i
     # The missing trials run in other workers: wait until they finish, or die and go stale
     # (then their retry is this worker's to run).
     time.sleep(POLL_SECS)
+
+
+def open_study(base_dir: str, storage: Callable[[], Any],
+               sampler: optuna.samplers.BaseSampler | None, pruner: optuna.pruners.BasePruner,
+               study_name: str, direction: str) -> optuna.Study:
+  """Creates or loads the study in `storage()` (called, and the study created, under
+  `base_dir/study.lock`: workers starting together would race to create the database's
+  tables); a stored study of the other direction fails."""
+  os.makedirs(base_dir, exist_ok=True)
+  lock = _StartLock(os.path.join(base_dir, LOCK_FILE))
+  lock.acquire()
+  try:
+    study = optuna.create_study(storage=storage(), sampler=sampler, pruner=pruner,
+                                study_name=study_name, direction=direction,
+                                load_if_exists=True)
+  finally:
+    lock.release()
+  if study.direction.name.lower() != direction:
+    raise ValueError(f'study {study_name!r} in the storage has direction '
+                     f'{study.direction.name.lower()!r}, not {direction!r}')
+  return study
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:
@@ -206,4 +217,4 @@ def best_estimator(study: optuna.Study, build: BuildFn, base_dir: str) -> Estima
 
 
 __all__ = ['tune', 'best_estimator', 'best_model_dir', 'default_storage', 'make_storage',
-           'STORAGE_FILE']
+           'open_study', 'STORAGE_FILE']

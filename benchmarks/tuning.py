@@ -1,7 +1,9 @@
 """Tuning benchmarks (issue 23): pruning's saving, and population mode against one trial.
 
-  python -m benchmarks.tuning pruning    [--repeats 2] [--out benchmarks/results/tuning_pruning_cpu.json]
-  python -m benchmarks.tuning population [--repeats 3] [--out benchmarks/results/tuning_population_cpu.json]
+  python -m benchmarks.tuning pruning    [--repeats 3] [--max-steps 5000] [--out FILE.json]
+  python -m benchmarks.tuning population [--repeats 3] [--members 16] [--out FILE.json]
+
+(default outputs: benchmarks/results/tuning_pruning_cpu.json, tuning_population_cpu.json)
 
 Both use the canned Adult DNN (`DNNClassifier([100, 50])` over the `adult` workload's deep feature
 columns, Adagrad as the canned default but through `optax.inject_hyperparams`), batch 256.
@@ -11,11 +13,11 @@ to 1000: the loss stalls far above the others'), trained `max_steps` steps with 
 every `max_steps / 10`; once with `MedianPruner(n_startup_trials=2)` and once with `NopPruner`,
 alternating, each in a fresh process with an empty persistent compilation cache of its own
 (the Estimator's default cache, in a fresh `XDG_CACHE_HOME`: the first trial compiles, the
-others read it; both studies pay the same). Targets: at least a third of the trials pruned, and the pruned
-study's wall time <= 60% of the unpruned one's (the ratio of medians is reported; the machine
-may be shared, so the two run side by side).
+others read it; both studies pay the same). Targets: at least a third of the trials pruned, and
+the pruned study's wall time <= 60% of the unpruned one's (the ratio of medians is reported; the
+machine may be shared, so the two run side by side).
 
-`population`: 16 learning rates (log-spaced 1e-3 ... 1) trained 2 epochs (256 steps, the short
+`population`: 16 learning rates (log-spaced 1e-3 ... 1) trained 2 epochs (255 steps, the short
 final batch included) then evaluated on the test split: one `Population` of 16 against one solo
 trial (`Estimator.train` + `evaluate` of the first rate), alternating, each in a fresh process
 with the persistent compilation cache off, timed from building the estimator(s) to the final
@@ -225,7 +227,7 @@ def main(argv=None) -> int:
   from benchmarks._machine import machine_info, write_results
   t0 = time.time()
   if args.what == 'pruning':
-    res = run_pruning(args.repeats or 2, args.max_steps)
+    res = run_pruning(args.repeats or 3, args.max_steps)
     config = {'trials': 12, 'order': _order_trials(), 'max_steps': args.max_steps,
               'every_n_steps': args.max_steps // 10, 'pruner': 'MedianPruner(n_startup_trials=2)',
               'model': f'DNNClassifier({HIDDEN}) on Adult, batch {BATCH}, eval on 4096 test rows'}

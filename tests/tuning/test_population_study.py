@@ -43,7 +43,8 @@ def test_members_are_trials_pruned_within_the_population(tmp_path):
   best = study.best_trial
   assert best.params['learning_rate'] < 1.0
   # The best trial's folder is an ordinary model_dir of its Estimator.
-  est = tp.build({**best.params, 'weight_decay': 0.0, 'seed': 0}, tuning.trial_dir(base, best.number))
+  est = tp.build({**best.params, 'weight_decay': 0.0, 'seed': 0},
+                 tuning.trial_dir(base, best.number))
   assert est.evaluate(tp.EVAL)['loss'] == pytest.approx(best.value, abs=1e-5)
   assert os.path.exists(os.path.join(base, tuning.hparams.CONFIG_FILE))
   # TensorBoard's HParams tab lists every member as a trial, with its rate and last evaluation.

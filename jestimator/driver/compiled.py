@@ -26,8 +26,12 @@ logger = logging.getLogger('jestimator')
 INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0}
 
 
-def _init_jit(fn: Callable) -> Callable:
-  return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS)
+def _init_jit(fn: Callable, out_shardings: Any = None) -> Callable:
+  """`fn` jitted as an initialiser; with `out_shardings` (a sharded state) its outputs are
+  created directly in them, each device computing only its own part."""
+  if out_shardings is None:
+    return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS)
+  return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS, out_shardings=out_shardings)
 
 
 class CompiledModel:
@@ -68,8 +72,9 @@ class CompiledModel:
   def init_variables(self, features, labels, mode: str) -> Any:
     """Fresh variables for a batch, from the seed (one compiled program per mode)."""
     model = self.model
-    init = self._program(('init', mode),
-                         lambda: _init_jit(lambda f, l: model.init(self._keys()[0], f, l, mode)))
+    init = self._program(('init', mode), lambda: _init_jit(
+        lambda f, l: model.init(self._keys()[0], f, l, mode),
+        self.strategy.state_shardings(self.abstract_variables(features, labels, mode))))
     return init(features, labels)
 
   def abstract_variables(self, features, labels, mode: str) -> Any:
@@ -111,10 +116,13 @@ class CompiledModel:
         init_rng, train_rng = self._keys()
         return TrainState.create(model.init(init_rng, f, l, train), spec.optimizer, train_rng)
 
-      return self._program('create_state', lambda: _init_jit(create))(features, labels)
+      return self._program('create_state', lambda: _init_jit(
+          create, self.strategy.state_shardings(self.abstract_train_state(features, labels))
+      ))(features, labels)
     variables = self.fresh_variables(features, labels, train, warm_start)
     create_from = self._program('create_from', lambda: _init_jit(
-        lambda v: TrainState.create(v, spec.optimizer, self._keys()[1])))
+        lambda v: TrainState.create(v, spec.optimizer, self._keys()[1]),
+        self.strategy.state_shardings(self.abstract_train_state(features, labels))))
     return create_from(variables)
 
   def abstract_train_state(self, features, labels) -> TrainState:

@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any
 
+import jax
 import numpy as np
 
 from jestimator.state import checkpoints as ckpt_lib
@@ -93,6 +94,8 @@ class StateStore:
     strategy = self.compiled.strategy
     newest = self._newest
     if newest is not None and latest is not None and int(newest.step) == latest:
+      if strategy.state_shardings(newest) is not None:
+        self._newest = None  # sharded steps donate their state: the loop consumes this one
       return newest  # this object wrote the latest checkpoint: no reload
     if latest is None:
       return strategy.put_state(self.compiled.create_train_state(features, labels,
@@ -100,7 +103,7 @@ class StateStore:
     # The columns' record first: a changed vocabulary or hash is the error to report, not the
     # variable shapes it changed.
     self._check_host_record(ckpt.meta(latest), ckpt.path(latest))
-    abstract = self.compiled.abstract_train_state(features, labels)
+    abstract = _placed(strategy, self.compiled.abstract_train_state(features, labels))
     variables, train, meta = ckpt.restore(latest, abstract.variables,
                                           {'opt_state': abstract.opt_state, 'rng': abstract.rng})
     variables = dict(variables)
@@ -145,7 +148,7 @@ class StateStore:
       return newest.variables, step, ckpt.path(step)
     key = (ckpt.path(step), mode)
     if key not in self._restored:
-      abstract = self.compiled.abstract_variables(features, labels, mode)
+      abstract = _placed(strategy, self.compiled.abstract_variables(features, labels, mode))
       while True:
         try:
           self._check_host_record(ckpt.meta(step), ckpt.path(step))
@@ -208,6 +211,17 @@ class StateStore:
       raise ValueError(f'no variable {name!r} in {ckpt.path(step)}; names are '
                        f'{sorted(values)[:20]}')
     return values[name]
+
+
+def _placed(strategy, abstract: Any) -> Any:
+  """Restore targets in the strategy's shardings when it shards the state (Orbax then reads
+  each device's part straight into place, whatever device count wrote the checkpoint); else
+  unchanged (restored whole, then placed by `put_state`)."""
+  shardings = strategy.state_shardings(abstract)
+  if shardings is None:
+    return abstract
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
+                      shardings)
 
 
 def _warn_skipped(e: ckpt_lib.DamagedCheckpointError) -> None:

@@ -9,10 +9,11 @@ parameter (see `jestimator.distributed.sharding`).
 TF's `ParameterServerStrategy(variable_partitioner=...)` maps as:
 
   tf.distribute.experimental.partitioners.MinSizePartitioner(min_shard_bytes)
-      -> MinSizePartitioner(min_shard_bytes)   (each shard at least min_shard_bytes, as TF)
+      -> MinSizePartitioner(min_shard_bytes)   (parameters of at least that size split over the
+         whole `data` axis: a mesh axis has one size)
   tf.distribute.experimental.partitioners.FixedShardsPartitioner(num_shards)
-      -> MinSizePartitioner(min_shard_bytes=0) on a mesh whose `data` axis has num_shards
-         devices (a mesh axis has one size, so the shard count is the mesh's, not a parameter's)
+      -> a mesh whose `data` axis has num_shards devices and MinSizePartitioner (or a
+         RegexPartitioner naming the tables): the shard count is the mesh's, not a parameter's
   a per-variable choice -> RegexPartitioner([(regex, PartitionSpec), ...])
 """
 from __future__ import annotations
@@ -36,18 +37,23 @@ class Partitioner(Protocol):
 
 
 class MinSizePartitioner:
-  """Row-shards every parameter of rank >= 2 whose shards would each hold at least
-  `min_shard_bytes` (TF's `MinSizePartitioner` on a mesh: there the shard count is the `data`
-  axis's size, so a parameter is either split over all of it or replicated).
+  """Row-shards every parameter of rank >= 2 of at least `min_shard_bytes` over the whole `data`
+  axis; smaller ones (and biases) stay replicated.
+
+  TF's `MinSizePartitioner` splits a variable into as many shards as keep each at least
+  `min_shard_bytes`; on a mesh a parameter is split over the whole axis or not at all, so here
+  the threshold is the parameter's size. The choice does not depend on the device count: a
+  checkpoint restores on any number of devices with the same parameters sharded.
 
   Args:
-    min_shard_bytes: the smallest shard worth splitting a parameter into (TF's default, 256 KiB).
+    min_shard_bytes: the smallest parameter worth sharding (default 64 MiB: smaller tables are
+      cheaper replicated, and DNN kernels, whose rows rarely divide over the devices, stay so).
 
   Example:
-    DataParallel(partitioner=MinSizePartitioner(min_shard_bytes=1 << 20))
+    DataParallel(partitioner=MinSizePartitioner(min_shard_bytes=16 << 20))
   """
 
-  def __init__(self, min_shard_bytes: int = 256 << 10):
+  def __init__(self, min_shard_bytes: int = 64 << 20):
     if isinstance(min_shard_bytes, bool) or not isinstance(min_shard_bytes, (int, np.integer)) \
         or min_shard_bytes < 0:
       raise ValueError(f'MinSizePartitioner(min_shard_bytes=...) must be an int >= 0, got '
@@ -57,8 +63,7 @@ class MinSizePartitioner:
   def __call__(self, path, shape, dtype, axis, num_shards):
     if len(shape) < 2 or num_shards <= 1:
       return None
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if nbytes < self.min_shard_bytes * num_shards:
+    if int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize < self.min_shard_bytes:
       return None
     return P(axis, *([None] * (len(shape) - 1)))
 

@@ -110,20 +110,31 @@ class CompiledModel:
     spec = self.traced(train, self.abstract_variables(features, labels, train), features,
                        labels).spec
     if warm_start is None:
-      model = self.model
-
-      def create(f, l):
-        init_rng, train_rng = self._keys()
-        return TrainState.create(model.init(init_rng, f, l, train), spec.optimizer, train_rng)
-
-      return self._program('create_state', lambda: _init_jit(
-          create, self.strategy.state_shardings(self.abstract_train_state(features, labels))
-      ))(features, labels)
+      return self.state_program(features, labels)(features, labels)
     variables = self.fresh_variables(features, labels, train, warm_start)
     create_from = self._program('create_from', lambda: _init_jit(
         lambda v: TrainState.create(v, spec.optimizer, self._keys()[1]),
         self.strategy.state_shardings(self.abstract_train_state(features, labels))))
     return create_from(variables)
+
+  def state_program(self, features, labels) -> Callable:
+    """The compiled `(features, labels) -> TrainState` that creates a fresh state (no warm
+    start) for batches like these: with a sharded strategy, straight into the state's shardings
+    (each device computes only its own rows; random values as on one device)."""
+    def build():
+      model = self.model
+      spec = self.traced(ModeKeys.TRAIN, self.abstract_variables(features, labels,
+                                                                 ModeKeys.TRAIN),
+                         features, labels).spec
+
+      def create(f, l):
+        init_rng, train_rng = self._keys()
+        return TrainState.create(model.init(init_rng, f, l, ModeKeys.TRAIN), spec.optimizer,
+                                 train_rng)
+
+      return _init_jit(create,
+                       self.strategy.state_shardings(self.abstract_train_state(features, labels)))
+    return self._program('create_state', build)
 
   def abstract_train_state(self, features, labels) -> TrainState:
     """The train state's shapes and dtypes (restore targets, compile-ahead arguments); traced

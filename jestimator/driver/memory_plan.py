@@ -24,7 +24,14 @@ from jestimator.pipeline.plan import BatchPlan
 
 logger = logging.getLogger('jestimator')
 
-_GIB = float(1 << 30)
+
+
+def human(n: float) -> str:
+  """`n` bytes as B, KiB, MiB or GiB."""
+  for unit, size in (('GiB', 1 << 30), ('MiB', 1 << 20), ('KiB', 1 << 10)):
+    if abs(n) >= size:
+      return f'{n / size:.2f} {unit}'
+  return f'{int(n)} B'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,16 +86,16 @@ class MemoryPlan:
   def summary(self) -> str:
     """A multi-line report (what `train()` logs)."""
     limit = ('unknown (set RunConfig.device_memory_bytes to check it)'
-             if self.device_limit is None else f'{self.device_limit / _GIB:.3f} GiB '
+             if self.device_limit is None else f'{human(self.device_limit)} '
              f'({self.limit_source})')
-    lines = [f'Memory plan per device: {self.total_bytes / _GIB:.3f} GiB = state '
-             f'{self.state_bytes / _GIB:.3f} + batch {self.batch_bytes / _GIB:.3f} + outputs '
-             f'{self.output_bytes / _GIB:.3f} - aliased to donated inputs '
-             f'{self.alias_bytes / _GIB:.3f} + temporaries {self.temp_bytes / _GIB:.3f} GiB; '
+    lines = [f'Memory plan per device: {human(self.total_bytes)} = state '
+             f'{human(self.state_bytes)} + batch {human(self.batch_bytes)} + outputs '
+             f'{human(self.output_bytes)} - aliased to donated inputs '
+             f'{human(self.alias_bytes)} + temporaries {human(self.temp_bytes)}; '
              f'device memory {limit}; compiled in {self.compile_seconds:.1f} s. Largest '
              'parameters:']
-    lines += [f'  {p.path} {list(p.shape)} {p.dtype} {p.spec}: {p.nbytes / _GIB:.3f} GiB, '
-              f'{p.bytes_per_device / _GIB:.3f} GiB per device' for p in self.largest]
+    lines += [f'  {p.path} {list(p.shape)} {p.dtype} {p.spec}: {human(p.nbytes)}, '
+              f'{human(p.bytes_per_device)} per device' for p in self.largest]
     return '\n'.join(lines)
 
   def check(self) -> None:
@@ -96,14 +103,14 @@ class MemoryPlan:
     if self.fits:
       return
     whole = [p for p in self.largest if p.spec == 'replicated']
-    names = ', '.join(f'{p.path} ({p.nbytes / _GIB:.3f} GiB, {p.spec})' for p in self.largest[:5])
+    names = ', '.join(f'{p.path} ({human(p.nbytes)}, {p.spec})' for p in self.largest[:5])
     advice = ('shard the large ones with RunConfig(strategy=jestimator.distributed.DataParallel('
               'partitioner=MinSizePartitioner(min_shard_bytes=...))), or a smaller min_shard_bytes'
               if whole else 'use more devices, or shard along more mesh axes')
     raise ValueError(
-        f'the train step needs {self.total_bytes / _GIB:.3f} GiB per device (state '
-        f'{self.state_bytes / _GIB:.3f}, batch {self.batch_bytes / _GIB:.3f}, temporaries '
-        f'{self.temp_bytes / _GIB:.3f} GiB) but the device has {self.device_limit / _GIB:.3f} GiB '
+        f'the train step needs {human(self.total_bytes)} per device (state '
+        f'{human(self.state_bytes)}, batch {human(self.batch_bytes)}, temporaries '
+        f'{human(self.temp_bytes)}) but the device has {human(self.device_limit)} '
         f'({self.limit_source}); the largest parameters are {names}: {advice}; or a smaller batch')
 
 

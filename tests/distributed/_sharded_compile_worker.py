@@ -78,6 +78,23 @@ def mem():
 
 
 @check
+def init():
+  """Per-device bytes (outputs + temporaries) of the program creating the 2^17-bucket state,
+  on one device and sharded over 8 (compiled, not run)."""
+  out = {}
+  for name, strategy in (('one', jd.SingleDevice()), ('sharded', jd.DataParallel(
+      partitioner=jd.MinSizePartitioner(min_shard_bytes=512 << 10)))):
+    est = estimator([1 << 17] * 26, strategy, [64, 32])
+    source = est.input_pipeline.open(input_fn(), je.ModeKeys.TRAIN)
+    first = source.first('test')
+    source.close()
+    program = est.compiled_model.state_program(first.features, first.labels)
+    stats = program.lower(first.features, first.labels).compile().memory_analysis()
+    out[name] = int(stats.output_size_in_bytes + stats.temp_size_in_bytes)
+  return out
+
+
+@check
 def scale():
   buckets = [10**7] * 26
   # Every table (the linear part's [1e7, 1] too, 38 MiB), not the DNN kernels.

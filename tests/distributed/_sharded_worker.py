@@ -169,6 +169,14 @@ def ckpt():
         'table_shard_rows': int(table.addressable_shards[0].data.shape[0]),
         'eval': other.evaluate(m.eval_input_fn())['loss']}
   out['eval8'] = est.evaluate(m.eval_input_fn())['loss']
+  # Export gathers the sharded tables into the artifact; the loaded model predicts as est does.
+  from jestimator import serving
+  served = serving.load(est.export_saved_model(os.path.join(ROOT, 'export')))
+  rows = {k: v[:8] for k, v in m.X.items()}
+  got = served.predict(rows, signature='predict')['probabilities']
+  want = [p['probabilities'] for p in est.predict(
+      lambda: iter([{k: v for k, v in rows.items()}]))]
+  out['export_diff'] = float(np.max(np.abs(np.asarray(got, np.float64) - np.asarray(want))))
   return out
 
 

@@ -179,6 +179,7 @@ def test_ckpt_restores_on_4_and_1_devices_and_resumes(results):
   assert ckpt['on1']['table_shard_rows'] == TABLE_ROWS
   assert abs(ckpt['on4']['eval'] - ckpt['eval8']) <= 1e-6
   assert abs(ckpt['on1']['eval'] - ckpt['eval8']) <= 1e-6
+  assert ckpt['export_diff'] <= 1e-6  # the export holds the gathered tables
 
 
 @pytest.mark.slow
@@ -224,6 +225,14 @@ def test_mem_wide_deep_2_17_buckets(plans):
   assert own(sh) <= 0.15 * own(rep), (own(sh), own(rep))
   assert sh['total_bytes'] <= 0.15 * rep['total_bytes']
   assert sh['alias_bytes'] == sh['state_bytes']  # the whole state is donated
+
+
+@pytest.mark.slow
+def test_init_of_a_large_state_takes_an_eighth_per_device(plans):
+  """Target init at size: 455 MiB of state created sharded over 8 devices."""
+  init = _get(plans, 'init')
+  assert init['one'] > 455 << 20
+  assert init['sharded'] <= init['one'] / 8 + (1 << 20), init
 
 
 @pytest.mark.slow

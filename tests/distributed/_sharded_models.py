@@ -38,12 +38,13 @@ def columns(buckets: int = BUCKETS):
   return hashed, deep
 
 
-def wide_deep(model_dir, strategy=None, buckets: int = BUCKETS, **config):
+def wide_deep(model_dir, strategy=None, buckets: int = BUCKETS, warm_start_from=None, **config):
   from jestimator import canned
   hashed, deep = columns(buckets)
   return canned.DNNLinearCombinedClassifier(
       linear_feature_columns=hashed, dnn_feature_columns=deep, dnn_hidden_units=[16],
-      model_dir=model_dir, config=je.RunConfig(strategy=strategy, seed=5, **config))
+      model_dir=model_dir, config=je.RunConfig(strategy=strategy, seed=5, **config),
+      warm_start_from=warm_start_from)
 
 
 def train_input_fn(start: int = 0):

@@ -169,6 +169,16 @@ def ckpt():
         'table_shard_rows': int(table.addressable_shards[0].data.shape[0]),
         'eval': other.evaluate(m.eval_input_fn())['loss']}
   out['eval8'] = est.evaluate(m.eval_input_fn())['loss']
+  # Warm start from the sharded checkpoint: the fresh state holds its values, sharded.
+  warm = m.wide_deep(os.path.join(ROOT, 'warm'), sharded(), warm_start_from=d)
+  state = warm.compiled_model.create_train_state(*_batch(warm), warm.state_store.warm_start)
+  table = state.params['dnn']['input_layer']['C0_embedding']['embedding_weights']
+  warmed = {'params/' + k[2:-2].replace("']['", '/'): v for k, v in flat(state.params).items()}
+  out['warm'] = {'identical': all(np.array_equal(warmed[k], saved[k]) for k in saved),
+                 'table_shard_rows': int(table.addressable_shards[0].data.shape[0]),
+                 'slot_shard_rows': [int(a.addressable_shards[0].data.shape[0]) for a in
+                                     jax.tree.leaves(state.opt_state) if a.ndim == 2 and
+                                     a.shape[0] == m.BUCKETS]}
   # Export gathers the sharded tables into the artifact; the loaded model predicts as est does.
   from jestimator import serving
   served = serving.load(est.export_saved_model(os.path.join(ROOT, 'export')))

@@ -180,6 +180,9 @@ def test_ckpt_restores_on_4_and_1_devices_and_resumes(results):
   assert abs(ckpt['on4']['eval'] - ckpt['eval8']) <= 1e-6
   assert abs(ckpt['on1']['eval'] - ckpt['eval8']) <= 1e-6
   assert ckpt['export_diff'] <= 1e-6  # the export holds the gathered tables
+  warm = ckpt['warm']  # warm start from it: values restored, table and slots sharded
+  assert warm['identical'] and warm['table_shard_rows'] == TABLE_ROWS // 8
+  assert warm['slot_shard_rows'] and set(warm['slot_shard_rows']) == {TABLE_ROWS // 8}
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jestimator.model import steps as steps_lib
-from jestimator.distributed import _placement, _sharding
+from jestimator.distributed import _placement, sharding as sharding_lib
 from jestimator.driver.strategy import Strategy
 
 
@@ -113,22 +113,23 @@ class DataParallel(Strategy):
   def _sharding(self, spec: P) -> NamedSharding:
     return NamedSharding(self.mesh, spec)
 
-  # -- sharded state --------------------------------------------------------------------------------
+  # -- sharded state ---------------------------------------------------------------------------
   def _axis_sizes(self) -> dict[str, int]:
     return {a: int(n) for a, n in self.mesh.shape.items()}
 
-  def placements(self, tree: Any) -> list[_sharding.Placement]:
+  def placements(self, tree: Any) -> list[sharding_lib.Placement]:
     """Each parameter of `tree` (a train state or variables, arrays or abstract) with its spec
     and shard count; all replicated without a partitioner."""
     partitioner = self.partitioner or (lambda *args: None)
-    return _sharding.placements(tree, partitioner, self.data_axis, self._axis_sizes())
+    return sharding_lib.placements(tree, partitioner, self.data_axis, self._axis_sizes())
 
   def state_shardings(self, tree: Any) -> Any | None:
     """A `NamedSharding` per leaf of `tree` (a train state or variables), or None without a
     partitioner (replicated, placed as before)."""
     if self.partitioner is None:
       return None
-    specs, _ = _sharding.state_specs(tree, self.partitioner, self.data_axis, self._axis_sizes())
+    specs, _ = sharding_lib.state_specs(tree, self.partitioner, self.data_axis,
+                                        self._axis_sizes())
     return jax.tree.map(self._sharding, specs, is_leaf=lambda x: isinstance(x, P))
 
   def abstract(self, tree: Any) -> Any:

@@ -141,9 +141,18 @@ class DataParallel(Strategy):
                         tree, shardings)
 
   def abstract_batch(self, tree: Any, stacked: bool = False) -> Any:
+    """The global batch `put_batch` makes of this per-process batch, abstract: its batch axis
+    times the processes along the `data` axis."""
     sharding = self._sharding(P(None, self.data_axis) if stacked else P(self.data_axis))
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=sharding),
-                        tree)
+    scale = self.num_replicas_in_sync // self.batch_multiple
+    axis = 1 if stacked else 0
+
+    def one(a):
+      shape = list(np.shape(a))
+      shape[axis] *= scale
+      return jax.ShapeDtypeStruct(tuple(shape), a.dtype, sharding=sharding)
+
+    return jax.tree.map(one, tree)
 
   def _put_sharded(self, state: Any) -> Any:
     multi = jax.process_count() > 1

@@ -36,5 +36,7 @@ held = {s.index[0].start: s.data.shape[0] for s in table.addressable_shards}
 results = {'vars': {k: est.get_variable_value(k).tolist() for k in est.get_variable_names()},
            'eval': est.evaluate(m.eval_input_fn())['loss'],
            'table_rows_held': sum(held.values()), 'fully_addressable': table.is_fully_addressable}
+plan = est.memory_plan(m.train_input_fn())  # per-process batches: planned as the global one
+results['plan'] = {'state_bytes': plan.state_bytes, 'batch_bytes': plan.batch_bytes}
 with open(f'{OUT}.{jax.process_index()}', 'w') as f:
   json.dump(results, f)

@@ -257,7 +257,9 @@ def mp_reference():
   m.wide_deep(MP_REF, sharded()).train(m.train_input_fn(), max_steps=10)
   est = m.wide_deep(MP_REF, sharded())
   est.train(m.train_input_fn(10), max_steps=20)
-  return {k: est.get_variable_value(k).tolist() for k in est.get_variable_names()}
+  plan = est.memory_plan(m.train_input_fn())
+  return {'vars': {k: est.get_variable_value(k).tolist() for k in est.get_variable_names()},
+          'plan': {'state_bytes': plan.state_bytes, 'batch_bytes': plan.batch_bytes}}
 
 
 shutil.rmtree(ROOT, ignore_errors=True)

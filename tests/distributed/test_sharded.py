@@ -237,6 +237,9 @@ def test_mp_two_processes_equal_one_process_and_hold_only_their_shards(two_proce
   procs, _ = two_processes
   reference = _get(results, 'mp_reference')
   for r in procs:
+    assert r['plan'] == reference['plan']  # the same global step planned
+  reference = reference['vars']
+  for r in procs:
     assert sorted(r['vars']) == sorted(reference)
     diff = max(float(np.max(np.abs(np.subtract(r['vars'][k], reference[k])))) for k in reference)
     assert diff <= 1e-6, diff

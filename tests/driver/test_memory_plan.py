@@ -2,6 +2,7 @@
 state exists, and the strategies that cannot plan."""
 from __future__ import annotations
 
+import logging
 import os
 
 import flax.linen as nn
@@ -47,7 +48,7 @@ def test_plan_counts_the_state_and_names_the_largest_parameters(tmp_path):
   assert not os.listdir(tmp_path)  # nothing created, read or written
 
 
-def test_train_fails_before_creating_the_state_when_the_plan_exceeds_the_device(tmp_path):
+def test_train_fails_before_creating_the_state_when_the_plan_exceeds_the_device(tmp_path, caplog):
   config = je.RunConfig(device_memory_bytes=100 << 10)  # the table alone is 312 KiB
   est = je.Estimator(model_fn, str(tmp_path), config=config)
   with pytest.raises(ValueError, match=r'needs .* per device .* but the device has 100\.00 KiB '
@@ -56,10 +57,14 @@ def test_train_fails_before_creating_the_state_when_the_plan_exceeds_the_device(
     est.train(input_fn, steps=1)
   assert 'MinSizePartitioner' in str(e.value)
   assert est.latest_checkpoint() is None
-  # Enough memory: trains.
+  # Enough memory: logs the plan at INFO, then trains.
   est = je.Estimator(model_fn, str(tmp_path), config=config.replace(device_memory_bytes=1 << 30))
-  est.train(input_fn, steps=1)
+  with caplog.at_level(logging.INFO, logger='jestimator'):
+    est.train(input_fn, steps=1)
   assert est.get_variable_value('global_step') == 1
+  logged = [r.getMessage() for r in caplog.records if 'Memory plan per device' in r.getMessage()]
+  assert len(logged) == 1 and 'params/table/embedding [5000, 16]' in logged[0]
+  assert '1.00 GiB (RunConfig.device_memory_bytes)' in logged[0]
 
 
 def test_device_memory_bytes_is_validated():

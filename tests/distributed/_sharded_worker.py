@@ -78,6 +78,15 @@ def _batch(est):
   return b.features, b.labels
 
 
+def _restored(est):
+  """The state a new train() of `est` would start from (its latest checkpoint)."""
+  checkpoints = est.state_store.training()
+  try:
+    return checkpoints.train_state(*_batch(est))
+  finally:
+    checkpoints.close()
+
+
 def trained(name, strategy, factory=m.wide_deep, input_fn=None, steps=20):
   d = os.path.join(ROOT, name)
   est = factory(d, strategy)
@@ -153,9 +162,8 @@ def ckpt():
   m.wide_deep(d, sharded()).train(m.train_input_fn(), max_steps=10)
   est = m.wide_deep(d, sharded())  # a new Estimator: restores the sharded checkpoint
   est.train(m.train_input_fn(10), max_steps=20)
-  straight = flat(m.wide_deep(os.path.join(ROOT, 'eq_sh'), sharded()).state_store.train_state(
-      est.state_store.reader(), *_batch(est)))
-  resumed = flat(est.state_store.train_state(est.state_store.reader(), *_batch(est)))
+  straight = flat(_restored(m.wide_deep(os.path.join(ROOT, 'eq_sh'), sharded())))
+  resumed = flat(_restored(est))
   saved = {k: est.get_variable_value(k) for k in est.get_variable_names() if k != 'global_step'}
   out = {'resume_diff': max_diff(straight, resumed)}
   for name, strategy in (('on4', sharded(jax.devices()[:4])), ('on1', jd.SingleDevice())):

@@ -109,12 +109,12 @@ class CompiledModel:
 
       def create(f, l):
         init_rng, train_rng = self._keys()
-        return TrainState.create(model.init(init_rng, f, l, train), spec.optimizer, train_rng)
+        return TrainState.create(model.init(init_rng, f, l, train), spec.update_rule(), train_rng)
 
       return self._program('create_state', lambda: _init_jit(create))(features, labels)
     variables = self.fresh_variables(features, labels, train, warm_start)
     create_from = self._program('create_from', lambda: _init_jit(
-        lambda v: TrainState.create(v, spec.optimizer, self._keys()[1])))
+        lambda v: TrainState.create(v, spec.update_rule(), self._keys()[1])))
     return create_from(variables)
 
   def abstract_train_state(self, features, labels) -> TrainState:
@@ -125,7 +125,7 @@ class CompiledModel:
       def create():
         variables = self.model.init(jax.random.PRNGKey(0), features, labels, ModeKeys.TRAIN)
         spec = self.traced(ModeKeys.TRAIN, variables, features, labels).spec
-        return TrainState.create(variables, spec.optimizer, jax.random.PRNGKey(0))
+        return TrainState.create(variables, spec.update_rule(), jax.random.PRNGKey(0))
       self._abstract_states[key] = jax.eval_shape(create)
     return self._abstract_states[key]
 

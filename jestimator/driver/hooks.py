@@ -198,7 +198,7 @@ class SummarySaverHook(Hook):
     return bool(self.every_n_steps) and self.last_written != step
 
   def before_step(self, ctx):
-    return ['loss', SUMMARIES] if self._due(ctx) else None
+    return ['loss', UPDATE_LOSSES, SUMMARIES] if self._due(ctx) else None
 
   def after_step(self, ctx, values):
     if 'loss' in values and self._due(ctx):
@@ -206,9 +206,17 @@ class SummarySaverHook(Hook):
 
   def write(self, step: int, values: dict[str, Any]) -> None:
     summaries = values.get(SUMMARIES) or {}
-    self.writer.scalars(step, {'loss': values['loss'], **summaries.get('scalars', {})})
+    self.writer.scalars(step, {'loss': values['loss'], **update_loss_scalars(values),
+                               **summaries.get('scalars', {})})
     self.writer.histograms(step, summaries.get('histograms', {}))
     self.last_written = step
+
+
+def update_loss_scalars(values: dict[str, Any]) -> dict[str, Any]:
+  """`{'loss/<name>': value}` of a train op's sub-update losses in fetched step outputs; an
+  update that did not run at the step (NaN) is left out."""
+  return {f'loss/{k}': v for k, v in sorted((values.get(UPDATE_LOSSES) or {}).items())
+          if np.isfinite(v)}
 
 
 class LoggingTensorHook(Hook):
@@ -295,6 +303,8 @@ class LoggingTensorHook(Hook):
 
 #: Requests every summary of the step (`{'scalars', 'histograms', 'tensors'}`) from a hook.
 SUMMARIES = 'summaries'
+#: The step output of a train op's sub-update losses (`{name: loss}`, NaN where it did not run).
+UPDATE_LOSSES = 'update_losses'
 
 
 def fetch_values(outputs: Mapping[str, Any], wanted, to_host,

@@ -69,8 +69,9 @@ def input_fn(input_context=None):
     yield {'x': REAL[local], 'z': NOISE[local]}
 
 
-def hand_written(params, steps: int, g_every: int = 2):
-  """The reference: the same updates written by hand with optax, step by step."""
+def hand_written(params, steps: int, g_every: int = 2, joint: bool = False):
+  """The reference: the same updates written by hand with optax, step by step (`joint`: both
+  gradients at the step's starting parameters, as TF-GAN's joint train hooks)."""
   model = je.ModelFn(model_fn, params=None)
 
   def losses(p, features):
@@ -96,9 +97,11 @@ def hand_written(params, steps: int, g_every: int = 2):
   batches = input_fn()
   for step in range(steps):
     f = next(batches)
+    start = params
     params, d_state = d_step(params, d_state, f)
     if step % g_every == 0:
-      params, g_state = g_step(params, g_state, f)
+      g_params, g_state = g_step(start if joint else params, g_state, f)
+      params = {**params, 'generator': g_params['generator']}
   return params
 
 

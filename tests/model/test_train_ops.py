@@ -34,7 +34,7 @@ class Counter(nn.Module):
   def __call__(self, x):
     n = self.variable('batch_stats', 'passes', lambda: jnp.zeros((), jnp.int32))
     if not self.is_initializing():
-      n.value += 1
+      n.value = n.value + 1
     return x
 
 
@@ -184,3 +184,117 @@ def test_gan_matches_hand_written_alternating_loop(mode):
   assert int(state.opt_state['generator'][0].count) == 50 // g_every
   g = [float(s['generator']) for s in seen]
   assert all(np.isfinite(g[::g_every])) and (g_every == 1 or all(np.isnan(g[1::2])))
+
+
+def test_sam_opaque_matches_manual_two_pass_and_counts_passes():
+  lr, rho = 0.1, 0.05
+  sam = optax.contrib.sam(optax.sgd(lr), optax.chain(optax.contrib.normalize(), optax.sgd(rho)),
+                          sync_period=2, opaque_mode=True)
+  model_fn = bn_dropout_fn(train_ops.minimize(sam))
+  model, state = _state(model_fn, sam)
+  p0, c0 = jax.device_get((state.params, state.collections))
+  state, _ = jax.jit(je.make_train_step(model))(state, {'x': X}, Y)
+  # By hand: the gradient at p, an ascent step of rho along its direction, the gradient there
+  # (with the collections the first pass left and the second pass's dropout key), a descent step.
+  rng = jax.random.fold_in(jax.random.PRNGKey(1), 0)
+
+  def grad(p, c, key):
+    def f(q):
+      spec, upd = model.apply({'params': q, **c}, {'x': X}, Y, je.ModeKeys.TRAIN, rng=key,
+                              mutable=['batch_stats'])
+      return spec.loss, upd
+    return jax.grad(f, has_aux=True)(p)
+
+  g1, c1 = grad(p0, c0, rng)
+  norm = optax.tree.norm(g1)
+  adv = jax.tree.map(lambda p, g: p + rho * g / norm, p0, g1)
+  g2, c2 = grad(adv, {**c0, **c1}, jax.random.fold_in(rng, 1))
+  want = jax.tree.map(lambda p, g: p - lr * g, p0, g2)
+  _assert_same(state.params, want, atol=1e-6)
+  # BatchNorm statistics saw both forward passes, in order.
+  assert int(state.collections['batch_stats']['counter']['passes']) == 2
+  _assert_same(state.collections['batch_stats']['bn'], c2['batch_stats']['bn'], atol=1e-6)
+
+
+def test_reduce_on_plateau_receives_the_loss():
+  tx = optax.chain(optax.sgd(0.5), optax.contrib.reduce_on_plateau(patience=1, factor=0.5))
+  state, outs = _run(bn_dropout_fn(train_ops.minimize(tx)), tx, steps=6)
+  plateau = state.opt_state[1]
+  losses = [float(o['loss']) for o in outs]
+  # The transformation saw each step's loss: its best value is the lowest loss it was given.
+  assert float(plateau.best_value) == pytest.approx(min(losses), abs=1e-6)
+
+
+@pytest.mark.parametrize('repeat,expected', [(1, 10 + 5), (2, 10 + 2 * 5)])
+def test_forward_passes_reach_the_collections_exactly(repeat, expected):
+  rule = train_ops.alternate([
+      train_ops.Update(optax.sgd(0.1), wrt='^params/head/'),
+      train_ops.Update(optax.sgd(0.1), loss='l2', wrt='^params/body/', every=2, repeat=repeat)])
+  state, outs = _run(bn_dropout_fn(rule, losses=True), rule, steps=10)
+  assert int(state.collections['batch_stats']['counter']['passes']) == expected
+  assert sorted(outs[0]['update_losses']) == ['l2', 'update_0']
+  assert np.isnan(float(outs[1]['update_losses']['l2']))
+
+
+def _ema_model(w0, rule):
+  def model_fn(features, labels, mode):
+    w = nn.Dense(1, use_bias=False, kernel_init=lambda *_: jnp.asarray(w0)[:, None])
+    pred = w(features['x'])[:, 0]
+    if mode == je.ModeKeys.PREDICT:
+      return je.EstimatorSpec(mode, predictions={'y': pred})
+    return je.EstimatorSpec(mode, loss=jnp.mean((pred - labels) ** 2), train_op=rule,
+                            eval_metrics={'mae': je.metrics.mean_absolute_error(labels, pred)})
+  return model_fn
+
+
+@pytest.mark.parametrize('case', [0, 1])
+def test_ema_matches_tf_exponential_moving_average(case):
+  with open(TF_EMA) as f:
+    tf = json.load(f)
+  c = tf['cases'][case]
+  rule = train_ops.then(optax.sgd(tf['lr']), train_ops.ema(c['decay'],
+                                                          num_updates=c['num_updates']))
+  x, y = np.asarray(tf['x'], np.float32), np.asarray(tf['y'], np.float32)
+  model = je.ModelFn(_ema_model(tf['w0'], rule))
+  state = je.TrainState.create(model.init(jax.random.PRNGKey(0), {'x': x}, y), rule,
+                               jax.random.PRNGKey(0))
+  step = jax.jit(je.make_train_step(model))
+  shadow = np.asarray(tf['w0'], np.float64)  # the numpy recurrence, from the initial weights
+  for i, (w, avg) in enumerate(zip(c['weights'], c['averages'])):
+    state, _ = step(state, {'x': x}, y)
+    got_w = np.asarray(state.params['Dense_0']['kernel'])[:, 0]
+    got = np.asarray(train_ops.extras(state.opt_state)['ema']['Dense_0']['kernel'])[:, 0]
+    np.testing.assert_allclose(got_w, w, atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(got, avg, atol=1e-6, rtol=1e-6)  # TF 2.15's numbers
+    decay = min(c['decay'], (2 + i) / (11 + i)) if c['num_updates'] else c['decay']
+    shadow = shadow - (1 - decay) * (shadow - got_w.astype(np.float64))
+    np.testing.assert_allclose(got, shadow, atol=1e-7, rtol=0)
+
+
+def test_assign_keeps_every_clipped_weight_in_bounds():
+  clip = 0.05
+  rule = train_ops.then(train_ops.minimize(optax.sgd(5.0)),
+                        train_ops.assign(lambda w: jnp.clip(w, -clip, clip), wrt='kernel$'))
+  state, _ = _run(bn_dropout_fn(rule), rule, steps=3)
+  names = flatten_with_names(jax.device_get(state.params))
+  kernels = {k: v for k, v in names.items() if k.endswith('kernel')}
+  assert len(kernels) == 2 and all(np.max(np.abs(v)) <= clip for v in kernels.values())
+  assert any(np.max(np.abs(v)) == clip for v in kernels.values())  # the clip did bite
+  assert max(np.max(np.abs(v)) for k, v in names.items() if k.endswith('bias')) > clip
+
+
+def test_train_op_errors_name_what_is_wrong():
+  with pytest.raises(ValueError, match='needs an update with every=1'):
+    train_ops.alternate([train_ops.Update(optax.sgd(1), every=2)])
+  with pytest.raises(ValueError, match='names must differ'):
+    train_ops.alternate([train_ops.Update(optax.sgd(1)), train_ops.Update(optax.sgd(1))] and
+                        [train_ops.Update(optax.sgd(1), name='a'),
+                         train_ops.Update(optax.sgd(1), name='a')])
+  with pytest.raises(ValueError, match="wrt='nothing' selects no parameter"):
+    rule = train_ops.alternate([train_ops.Update(optax.sgd(1), wrt='nothing')])
+    _state(bn_dropout_fn(rule), rule)
+  rule = train_ops.alternate([train_ops.Update(optax.sgd(1), loss='missing')])
+  with pytest.raises(ValueError, match="loss 'missing'.*losses"):
+    _run(bn_dropout_fn(rule), rule, steps=1)
+  with pytest.raises(ValueError, match='Update\\(every=...\\) must be an int >= 1'):
+    train_ops.Update(optax.sgd(1), every=0)

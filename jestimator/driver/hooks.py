@@ -213,8 +213,8 @@ class SummarySaverHook(Hook):
 
 
 def update_loss_scalars(values: dict[str, Any]) -> dict[str, Any]:
-  """`{'loss/<name>': value}` of a train op's sub-update losses in fetched step outputs; an
-  update that did not run at the step (NaN) is left out."""
+  """`{'loss/<name>': value}` of a train op's sub-update losses in fetched step outputs; a
+  NaN (a custom train op's declared loss that it did not report at the step) is left out."""
   return {f'loss/{k}': v for k, v in sorted((values.get(UPDATE_LOSSES) or {}).items())
           if np.isfinite(v)}
 
@@ -303,7 +303,7 @@ class LoggingTensorHook(Hook):
 
 #: Requests every summary of the step (`{'scalars', 'histograms', 'tensors'}`) from a hook.
 SUMMARIES = 'summaries'
-#: The step output of a train op's sub-update losses (`{name: loss}`, NaN where it did not run).
+#: The step output of a train op's sub-update losses (`{name: loss}`; see `train_ops`).
 UPDATE_LOSSES = 'update_losses'
 
 

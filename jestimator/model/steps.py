@@ -50,7 +50,7 @@ def make_train_step(model_fn_or_estimator, optimizer: Any = None,
   `outputs` holds `loss`, `losses` (`[1]`, as a `make_train_loop` dispatch's `[K]`),
   `nonfinite` (True when the loss is NaN or infinite; computed on the device, so checking it
   costs no sync until it is fetched) and `update_losses` (`{name: loss}` of a train op's
-  sub-updates, NaN for one that did not run at the step; {} for a plain optimizer). With
+  sub-updates, see `train_ops.alternate`; {} for a plain optimizer). With
   `with_outputs`, also `summaries`: `{'scalars', 'histograms', 'tensors'}` of the model_fn's
   `jestimator.summary` calls and `LoggingTensorHook` tensors (left out otherwise, so XLA drops
   their computation).

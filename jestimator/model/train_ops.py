@@ -76,6 +76,7 @@ class StepContext:
     self._depth = 0           # > 0 inside `when`: the reported loss is taken outside only
     self._carry = {'collections': collections, 'losses': {}}
     self.loss = None          # the reported loss: the first unconditional pass's spec.loss
+    self.losses = None        # and its spec.losses (`{name: scalar}`)
     self.collected = None     # that pass's summaries and hook tensors
 
   @property
@@ -111,8 +112,8 @@ class StepContext:
     def fn(sub):
       full = sub if wrt is None else sel.merge(params, sub)
       (spec, updated), collected = self._forward({'params': full, **collections}, rng)
-      box['spec'] = spec
-      return self._named_loss(spec, loss), (spec.loss, updated, collected)
+      return self._named_loss(spec, loss), ((spec.loss, dict(spec.losses or {})), updated,
+                                            collected)
 
     target = params if wrt is None else select(params, wrt)
     (value, (main, updated, collected)), grads = jax.value_and_grad(fn, has_aux=True)(target)
@@ -120,7 +121,7 @@ class StepContext:
       grads, value, main, updated = lax.pmean((grads, value, main, updated), self.axis_name)
     self._carry['collections'] = {**collections, **updated}
     if self.loss is None and self._depth == 0:
-      self.loss, self.collected = main, collected
+      (self.loss, self.losses), self.collected = main, collected
     return value, grads
 
   def grad_fn(self, params, loss: str | None = None, wrt: str | None = None) -> Callable:
@@ -286,13 +287,19 @@ class _Alternate:
   def _step(self, ctx, u: Update, params, state):
     """One run of `u` from `params`: `(updated selected params, new state)`."""
     value, grads = ctx.loss_and_grad(params, u.loss, u.wrt)
-    ctx.report(u.name, value)
     sub = select(params, u.wrt)
     updates, state = _tx_update(u.tx, grads, state, sub, value, ctx.grad_fn(params, u.loss, u.wrt))
     return optax.apply_updates(sub, updates), state
 
   def update(self, ctx: StepContext, params, state):
-    ctx.declare([u.name for u in self.updates])
+    params, state = self._update(ctx, params, state)
+    # Every update's loss at the step's starting parameters (the first forward pass computed
+    # them all), also for an update that did not run at this step.
+    for u in self.updates:
+      ctx.report(u.name, ctx.loss if u.loss is None else ctx.losses[u.loss])
+    return params, state
+
+  def _update(self, ctx: StepContext, params, state):
     state = dict(state)
     rounds = max(u.repeat for u in self.updates)
     if self.mode == 'sequential':
@@ -337,8 +344,9 @@ def alternate(updates: Sequence[Update], mode: str = 'sequential') -> TrainOp:
   `mode='sequential'`: in list order, each update (and each repeat) starts from the parameters
   the previous one left. `'joint'`: in each round all updates compute their gradients at the same
   parameters and then apply them (their selections must not overlap); round `r` holds the
-  updates with `repeat > r`. The step's reported `loss` is the spec's `loss` of the first forward
-  pass of an update with `every=1` (one is required). Each optimizer counts its own updates.
+  updates with `repeat > r`. The step's reported `loss`, and each update's in `update_losses`,
+  come from the first forward pass of an update with `every=1` (one is required): the losses at
+  the step's starting parameters. Each optimizer counts its own updates.
   """
   updates = tuple(updates)
   if not updates:

@@ -1,7 +1,7 @@
 """Trains `_gan`'s toy GAN through the Estimator in a fresh process (resume, multi-device and
 multi-process checks of test_train_ops_estimator.py).
 
-  python _gan_worker.py '{"model_dir": ..., "runs": [{"strategy": "single", "steps_per_loop": 1,
+  python _gan_worker.py '{"runs": [{"strategy": "single", "steps_per_loop": 1, "start": 0,
                           "max_steps": 23, "model_dir": ...}], "out": OUT_JSON}'
 
 `strategy`: single | dp (DataParallel) | pmap. With JESTIMATOR_NUM_PROCESSES set the process
@@ -10,6 +10,7 @@ Each run writes the variables it ends with.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -28,6 +29,13 @@ import jestimator as je  # noqa: E402
 from jestimator import distributed as jd  # noqa: E402,F811
 
 
+def _input_from(start: int):
+  """`_gan.input_fn` from global batch `start` on (a resumed run continues the data)."""
+  def input_fn(input_context=None):
+    return itertools.islice(_gan.input_fn(input_context), start, None)
+  return input_fn
+
+
 def main(args: dict) -> None:
   out = {}
   for i, run in enumerate(args['runs']):
@@ -35,7 +43,7 @@ def main(args: dict) -> None:
     config = je.RunConfig(seed=1, steps_per_loop=run.get('steps_per_loop', 1),
                           strategy=strategy() if strategy else None)
     est = je.Estimator(_gan.model_fn, run['model_dir'], config=config)
-    est.train(_gan.input_fn, max_steps=run['max_steps'])
+    est.train(_input_from(run.get('start', 0)), max_steps=run['max_steps'])
     out[str(i)] = {k: v.tolist() for k, v in _gan.variables(est).items()}
   path = args['out'] + (f'.{jax.process_index()}' if MULTI else '')
   with open(path, 'w') as f:

@@ -107,7 +107,6 @@ class StepContext:
     """
     rng = self._next_rng()
     collections = self.collections
-    box = {}
 
     def fn(sub):
       full = sub if wrt is None else sel.merge(params, sub)

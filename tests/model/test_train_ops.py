@@ -163,9 +163,8 @@ def test_alternate_state_covers_only_each_updates_parameters():
     assert size(opt_state[name]) == 2 * size(params[name]) + 4, name  # mu, nu, count
 
 
-@pytest.mark.parametrize('mode', ['sequential', 'joint'])
-def test_gan_matches_hand_written_alternating_loop(mode):
-  g_every = 2 if mode == 'sequential' else 1
+@pytest.mark.parametrize('mode,g_every', [('sequential', 2), ('joint', 1), ('joint', 2)])
+def test_gan_matches_hand_written_alternating_loop(mode, g_every):
   model = je.ModelFn(_gan.model_fn, params={'g_every': g_every, 'mode': mode})
   batches = _gan.input_fn()
   f = next(_gan.input_fn())

@@ -54,7 +54,7 @@ class TrainOp(Protocol):
   def update(self, ctx: 'StepContext', params: Any, state: Any) -> tuple[Any, Any]: ...
 
 
-# -- minimize ----------------------------------------------------------------------------------------
+# -- minimize --------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class _Minimize:
   tx: optax.GradientTransformation
@@ -83,7 +83,7 @@ def _check_tx(tx, where: str) -> None:
     raise TypeError(f'{where} needs an optax GradientTransformation, got {type(tx).__name__}')
 
 
-# -- groups ------------------------------------------------------------------------------------------
+# -- groups ----------------------------------------------------------------------------------------
 def groups(transforms: Mapping[str, optax.GradientTransformation],
            by: Mapping[str, str] | None = None) -> optax.GradientTransformation:
   """One optax transformation applying `transforms[name]` to the parameters of group `name`
@@ -117,7 +117,7 @@ def groups(transforms: Mapping[str, optax.GradientTransformation],
   return optax.multi_transform(dict(transforms), labels)
 
 
-# -- alternate ---------------------------------------------------------------------------------------
+# -- alternate -------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Update:
   """One sub-update of `alternate`.
@@ -159,7 +159,8 @@ class _Alternate:
     """One run of `u` from `params`: `(updated selected params, new state)`."""
     value, grads = ctx.loss_and_grad(params, u.loss, u.wrt)
     sub = select(params, u.wrt)
-    updates, state = sc.tx_update(u.tx, grads, state, sub, value, ctx.grad_fn(params, u.loss, u.wrt))
+    updates, state = sc.tx_update(u.tx, grads, state, sub, value,
+                                  ctx.grad_fn(params, u.loss, u.wrt))
     return optax.apply_updates(sub, updates), state
 
   def update(self, ctx: StepContext, params, state):
@@ -238,7 +239,7 @@ def alternate(updates: Sequence[Update], mode: str = 'sequential') -> TrainOp:
   return _Alternate(tuple(named), mode)
 
 
-# -- post-update transforms --------------------------------------------------------------------------
+# -- post-update transforms ------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class _Ema:
   decay: float

@@ -40,6 +40,16 @@ class StepContext:
     self.losses = None        # and its spec.losses (`{name: scalar}`)
     self.collected = None     # that pass's summaries and hook tensors
 
+  def snapshot(self) -> dict:
+    """What the passes so far changed, for `restore` (to discard passes made to look)."""
+    return {'calls': self._calls, 'carry': {**self._carry, 'losses': dict(self._carry['losses'])},
+            'first': (self.loss, self.losses, self.collected)}
+
+  def restore(self, snapshot: dict) -> None:
+    """Back to `snapshot`: later passes count for nothing (XLA drops their unused work)."""
+    self._calls, self._carry = snapshot['calls'], snapshot['carry']
+    self.loss, self.losses, self.collected = snapshot['first']
+
   @property
   def collections(self) -> Any:
     """The mutable collections as the forward passes so far left them."""

@@ -87,16 +87,21 @@ def make_train_step(model_fn_or_estimator, optimizer: Any = None,
       return (spec, updated), (collector.outputs() if with_outputs else None)
 
     ctx = train_ops.StepContext(forward, state.step, rng, state.collections, axis_name)
-    rule = optimizer
-
-    if rule is None:
-      # The update rule is the spec's, known only once the model_fn ran: trace it abstractly
-      # (no computation, no forward pass counted) to read it.
-      def probe(params):
-        return forward({'params': params, **state.collections}, rng)[0][0].loss
-      jax.eval_shape(probe, state.params)
-      rule = box['spec'].update_rule()
-    params, opt_state = rule.update(ctx, state.params, state.opt_state)
+    if optimizer is not None:
+      params, opt_state = optimizer.update(ctx, state.params, state.opt_state)
+    else:
+      # The spec's rule is known once the model_fn ran. Its first pass is minimize's: with
+      # optimizer= it goes on from there (tracing the model_fn once, as before train ops); a
+      # train_op starts over from a fresh context and XLA drops the unused pass.
+      fresh = ctx.snapshot()
+      value, grads = ctx.loss_and_grad(state.params)
+      spec = box['spec']
+      if spec.train_op is None:
+        params, opt_state = train_ops.minimize(spec.optimizer).apply(
+            ctx, state.params, state.opt_state, value, grads)
+      else:
+        ctx.restore(fresh)
+        params, opt_state = spec.train_op.update(ctx, state.params, state.opt_state)
     loss, collections, update_losses, collected = ctx.finish()
     new_state = state.replace(step=state.step + 1, params=params, collections=collections,
                               opt_state=opt_state)

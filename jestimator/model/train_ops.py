@@ -65,8 +65,12 @@ class _Minimize:
 
   def update(self, ctx: StepContext, params, state):
     value, grads = ctx.loss_and_grad(params, self.loss)
-    updates, state = sc.tx_update(self.tx, grads, state, params, value, ctx.grad_fn(params,
-                                                                                   self.loss))
+    return self.apply(ctx, params, state, value, grads)
+
+  def apply(self, ctx: StepContext, params, state, value, grads):
+    """The update from this step's loss and gradients at `params`."""
+    updates, state = sc.tx_update(self.tx, grads, state, params, value,
+                                  ctx.grad_fn(params, self.loss))
     return optax.apply_updates(params, updates), state
 
 

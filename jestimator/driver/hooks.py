@@ -68,11 +68,13 @@ class Hook:
   def before_step(self, ctx: StepContext) -> Sequence[str] | None:
     """Returns the names of step outputs to fetch to the host (e.g. ['loss']), or None.
 
-    Fetchable names: `loss` (train, evaluate), the names of the model_fn's `summary.scalar`
+    Fetchable names: `loss` (train, evaluate), `update_losses` (train: `{name: loss}` of a
+    `train_ops` rule's sub-updates), the names of the model_fn's `summary.scalar`
     calls, the prediction keys (predict), `SUMMARIES` (every summary of the step), and what a
     `LoggingTensorHook` registered. A name the step does not produce is a ValueError that lists
-    the ones it does. In train, asking for anything but `loss`, `losses` (`[num_steps]`) and
-    `nonfinite` runs the step variant that returns summaries (one extra compilation).
+    the ones it does. In train, asking for anything but `loss`, `losses` (`[num_steps]`),
+    `update_losses` and `nonfinite` runs the step variant that returns summaries (one extra
+    compilation).
     """
     return None
 

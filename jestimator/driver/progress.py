@@ -59,15 +59,18 @@ class ProgressHook(Hook):
       not the evaluation's.
     epoch: returns `(epoch, num_epochs or None)` of the input, or None when it does not know
       (`BatchSource.epoch`); shown on the terminal bar.
+    clock: seconds for the rates, the ETA and the redraw interval (`time.monotonic`).
   """
 
   def __init__(self, mode: str, every_n_steps: int = 100, terminal_secs: float = 1.0,
                stream: TextIO | None = None, fetch_loss: bool = True, show_loss: bool = True,
-               epoch: Callable[[], tuple[int, int | None] | None] | None = None):
+               epoch: Callable[[], tuple[int, int | None] | None] | None = None,
+               clock: Callable[[], float] = time.monotonic):
     self.mode, self.every_n_steps, self.terminal_secs = mode, every_n_steps, terminal_secs
     self.stream = stream if stream is not None else sys.stderr
     self.fetch_loss, self.show_loss = fetch_loss, show_loss
     self.epoch = epoch
+    self.clock = clock
 
   def begin(self):
     self._terminal = _on_terminal(self.stream) and (
@@ -79,12 +82,13 @@ class ProgressHook(Hook):
     self._drawn = False
     self._ctx = None
     self._shown_step = None
+    self._sub: dict[str, float] = {}  # a train op's sub-update losses, shown after the loss
 
   def _due(self, ctx: StepContext) -> bool:
     if self._t0 is None:
       return True  # the first dispatch: wait for it so compilation is not timed
     if self._terminal:
-      return ctx.is_last or time.monotonic() - self._last_draw >= self.terminal_secs
+      return ctx.is_last or self.clock() - self._last_draw >= self.terminal_secs
     return self._logging and (ctx.crossed(self.every_n_steps) or ctx.is_last)
 
   def before_step(self, ctx):
@@ -97,7 +101,7 @@ class ProgressHook(Hook):
   def after_step(self, ctx, values):
     if not (self._terminal or self._logging):
       return
-    now = time.monotonic()
+    now = self.clock()
     self._ctx = ctx
     if self._t0 is None:
       # The first dispatch's values were fetched, so the device finished it (and compiling).
@@ -133,7 +137,7 @@ class ProgressHook(Hook):
     parts = [f'step = {ctx.step}' + (f'/{ctx.total}' if ctx.total is not None else '')]
     if loss is not None:
       parts.append(f'loss = {float(loss):.6g}')
-      parts.extend(f'{k} loss = {v:.6g}' for k, v in getattr(self, '_sub', {}).items())
+      parts.extend(f'{k} loss = {v:.6g}' for k, v in self._sub.items())
     if rate is not None:
       parts.append(f'examples/sec = {rate:.0f}')
     if eta is not None:
@@ -158,7 +162,7 @@ class ProgressHook(Hook):
       parts.append(f'{rate:.0f} ex/s')
     if loss is not None:
       parts.append(f'loss {float(loss):.4g}')
-      parts.extend(f'{k} {v:.4g}' for k, v in getattr(self, '_sub', {}).items())
+      parts.extend(f'{k} {v:.4g}' for k, v in self._sub.items())
     if eta is not None:
       parts.append(f'ETA {eta}')
     return '  '.join(parts)
@@ -166,7 +170,7 @@ class ProgressHook(Hook):
   def end(self, state):
     ctx = self._ctx
     if ctx is not None and self._t0 is not None and ctx.step != self._shown_step:
-      self._show(ctx, None, time.monotonic())  # the input ran out: the last step, without loss
+      self._show(ctx, None, self.clock())  # the input ran out: the last step, without loss
     if self._terminal and self._drawn:
       self.stream.write('\n')
       self.stream.flush()

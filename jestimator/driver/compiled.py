@@ -26,8 +26,12 @@ logger = logging.getLogger('jestimator')
 INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0}
 
 
-def _init_jit(fn: Callable) -> Callable:
-  return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS)
+def _init_jit(fn: Callable, out_shardings: Any = None) -> Callable:
+  """`fn` jitted as an initialiser; with `out_shardings` (a sharded state) its outputs are
+  created directly in them, each device computing only its own part."""
+  if out_shardings is None:
+    return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS)
+  return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS, out_shardings=out_shardings)
 
 
 class CompiledModel:
@@ -68,8 +72,9 @@ class CompiledModel:
   def init_variables(self, features, labels, mode: str) -> Any:
     """Fresh variables for a batch, from the seed (one compiled program per mode)."""
     model = self.model
-    init = self._program(('init', mode),
-                         lambda: _init_jit(lambda f, l: model.init(self._keys()[0], f, l, mode)))
+    init = self._program(('init', mode), lambda: _init_jit(
+        lambda f, l: model.init(self._keys()[0], f, l, mode),
+        self.strategy.state_shardings(self.abstract_variables(features, labels, mode))))
     return init(features, labels)
 
   def abstract_variables(self, features, labels, mode: str) -> Any:
@@ -105,17 +110,31 @@ class CompiledModel:
     spec = self.traced(train, self.abstract_variables(features, labels, train), features,
                        labels).spec
     if warm_start is None:
+      return self.state_program(features, labels)(features, labels)
+    variables = self.fresh_variables(features, labels, train, warm_start)
+    create_from = self._program('create_from', lambda: _init_jit(
+        lambda v: TrainState.create(v, spec.update_rule(), self._keys()[1]),
+        self.strategy.state_shardings(self.abstract_train_state(features, labels))))
+    return create_from(variables)
+
+  def state_program(self, features, labels) -> Callable:
+    """The compiled `(features, labels) -> TrainState` that creates a fresh state (no warm
+    start) for batches like these: with a sharded strategy, straight into the state's shardings
+    (each device computes only its own rows; random values as on one device)."""
+    def build():
       model = self.model
+      spec = self.traced(ModeKeys.TRAIN, self.abstract_variables(features, labels,
+                                                                 ModeKeys.TRAIN),
+                         features, labels).spec
 
       def create(f, l):
         init_rng, train_rng = self._keys()
-        return TrainState.create(model.init(init_rng, f, l, train), spec.update_rule(), train_rng)
+        return TrainState.create(model.init(init_rng, f, l, ModeKeys.TRAIN), spec.update_rule(),
+                                 train_rng)
 
-      return self._program('create_state', lambda: _init_jit(create))(features, labels)
-    variables = self.fresh_variables(features, labels, train, warm_start)
-    create_from = self._program('create_from', lambda: _init_jit(
-        lambda v: TrainState.create(v, spec.update_rule(), self._keys()[1])))
-    return create_from(variables)
+      return _init_jit(create,
+                       self.strategy.state_shardings(self.abstract_train_state(features, labels)))
+    return self._program('create_state', build)
 
   def abstract_train_state(self, features, labels) -> TrainState:
     """The train state's shapes and dtypes (restore targets, compile-ahead arguments); traced

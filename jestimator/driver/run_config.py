@@ -52,6 +52,10 @@ class RunConfig:
       naming the step; False logs an error and stops training, saving nothing after it. Hooks
       in `train(hooks=...)` never change the built-in check: a `hooks.NanLossHook` or
       `NanTensorHook` there acts on its own, as TF's hook did.
+    device_memory_bytes: one device's memory, for the memory plan where the runtime reports
+      none (CPU); when set (or the strategy shards the state), `train` plans the train step's
+      per-device bytes before creating the state and fails naming the largest parameters if
+      they exceed it (see `Estimator.memory_plan`). None: the runtime's figure, if any.
   """
 
   model_dir: str | None = None
@@ -67,6 +71,7 @@ class RunConfig:
   compilation_cache: bool = True
   tf_random_seed: int | None = None
   fail_on_nan_loss: bool = True
+  device_memory_bytes: int | None = None
 
   def __post_init__(self):
     self._check_seed()
@@ -99,6 +104,11 @@ class RunConfig:
     if not isinstance(self.compilation_cache, bool):
       raise TypeError(f'RunConfig.compilation_cache must be a bool, got '
                       f'{self.compilation_cache!r}')
+    memory = self.device_memory_bytes
+    if memory is not None and (isinstance(memory, bool) or
+                               not isinstance(memory, (int, np.integer)) or memory <= 0):
+      raise ValueError(f'RunConfig.device_memory_bytes must be a positive int (bytes) or None, '
+                       f'got {memory!r}')
     if self.model_dir == '':
       raise ValueError('model_dir should be non-empty. (RunConfig.model_dir got \'\')')
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from jestimator.driver import hooks as hooks_lib
 from jestimator.driver import progress
-from jestimator.driver import step_program, summaries
+from jestimator.driver import memory_plan, step_program, summaries
 from jestimator.driver.hook_runner import HookRunner
 from jestimator.driver.agreement import Agreement
 from jestimator.driver.nan_check import NanCheck
@@ -66,6 +66,8 @@ def train(compiled, store, pipeline, config, input_fn, hooks, steps, max_steps, 
     agreement = Agreement.of_this_run()
     program = step_program.choose(compiled, pipeline, config.steps_per_loop, source, first,
                                   agreement)
+    # Before the state is created or restored: a state that cannot fit fails here, naming it.
+    memory_plan.plan_and_check(compiled, first.features, first.labels, config.device_memory_bytes)
     # Compiles in a thread while the state is created or restored.
     ahead = program.compile_ahead()
     state = checkpoints.train_state(first.features, first.labels)

@@ -17,6 +17,7 @@ import os
 import weakref
 from typing import Any, Protocol
 
+import jax
 import numpy as np
 
 from jestimator.state import checkpoints as ckpt_lib
@@ -35,6 +36,10 @@ class StatePlacement(Protocol):
 
   def host_state(self, state: Any) -> Any:
     """The state as checkpoints hold it."""
+
+  def state_shardings(self, tree: Any) -> Any | None:
+    """Per-leaf shardings when the strategy shards the state (restores go straight into them),
+    else None."""
 
 
 class ModelStates(Protocol):
@@ -97,9 +102,11 @@ class StateStore:
   def newest(self) -> TrainState | None:
     """The newest placed train state this process holds, whose step is that of a checkpoint it
     wrote (None when it holds none)."""
-    if self._held is not None:
-      return self._held
-    return None if self._saved is None else self._saved()
+    state = self._held if self._held is not None else (
+        None if self._saved is None else self._saved())
+    if state is not None and _donated(state):
+      return None  # a sharded step consumed it (its buffers were donated to the next state)
+    return state
 
   def _newest_at(self, step: int | None) -> TrainState | None:
     """The newest state when it is that of checkpoint `step`, else None."""
@@ -170,7 +177,7 @@ class StateStore:
       return self._chosen(newest.variables, lambda: newest.opt_state), step, ckpt.path(step)
     key = (ckpt.path(step), mode)
     if key not in self._restored:
-      abstract = self.model.abstract_variables(features, labels, mode)
+      abstract = _placed(strategy, self.model.abstract_variables(features, labels, mode))
       while True:
         try:
           self._check_host_record(ckpt.meta(step), ckpt.path(step))
@@ -296,7 +303,7 @@ class TrainingCheckpoints:
     # The columns' record first: a changed vocabulary or hash is the error to report, not the
     # variable shapes it changed.
     store._check_host_record(self._ckpt.meta(latest), self._ckpt.path(latest))
-    abstract = store.model.abstract_train_state(features, labels)
+    abstract = _placed(strategy, store.model.abstract_train_state(features, labels))
     # A changed train op changes the optimizer state's structure: name the sub-update.
     opt_state_lib.check_compatible(self._ckpt.train_metadata(latest), abstract.opt_state,
                                    self._ckpt.path(latest))
@@ -345,6 +352,22 @@ class TrainingCheckpoints:
         self._ckpt.close()
       store._held = store.newest
       store._saved = None
+
+
+def _placed(strategy: StatePlacement, abstract: Any) -> Any:
+  """Restore targets in the strategy's shardings when it shards the state (Orbax then reads
+  each device's part straight into place, whatever device count wrote the checkpoint); else
+  unchanged (restored whole, then placed by `put_state`)."""
+  shardings = strategy.state_shardings(abstract)
+  if shardings is None:
+    return abstract
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
+                      shardings)
+
+
+def _donated(state: TrainState) -> bool:
+  """Whether the arrays of `state` were donated to a later step (deleted)."""
+  return any(isinstance(a, jax.Array) and a.is_deleted() for a in jax.tree.leaves(state.params))
 
 
 def _warn_skipped(e: ckpt_lib.DamagedCheckpointError) -> None:

@@ -100,3 +100,19 @@ def test_training_checkpoints_write_only_after_start_writing(data, tmp_path):
     checkpoints.close()
   assert ckpt_lib.Checkpointer(model_dir, read_only=True).latest_step() == 0
   assert est.state_store.newest is state
+
+
+def test_a_held_state_whose_buffers_were_donated_is_not_served(data, model_dir):
+  """A sharded train step donates its input state; a state consumed so (say one a hook still
+  references) is never served: the next verb reloads the checkpoint instead."""
+  import jax
+  x, y = data
+  est = Estimator(_models.linear_model_fn(), model_dir)
+  est.train(_repeat(x, y), steps=3)
+  held = est.state_store.newest
+  assert held is not None
+  jax.jit(lambda s: jax.tree.map(lambda a: a + 0, s), donate_argnums=0)(held)
+  assert held.params['Dense_0']['kernel'].is_deleted()
+  assert est.state_store.newest is None
+  assert est.evaluate(inputs.numpy_input_fn({'x': x}, y, batch_size=10,
+                                            shuffle=False))['global_step'] == 3

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports o
       canned, checkpoints, columns, compat, datasets, distributed, early_stopping, estimator, export,
       export_output, heads, hooks, inputs, io, metric_states, metrics, mode_keys, model_fn,
       losses, experimental, optimizers, padding, run_config, serve, serving, spec, steps, strategy, summaries, summary,
-      train_state, warm_start)
+      train_ops, train_state, warm_start)
   from jestimator.canned import (BaselineClassifier, BaselineEstimator, BaselineRegressor,
                                  DNNClassifier, DNNEstimator, DNNLinearCombinedClassifier,
                                  DNNLinearCombinedEstimator, DNNLinearCombinedRegressor,
@@ -52,7 +52,7 @@ _MODULES = frozenset({
     'canned', 'checkpoints', 'columns', 'compat', 'datasets', 'experimental', 'losses', 'distributed', 'early_stopping', 'estimator',
     'export', 'export_output', 'heads', 'hooks', 'inputs', 'io', 'metric_states', 'metrics',
     'mode_keys', 'model_fn', 'optimizers', 'padding', 'run_config', 'serve', 'serving', 'spec',
-    'steps', 'strategy', 'summaries', 'summary', 'train_state', 'warm_start'})
+    'steps', 'strategy', 'summaries', 'summary', 'train_ops', 'train_state', 'warm_start'})
 
 # Top-level names: `name -> module` that defines it.
 _NAMES = {
@@ -114,7 +114,7 @@ __all__ = [
     'example_mask', 'hooks', 'inputs', 'summary', 'make_early_stopping_hook', 'make_eval_step',
     'make_predict_step', 'make_train_step', 'metrics', 'stop_if_higher_hook',
     'stop_if_lower_hook', 'stop_if_no_decrease_hook', 'stop_if_no_increase_hook',
-    'EvalSpec', 'TrainSpec', 'train_and_evaluate', 'losses',
+    'EvalSpec', 'TrainSpec', 'train_and_evaluate', 'losses', 'train_ops',
     'experimental', 'add_metrics', 'CheckpointSaverHook', 'FinalOpsHook', 'NanTensorHook',
     'SecondOrStepTimer', 'SessionRunArgs', 'SessionRunContext', 'SessionRunHook',
     'SessionRunValues',

@@ -61,3 +61,17 @@ def test_tune_census_example_prunes_and_plots(tmp_path):
   study = optuna.load_study(study_name='jestimator',
                             storage=f'sqlite:///{tmp_path}/study.db')
   assert study.best_trial.params == results['best_params']
+
+
+@pytest.mark.slow
+def test_gan_example_trains_resumes_and_samples_approach_the_data(tmp_path):
+  """examples/gan_mixture.py: a GAN train op (alternating updates, EMA of the generator) trains,
+  resumes in a new Estimator, and the EMA generator's samples move onto the ring of modes."""
+  results = runpy.run_path(os.path.join(EXAMPLES, 'gan_mixture.py'))['main'](str(tmp_path))
+  assert results['global_step'] == 2000
+  # From a blob at the origin (about 1.7 from the modes) onto the ring: 0.11 when written.
+  assert results['distance_start'] > 1.0
+  assert results['distance'] < min(0.25, results['distance_half_way'])
+  assert results['modes_covered'] == 8
+  with open(results['plot'], 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
-import jax
 import optax
 
 from jestimator.canned import _common
@@ -12,6 +11,7 @@ from jestimator.canned import optimizers as optimizers_lib
 from jestimator.canned.dnn import DNN, check_hidden_units
 from jestimator.canned.heads import LossReduction
 from jestimator.canned.linear import Linear, linear_optimizer
+from jestimator.model import train_ops
 from jestimator.model.mode_keys import ModeKeys
 
 
@@ -19,13 +19,9 @@ def combined_optimizer(linear_opt: optax.GradientTransformation | None,
                        dnn_opt: optax.GradientTransformation | None
                        ) -> optax.GradientTransformation:
   """One optax transformation applying `linear_opt` to `params['linear']` and `dnn_opt` to
-  `params['dnn']` (disjoint parameter sets, as TF's two optimizers)."""
+  `params['dnn']` (disjoint parameter sets, as TF's two optimizers): `train_ops.groups`."""
   transforms = {k: v for k, v in (('linear', linear_opt), ('dnn', dnn_opt)) if v is not None}
-
-  def labels(params):
-    return {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
-
-  return optax.multi_transform(transforms, labels)
+  return train_ops.groups(transforms, by={k: f'^params/{k}/' for k in transforms})
 
 
 class DNNLinearCombinedEstimator(_common.CannedEstimator):

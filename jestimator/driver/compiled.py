@@ -113,7 +113,7 @@ class CompiledModel:
       return self.state_program(features, labels)(features, labels)
     variables = self.fresh_variables(features, labels, train, warm_start)
     create_from = self._program('create_from', lambda: _init_jit(
-        lambda v: TrainState.create(v, spec.optimizer, self._keys()[1]),
+        lambda v: TrainState.create(v, spec.update_rule(), self._keys()[1]),
         self.strategy.state_shardings(self.abstract_train_state(features, labels))))
     return create_from(variables)
 
@@ -129,7 +129,7 @@ class CompiledModel:
 
       def create(f, l):
         init_rng, train_rng = self._keys()
-        return TrainState.create(model.init(init_rng, f, l, ModeKeys.TRAIN), spec.optimizer,
+        return TrainState.create(model.init(init_rng, f, l, ModeKeys.TRAIN), spec.update_rule(),
                                  train_rng)
 
       return _init_jit(create,
@@ -144,7 +144,7 @@ class CompiledModel:
       def create():
         variables = self.model.init(jax.random.PRNGKey(0), features, labels, ModeKeys.TRAIN)
         spec = self.traced(ModeKeys.TRAIN, variables, features, labels).spec
-        return TrainState.create(variables, spec.optimizer, jax.random.PRNGKey(0))
+        return TrainState.create(variables, spec.update_rule(), jax.random.PRNGKey(0))
       self._abstract_states[key] = jax.eval_shape(create)
     return self._abstract_states[key]
 

@@ -49,6 +49,10 @@ class Estimator:
       stage themselves (`jestimator.pipeline.host_stage.ColumnsProtocol`).
     label_transform: a host-side function applied to every batch of labels before the device,
       e.g. `head.labels_to_ids` to map string labels through a `label_vocabulary`.
+    eval_variables: the name of a train op's extra variables (`train_ops.ema(decay)`: 'ema')
+      that `evaluate`, `predict` and `export_saved_model` use in place of the trained
+      parameters, as `tf.train.ExponentialMovingAverage` users swap variables at eval time;
+      None (the default) uses the trained parameters.
 
   Example:
     def model_fn(features, labels, mode):
@@ -64,7 +68,7 @@ class Estimator:
   def __init__(self, model_fn: Callable, model_dir: str | None = None,
                config: RunConfig | None = None, params: Any = None,
                warm_start_from: Any = None, feature_columns: Sequence[Any] | None = None,
-               label_transform: Callable | None = None):
+               label_transform: Callable | None = None, eval_variables: str | None = None):
     config = config or RunConfig()
     if not isinstance(config, RunConfig):
       raise TypeError(f'config must be a jestimator.RunConfig, got {type(config).__name__}')
@@ -89,7 +93,7 @@ class Estimator:
     self._compiled = CompiledModel(model, strategy, self._config.random_seed)
     self._store = StateStore(model_dir, self._config.keep_checkpoint_max, self._compiled,
                              warm_start_lib.as_settings(warm_start_from),
-                             preprocessor.host_stage)
+                             preprocessor.host_stage, eval_variables=eval_variables)
     self._pipeline = InputPipeline(preprocessor, strategy, model.takes_labels, model.params,
                                    self._config)
     # One event writer per directory, open across train / evaluate calls, flushed after each.

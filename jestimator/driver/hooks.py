@@ -68,11 +68,13 @@ class Hook:
   def before_step(self, ctx: StepContext) -> Sequence[str] | None:
     """Returns the names of step outputs to fetch to the host (e.g. ['loss']), or None.
 
-    Fetchable names: `loss` (train, evaluate), the names of the model_fn's `summary.scalar`
+    Fetchable names: `loss` (train, evaluate), `update_losses` (train: `{name: loss}` of a
+    `train_ops` rule's sub-updates), the names of the model_fn's `summary.scalar`
     calls, the prediction keys (predict), `SUMMARIES` (every summary of the step), and what a
     `LoggingTensorHook` registered. A name the step does not produce is a ValueError that lists
-    the ones it does. In train, asking for anything but `loss`, `losses` (`[num_steps]`) and
-    `nonfinite` runs the step variant that returns summaries (one extra compilation).
+    the ones it does. In train, asking for anything but `loss`, `losses` (`[num_steps]`),
+    `update_losses` and `nonfinite` runs the step variant that returns summaries (one extra
+    compilation).
     """
     return None
 
@@ -198,7 +200,7 @@ class SummarySaverHook(Hook):
     return bool(self.every_n_steps) and self.last_written != step
 
   def before_step(self, ctx):
-    return ['loss', SUMMARIES] if self._due(ctx) else None
+    return ['loss', UPDATE_LOSSES, SUMMARIES] if self._due(ctx) else None
 
   def after_step(self, ctx, values):
     if 'loss' in values and self._due(ctx):
@@ -206,9 +208,17 @@ class SummarySaverHook(Hook):
 
   def write(self, step: int, values: dict[str, Any]) -> None:
     summaries = values.get(SUMMARIES) or {}
-    self.writer.scalars(step, {'loss': values['loss'], **summaries.get('scalars', {})})
+    self.writer.scalars(step, {'loss': values['loss'], **update_loss_scalars(values),
+                               **summaries.get('scalars', {})})
     self.writer.histograms(step, summaries.get('histograms', {}))
     self.last_written = step
+
+
+def update_loss_scalars(values: dict[str, Any]) -> dict[str, Any]:
+  """`{'loss/<name>': value}` of a train op's sub-update losses in fetched step outputs; a
+  NaN (a custom train op's declared loss that it did not report at the step) is left out."""
+  return {f'loss/{k}': v for k, v in sorted((values.get(UPDATE_LOSSES) or {}).items())
+          if np.isfinite(v)}
 
 
 class LoggingTensorHook(Hook):
@@ -295,6 +305,8 @@ class LoggingTensorHook(Hook):
 
 #: Requests every summary of the step (`{'scalars', 'histograms', 'tensors'}`) from a hook.
 SUMMARIES = 'summaries'
+#: The step output of a train op's sub-update losses (`{name: loss}`; see `train_ops`).
+UPDATE_LOSSES = 'update_losses'
 
 
 def fetch_values(outputs: Mapping[str, Any], wanted, to_host,

@@ -27,6 +27,8 @@ import sys
 import time
 from typing import Callable, TextIO
 
+import numpy as np
+
 from jestimator.driver.hooks import Hook, StepContext
 
 logger = logging.getLogger('jestimator')
@@ -80,6 +82,7 @@ class ProgressHook(Hook):
     self._drawn = False
     self._ctx = None
     self._shown_step = None
+    self._sub: dict[str, float] = {}  # a train op's sub-update losses, shown after the loss
 
   def _due(self, ctx: StepContext) -> bool:
     if self._t0 is None:
@@ -91,7 +94,9 @@ class ProgressHook(Hook):
   def before_step(self, ctx):
     if not (self._terminal or self._logging) or not self._due(ctx):
       return None
-    return ['loss'] if self.fetch_loss else None
+    if not self.fetch_loss:
+      return None
+    return ['loss', 'update_losses'] if self.show_loss else ['loss']  # train shows the loss
 
   def after_step(self, ctx, values):
     if not (self._terminal or self._logging):
@@ -104,6 +109,9 @@ class ProgressHook(Hook):
       return
     self._examples += ctx.num_steps * ctx.batch_size
     if self._due(ctx) and (not self.fetch_loss or 'loss' in values):
+      # A train op's sub-update losses, shown after the loss (not those that did not run).
+      self._sub = {k: float(v) for k, v in sorted((values.get('update_losses') or {}).items())
+                   if np.isfinite(v)} if self.show_loss else {}
       self._show(ctx, values.get('loss') if self.show_loss else None, now)
 
   def _rate(self, ctx, now) -> tuple[float | None, float | None]:
@@ -129,6 +137,7 @@ class ProgressHook(Hook):
     parts = [f'step = {ctx.step}' + (f'/{ctx.total}' if ctx.total is not None else '')]
     if loss is not None:
       parts.append(f'loss = {float(loss):.6g}')
+      parts.extend(f'{k} loss = {v:.6g}' for k, v in self._sub.items())
     if rate is not None:
       parts.append(f'examples/sec = {rate:.0f}')
     if eta is not None:
@@ -153,6 +162,7 @@ class ProgressHook(Hook):
       parts.append(f'{rate:.0f} ex/s')
     if loss is not None:
       parts.append(f'loss {float(loss):.4g}')
+      parts.extend(f'{k} {v:.4g}' for k, v in self._sub.items())
     if eta is not None:
       parts.append(f'ETA {eta}')
     return '  '.join(parts)

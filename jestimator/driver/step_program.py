@@ -26,7 +26,7 @@ from jestimator.model.mode_keys import ModeKeys
 from jestimator.pipeline.plan import BatchPlan
 
 # Step outputs the lean (default) train step returns; asking for others runs the full variant.
-LEAN_OUTPUTS = frozenset({'loss', 'losses', 'nonfinite'})
+LEAN_OUTPUTS = frozenset({'loss', 'losses', 'nonfinite', 'update_losses'})
 # What a model_fn without summaries or hook tensors produces for them.
 _NO_SUMMARIES = {'scalars': {}, 'histograms': {}, 'tensors': {}}
 

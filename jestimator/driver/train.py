@@ -202,7 +202,7 @@ def _run(program, checkpoints, config, writer, hooks, listeners, state, source, 
   finite = nan_check.check()
   if finite and outputs is not None and summary_hook.wants_end(step):
     # A train() shorter than save_summary_steps (or an input that ran out) still writes its end.
-    summary_hook.write(step, runner.fetch(outputs, ['loss']))
+    summary_hook.write(step, runner.fetch(outputs, ['loss', hooks_lib.UPDATE_LOSSES]))
   if step == 0 and saved_step == 0 and checkpoints.latest_step() is None:
     logger.info('Training with estimator made no steps.')
   if finite and (step != saved_step or checkpoints.latest_step() is None):

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jestimator.model import export_output as export_output_lib
+from jestimator.model import train_ops
 from jestimator.model.mode_keys import ModeKeys, check_mode
 
 _SERVING_DEFAULT = 'serving_default'
@@ -18,14 +19,18 @@ _SERVING_DEFAULT = 'serving_default'
 class EstimatorSpec:
   """Everything the Estimator needs from one call of a `model_fn`.
 
-  Mirrors `tf.estimator.EstimatorSpec`, with `optimizer` (an optax `GradientTransformation`) in
-  place of TF's `train_op`: the Estimator differentiates `loss` and applies the optimizer itself.
+  Mirrors `tf.estimator.EstimatorSpec`. In TRAIN mode give exactly one of `optimizer` (an optax
+  `GradientTransformation`: the Estimator differentiates `loss` and applies it, i.e.
+  `train_ops.minimize(optimizer)`) and `train_op` (a `jestimator.train_ops.TrainOp`: several
+  optimizers, alternating GAN updates, EMA weights, post-update constraints).
 
   Attributes:
     mode: one of `ModeKeys`.
     predictions: an array or a dict of arrays with a leading batch dimension (PREDICT).
     loss: a scalar (or shape `[1]`) loss; required in TRAIN and EVAL.
     optimizer: the optax transformation applied to the gradients of `loss` (TRAIN).
+    train_op: a `jestimator.train_ops.TrainOp` run inside the compiled step instead (TRAIN).
+    losses: `{name: scalar}` further losses a train op's sub-updates minimise by name.
     eval_metrics: `{name: metric state}` from `jestimator.metrics`, one batch's state (EVAL).
     export_outputs: `{signature_name: ExportOutput}`; PREDICT defaults to
       `{'serving_default': PredictOutput(predictions)}`.
@@ -48,6 +53,8 @@ class EstimatorSpec:
   predictions: Any = None
   loss: Any = None
   optimizer: optax.GradientTransformation | None = None
+  train_op: Any = None
+  losses: Mapping[str, Any] | None = None
   eval_metrics: Mapping[str, Any] | None = None
   export_outputs: Mapping[str, export_output_lib.ExportOutput] | None = None
   training_hooks: Sequence[Any] = ()
@@ -60,10 +67,12 @@ class EstimatorSpec:
     set_ = lambda k, v: object.__setattr__(self, k, v)
     if self.mode in (ModeKeys.TRAIN, ModeKeys.EVAL) and self.loss is None:
       raise ValueError(f'EstimatorSpec in mode {self.mode!r} needs a loss; loss is None')
-    if self.mode == ModeKeys.TRAIN and self.optimizer is None:
+    if self.mode == ModeKeys.TRAIN and (self.optimizer is None) == (self.train_op is None):
       raise ValueError(
-          "EstimatorSpec in mode 'train' needs an optimizer (an optax GradientTransformation, "
-          "e.g. optax.adam(1e-3)); optimizer is None")
+          "EstimatorSpec in mode 'train' needs exactly one of optimizer (an optax "
+          "GradientTransformation, e.g. optax.adam(1e-3)) and train_op (a "
+          "jestimator.train_ops.TrainOp); got " + ('both' if self.optimizer is not None else
+                                                   'neither'))
     if self.mode == ModeKeys.PREDICT and self.predictions is None:
       raise ValueError("EstimatorSpec in mode 'infer' needs predictions; predictions is None")
     if self.loss is not None:
@@ -72,6 +81,20 @@ class EstimatorSpec:
         hasattr(self.optimizer, 'init') and hasattr(self.optimizer, 'update')):
       raise TypeError('EstimatorSpec.optimizer must be an optax GradientTransformation, got '
                       f'{type(self.optimizer).__name__}')
+    if self.train_op is not None:
+      if isinstance(self.train_op, optax.GradientTransformation):
+        raise TypeError('EstimatorSpec.train_op got an optax GradientTransformation: pass it as '
+                        'optimizer=, or train_op=jestimator.train_ops.minimize(tx)')
+      if not (callable(getattr(self.train_op, 'init', None)) and
+              callable(getattr(self.train_op, 'update', None))):
+        raise TypeError('EstimatorSpec.train_op must be a jestimator.train_ops.TrainOp (with '
+                        f'init(params) and update(ctx, params, state)), got '
+                        f'{type(self.train_op).__name__}')
+    if self.losses is not None:
+      if not isinstance(self.losses, Mapping):
+        raise TypeError('EstimatorSpec.losses must be a dict {name: scalar}, got '
+                        f'{type(self.losses).__name__}')
+      set_('losses', {str(k): _scalar_loss(v, f'losses[{k!r}]') for k, v in self.losses.items()})
     if self.eval_metrics is not None:
       if not isinstance(self.eval_metrics, Mapping):
         raise TypeError('EstimatorSpec.eval_metrics must be a dict {name: metric state}, got '
@@ -100,6 +123,10 @@ class EstimatorSpec:
     for field in ('training_hooks', 'evaluation_hooks', 'prediction_hooks'):
       set_(field, tuple(getattr(self, field) or ()))
 
+  def update_rule(self) -> Any:
+    """The train op the step runs: `train_op`, or `train_ops.minimize(optimizer)`."""
+    return self.train_op if self.train_op is not None else train_ops.minimize(self.optimizer)
+
   def _replace(self, **changes) -> 'EstimatorSpec':
     """A copy with `changes` applied (TF's namedtuple API); the mode cannot change."""
     if 'mode' in changes and changes['mode'] != self.mode:
@@ -110,8 +137,6 @@ class EstimatorSpec:
 # TF's EstimatorSpec arguments that have another form here: a bare "unexpected keyword" would not
 # say what to do instead.
 _TF_ONLY_ARGUMENTS = {
-    'train_op': 'pass optimizer=<an optax GradientTransformation, e.g. optax.adam(1e-3)>; the '
-                'Estimator differentiates loss and applies the optimizer itself',
     'eval_metric_ops': 'pass eval_metrics={name: metric state from jestimator.metrics}',
     'training_chief_hooks': 'pass training_hooks=',
     'scaffold': 'there is no graph to scaffold: initialise in the model_fn, or warm start with '
@@ -131,9 +156,9 @@ def _init(self, *args, **kwargs):
 EstimatorSpec.__init__ = _init
 
 
-def _scalar_loss(loss):
+def _scalar_loss(loss, what: str = 'loss'):
   shape = jnp.shape(loss)
   if shape not in ((), (1,)):
-    raise ValueError(f'EstimatorSpec.loss must be a scalar (shape [] or [1]), got shape {shape}; '
+    raise ValueError(f'EstimatorSpec.{what} must be a scalar (shape [] or [1]), got shape {shape}; '
                      'reduce it, e.g. with jnp.mean')
   return jnp.reshape(loss, ())

@@ -18,6 +18,7 @@ from jax import lax
 
 from jestimator.model import metrics as metrics_lib
 from jestimator.model import summary as summary_lib
+from jestimator.model import train_ops
 from jestimator.model.mode_keys import ModeKeys
 from jestimator.model.model_fn import ModelFn
 from jestimator.state.train_state import TrainState
@@ -41,29 +42,34 @@ def _as_model_fn(model_fn_or_estimator) -> ModelFn:
   return ModelFn(model_fn_or_estimator)
 
 
-def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformation | None = None,
+def make_train_step(model_fn_or_estimator, optimizer: Any = None,
                     axis_name: str | None = None, with_outputs: bool = False
                     ) -> Callable[..., tuple[TrainState, StepOutputs]]:
   """`train_step(state, features, labels, mask=None) -> (state, outputs)`, pure.
 
-  `outputs` holds `loss`, `losses` (`[1]`, as a `make_train_loop` dispatch's `[K]`) and
+  `outputs` holds `loss`, `losses` (`[1]`, as a `make_train_loop` dispatch's `[K]`),
   `nonfinite` (True when the loss is NaN or infinite; computed on the device, so checking it
-  costs no sync until it is fetched). With `with_outputs`, also
-  `summaries`: `{'scalars', 'histograms', 'tensors'}` of the model_fn's `jestimator.summary`
-  calls and `LoggingTensorHook` tensors (left out otherwise, so XLA drops their computation).
+  costs no sync until it is fetched) and `update_losses` (`{name: loss}` of a train op's
+  sub-updates, see `train_ops.alternate`; {} for a plain optimizer). With
+  `with_outputs`, also `summaries`: `{'scalars', 'histograms', 'tensors'}` of the model_fn's
+  `jestimator.summary` calls and `LoggingTensorHook` tensors (left out otherwise, so XLA drops
+  their computation).
 
   `mask` (optional, `[batch]` float32, 1.0 for real rows) is published to `example_mask()`, so a
   padding-aware loss can ignore the rows a short final batch was padded with.
 
   Args:
     model_fn_or_estimator: a model_fn, a `ModelFn` or an `Estimator`.
-    optimizer: the optax transformation; None uses the `EstimatorSpec.optimizer` of the model_fn.
+    optimizer: an optax transformation (`train_ops.minimize` of it) or a `train_ops.TrainOp`;
+      None runs the `EstimatorSpec`'s (`train_op`, or `optimizer`).
     axis_name: when the step runs under `jax.pmap`/`shard_map` over this axis: gradients, loss and
       mutable collections (BatchNorm statistics) are averaged over it, and each replica draws
       its own dropout key.
     with_outputs: also return the summaries and hook tensors.
   """
   model = _as_model_fn(model_fn_or_estimator)
+  if isinstance(optimizer, optax.GradientTransformation):
+    optimizer = train_ops.minimize(optimizer)
 
   def train_step(state: TrainState, features, labels, mask=None):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -72,25 +78,36 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
     mutable = list(state.collections) or False
     box = {}
 
-    def loss_fn(params):
+    def forward(variables, key):
       with summary_lib.collecting() as collector:
-        spec, updated = model.apply({'params': params, **state.collections}, features, labels,
-                                    ModeKeys.TRAIN, rng=rng, mask=mask, mutable=mutable)
-      box['optimizer'] = spec.optimizer
+        spec, updated = model.apply(variables, features, labels, ModeKeys.TRAIN, rng=key,
+                                    mask=mask, mutable=mutable)
+      box.setdefault('spec', spec)
       # Collected values leave the gradient trace as aux, never as closed-over tracers.
-      return spec.loss, (updated, collector.outputs() if with_outputs else None)
+      return (spec, updated), (collector.outputs() if with_outputs else None)
 
-    (loss, (updated, collected)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    if axis_name is not None:
-      grads, loss, updated = lax.pmean((grads, loss, updated), axis_name)
-    opt = optimizer if optimizer is not None else box['optimizer']
-    updates, opt_state = opt.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    collections = {**state.collections, **updated}
+    ctx = train_ops.StepContext(forward, state.step, rng, state.collections, axis_name)
+    if optimizer is not None:
+      params, opt_state = optimizer.update(ctx, state.params, state.opt_state)
+    else:
+      # The spec's rule is known once the model_fn ran. Its first pass is minimize's: with
+      # optimizer= it goes on from there (tracing the model_fn once, as before train ops); a
+      # train_op starts over from a fresh context and XLA drops the unused pass.
+      fresh = ctx.snapshot()
+      value, grads = ctx.loss_and_grad(state.params)
+      spec = box['spec']
+      if spec.train_op is None:
+        params, opt_state = train_ops.minimize(spec.optimizer).apply(
+            ctx, state.params, state.opt_state, value, grads)
+      else:
+        ctx.restore(fresh)
+        params, opt_state = spec.train_op.update(ctx, state.params, state.opt_state)
+    loss, collections, update_losses, collected = ctx.finish()
     new_state = state.replace(step=state.step + 1, params=params, collections=collections,
                               opt_state=opt_state)
     outputs = {'loss': loss, 'losses': jnp.reshape(loss, (1,)),
-               'nonfinite': jnp.logical_not(jnp.isfinite(loss))}
+               'nonfinite': jnp.logical_not(jnp.isfinite(loss)),
+               'update_losses': update_losses}
     if with_outputs:
       outputs['summaries'] = _reduce_outputs(collected, axis_name)
     return new_state, outputs
@@ -114,7 +131,8 @@ def _reduce_outputs(collected, axis_name: str | None):
 def make_train_loop(train_step: Callable, last_step: Callable | None = None) -> Callable:
   """K steps in one dispatch: `loop(state, features[K, B...], labels[K, B...], num_steps=None)`.
 
-  Returns `(state, {'loss': the last step's loss, 'losses': [K], 'nonfinite': [K] bool, ...})`,
+  Returns `(state, {'loss': the last step's loss, 'losses': [K], 'nonfinite': [K] bool,
+  'update_losses': the last step's, ...})`,
   like TPUEstimator's `iterations_per_loop`. Without `num_steps` all K steps run (`lax.scan`);
   with it (an int32 scalar, `1 <= num_steps <= K`, traced so one program serves every count)
   only the first `num_steps` batches of the stack are trained on, and `losses[num_steps:]` are 0
@@ -126,13 +144,14 @@ def make_train_loop(train_step: Callable, last_step: Callable | None = None) -> 
     if num_steps is None:
       def body(s, batch):
         s, out = train_step(s, *batch)
-        return s, (out['loss'], out['nonfinite'])
+        return s, (out['loss'], out['nonfinite'], out['update_losses'])
 
       if last_step is None:
-        state, (losses, nonfinite) = lax.scan(body, state, (features, labels))
-        return state, {'loss': losses[-1], 'losses': losses, 'nonfinite': nonfinite}
+        state, (losses, nonfinite, sub) = lax.scan(body, state, (features, labels))
+        return state, {'loss': losses[-1], 'losses': losses, 'nonfinite': nonfinite,
+                       'update_losses': jax.tree.map(lambda a: a[-1], sub)}
       head = jax.tree.map(lambda a: a[:-1], (features, labels))
-      state, (losses, nonfinite) = lax.scan(body, state, head)
+      state, (losses, nonfinite, _) = lax.scan(body, state, head)
       state, out = last_step(state, *jax.tree.map(lambda a: a[-1], (features, labels)))
       out = dict(out, losses=jnp.append(losses, out['loss']),
                  nonfinite=jnp.append(nonfinite, out['nonfinite']))
@@ -140,18 +159,23 @@ def make_train_loop(train_step: Callable, last_step: Callable | None = None) -> 
 
     k = jax.tree.leaves((features, labels))[0].shape[0]
     take = lambda i, tree: jax.tree.map(lambda a: lax.dynamic_index_in_dim(a, i, 0, False), tree)
+    # The sub-update losses' structure (a train op's names), for the loop's carry; traced only.
+    sub_shape = jax.eval_shape(lambda s, f, l: train_step(s, f, l)[1]['update_losses'],
+                               state, take(0, features), take(0, labels))
+    sub0 = jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype), sub_shape)
 
     def step_i(i, carry):
-      s, losses, nonfinite = carry
+      s, losses, nonfinite, _ = carry
       s, out = train_step(s, take(i, features), take(i, labels))
       return (s, losses.at[i].set(out['loss'].astype(jnp.float32)),
-              nonfinite.at[i].set(out['nonfinite']))
+              nonfinite.at[i].set(out['nonfinite']), out['update_losses'])
 
     plain = num_steps if last_step is None else num_steps - 1
-    carry = (state, jnp.zeros((k,), jnp.float32), jnp.zeros((k,), bool))
-    state, losses, nonfinite = lax.fori_loop(0, plain, step_i, carry)
+    carry = (state, jnp.zeros((k,), jnp.float32), jnp.zeros((k,), bool), sub0)
+    state, losses, nonfinite, sub = lax.fori_loop(0, plain, step_i, carry)
     if last_step is None:
-      return state, {'loss': losses[num_steps - 1], 'losses': losses, 'nonfinite': nonfinite}
+      return state, {'loss': losses[num_steps - 1], 'losses': losses, 'nonfinite': nonfinite,
+                     'update_losses': sub}
     last = num_steps - 1
     state, out = last_step(state, take(last, features), take(last, labels))
     out = dict(out, losses=losses.at[last].set(out['loss'].astype(jnp.float32)),

@@ -331,6 +331,14 @@ class Checkpointer:
     return {'/'.join(str(getattr(k, 'key', k)) for k in path): (tuple(m.shape), np.dtype(m.dtype))
             for path, m in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
+  def train_metadata(self, step: int) -> Any:
+    """The saved train item's tree (`{'opt_state': ..., 'rng': ...}`) of array metadata."""
+    return self._read(step, lambda: self._manager.item_metadata(step)['train'].tree)
+
+  def raw_train(self, step: int) -> Any:
+    """The saved train item (optimizer state, rng) as numpy arrays, without knowing the model."""
+    return self._raw(step, 'train')
+
   def check_compatible(self, step: int, abstract_variables: Any) -> None:
     """Raises a ValueError naming the first variable whose shape or dtype differs."""
     saved = self.variable_metadata(step)

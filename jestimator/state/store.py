@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from jestimator.state import checkpoints as ckpt_lib
+from jestimator.state import opt_state as opt_state_lib
 from jestimator.state.train_state import TrainState
 from jestimator.state.warm_start import WarmStartSettings
 
@@ -78,12 +79,15 @@ class StateStore:
     warm_start: `WarmStartSettings` used when no checkpoint exists yet, or None.
     host_stage: the input pipeline's host stage (or None): every checkpoint records what it needs
       to check on restore (e.g. which hash a column used), and restoring checks it.
+    eval_variables: the name of a train op's extra variables (`train_ops.ema(name=...)`) that
+      evaluate, predict and export use in place of the trained parameters; None: the parameters.
   """
 
   def __init__(self, model_dir: str, keep_checkpoint_max: int | None, model: ModelStates,
                warm_start: WarmStartSettings | None = None,
-               host_stage: CheckpointRecord | None = None):
+               host_stage: CheckpointRecord | None = None, eval_variables: str | None = None):
     self.model_dir = model_dir
+    self.eval_variables = eval_variables
     self.host_stage = host_stage
     self.keep_checkpoint_max = keep_checkpoint_max
     self.model = model
@@ -170,7 +174,7 @@ class StateStore:
       return strategy.put_state(variables), 0, None
     newest = self._newest_at(step)
     if checkpoint_path is None and newest is not None:
-      return newest.variables, step, ckpt.path(step)
+      return self._chosen(newest.variables, lambda: newest.opt_state), step, ckpt.path(step)
     key = (ckpt.path(step), mode)
     if key not in self._restored:
       abstract = _placed(strategy, self.model.abstract_variables(features, labels, mode))
@@ -194,8 +198,16 @@ class StateStore:
       # and predict() calls do not reload it from disk every time.
       for old in [k for k in self._restored if k[0] != key[0]]:
         del self._restored[old]
+      variables = self._chosen(variables, lambda: ckpt.raw_train(step)['opt_state'])
       self._restored[key] = strategy.put_state(variables)
     return self._restored[key], step, ckpt.path(step)
+
+  def _chosen(self, variables: Any, opt_state: Any) -> Any:
+    """`variables` with the parameters `eval_variables` names swapped in from the train op's
+    state (`opt_state()` reads it: the live one, or the checkpoint's); as is without a choice."""
+    if self.eval_variables is None:
+      return variables
+    return opt_state_lib.swap_in(variables, opt_state(), self.eval_variables)
 
   def _host_record(self) -> Any:
     return None if self.host_stage is None else self.host_stage.checkpoint_record()
@@ -292,6 +304,9 @@ class TrainingCheckpoints:
     # variable shapes it changed.
     store._check_host_record(self._ckpt.meta(latest), self._ckpt.path(latest))
     abstract = _placed(strategy, store.model.abstract_train_state(features, labels))
+    # A changed train op changes the optimizer state's structure: name the sub-update.
+    opt_state_lib.check_compatible(self._ckpt.train_metadata(latest), abstract.opt_state,
+                                   self._ckpt.path(latest))
     variables, train, meta = self._ckpt.restore(
         latest, abstract.variables, {'opt_state': abstract.opt_state, 'rng': abstract.rng})
     variables = dict(variables)

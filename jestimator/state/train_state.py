@@ -16,7 +16,8 @@ class TrainState:
     step: int32 scalar, the global step (number of optimizer updates applied).
     params: the Flax `params` collection.
     collections: the other variable collections, e.g. `{'batch_stats': ...}` ({} if none).
-    opt_state: the optax optimizer state.
+    opt_state: the update rule's state (`optimizer.init(params)`, or a `train_ops.TrainOp`'s
+      `init(params)`: several optimizer states, EMA weights).
     rng: a raw `uint32[2]` PRNG key; the dropout key of step `s` is `fold_in(rng, s)`, so
       resuming at any step reproduces the same randomness.
   """

@@ -194,7 +194,9 @@ def test_progress_line_on_a_terminal_excludes_compilation(monkeypatch, caplog):
     shown.append(asked)
   hook.end(None)
   # A line is due once a second has passed when the step is dispatched: every other step here.
-  assert shown == [['loss'], None, ['loss'], None, ['loss']]
+  # (Training asks for a train op's sub-update losses too, to show them after the loss.)
+  due = ['loss', 'update_losses']
+  assert shown == [due, None, due, None, due]
   lines = out.getvalue().split('\r')[1:]
   # After step 5: 4 steps x 8 examples in the 4 s since step 1 ended -> 8 examples/s, 1 step/s.
   # A progress bar (issue 24: it was the log line), with the input's epoch.

@@ -10,6 +10,7 @@ from jestimator import metrics
 from jestimator.export_output import PredictOutput, RegressionOutput
 from jestimator.hooks import Hook
 from jestimator.mode_keys import ModeKeys
+from jestimator import train_ops
 from jestimator.spec import EstimatorSpec
 
 
@@ -20,8 +21,20 @@ def test_mode_keys_are_tf_strings():
 def test_train_needs_loss_and_optimizer():
   with pytest.raises(ValueError, match="'train' needs a loss"):
     EstimatorSpec(ModeKeys.TRAIN, optimizer=optax.sgd(0.1))
-  with pytest.raises(ValueError, match='needs an optimizer'):
+  with pytest.raises(ValueError, match='exactly one of optimizer .* and train_op .*got neither'):
     EstimatorSpec(ModeKeys.TRAIN, loss=jnp.float32(1.0))
+  with pytest.raises(ValueError, match='exactly one of optimizer .* and train_op .*got both'):
+    EstimatorSpec(ModeKeys.TRAIN, loss=jnp.float32(1.0), optimizer=optax.sgd(0.1),
+                  train_op=train_ops.minimize(optax.sgd(0.1)))
+  with pytest.raises(TypeError, match='train_op got an optax GradientTransformation'):
+    EstimatorSpec(ModeKeys.TRAIN, loss=jnp.float32(1.0), train_op=optax.sgd(0.1))
+  with pytest.raises(TypeError, match='must be a jestimator.train_ops.TrainOp'):
+    EstimatorSpec(ModeKeys.TRAIN, loss=jnp.float32(1.0), train_op=object())
+  with pytest.raises(ValueError, match=r'losses\['):
+    EstimatorSpec(ModeKeys.TRAIN, loss=jnp.float32(1.0), optimizer=optax.sgd(0.1),
+                  losses={'g': jnp.ones(3)})
+  # EVAL / PREDICT ignore train_op, as TF's EstimatorSpec.
+  EstimatorSpec(ModeKeys.EVAL, loss=jnp.float32(1.0), train_op=train_ops.minimize(optax.sgd(1)))
   with pytest.raises(TypeError, match='GradientTransformation'):
     EstimatorSpec(ModeKeys.TRAIN, loss=jnp.float32(1.0), optimizer='adam')
   spec = EstimatorSpec(ModeKeys.TRAIN, loss=jnp.float32(1.0), optimizer=optax.sgd(0.1))
@@ -90,8 +103,7 @@ def test_hooks_become_tuples_and_replace_keeps_mode():
     spec.loss = np.float32(2.0)
 
 
-@pytest.mark.parametrize('name,hint', [('train_op', 'optimizer='),
-                                       ('eval_metric_ops', 'eval_metrics='),
+@pytest.mark.parametrize('name,hint', [('eval_metric_ops', 'eval_metrics='),
                                        ('training_chief_hooks', 'training_hooks='),
                                        ('scaffold', 'warm_start_from')])
 def test_tf_only_arguments_say_what_to_use_instead(name, hint):

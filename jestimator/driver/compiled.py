@@ -136,10 +136,17 @@ class CompiledModel:
     return self._program(('train_step', with_outputs),
                          lambda: self.strategy.train_step(self.model, with_outputs=with_outputs))
 
+  def switched_train_step(self) -> Callable | None:
+    """Compiled `(state, features, labels, mask, want_outputs) -> (state, outputs)`: one program
+    with the summaries under a runtime switch, or None where the strategy has none (see
+    `Strategy.switched_train_step`)."""
+    return self._program('switched_train_step',
+                         lambda: self.strategy.switched_train_step(self.model))
+
   def gather_train_step(self, with_outputs: bool = False) -> Callable:
-    """Compiled `(state, all_features, all_labels, rows, mask, seen) -> (state, outputs)`: the train
-    step on rows of in-memory arrays kept on the device (single device; see
-    `SingleDevice.gather_train_step`)."""
+    """Compiled `(state, all_features, all_labels, rows, mask, seen[, want_outputs]) -> (state,
+    outputs)`: the train step on rows of in-memory arrays kept on the device (single device;
+    `with_outputs`: the summaries under a runtime switch; see `SingleDevice.gather_train_step`)."""
     return self._program(('gather_train_step', with_outputs),
                          lambda: self.strategy.gather_train_step(self.model,
                                                                  with_outputs=with_outputs))

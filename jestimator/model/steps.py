@@ -42,7 +42,8 @@ def _as_model_fn(model_fn_or_estimator) -> ModelFn:
 
 
 def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformation | None = None,
-                    axis_name: str | None = None, with_outputs: bool = False
+                    axis_name: str | None = None, with_outputs: bool = False,
+                    outputs_switch: bool = False
                     ) -> Callable[..., tuple[TrainState, StepOutputs]]:
   """`train_step(state, features, labels, mask=None) -> (state, outputs)`, pure.
 
@@ -62,10 +63,15 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
       mutable collections (BatchNorm statistics) are averaged over it, and each replica draws
       its own dropout key.
     with_outputs: also return the summaries and hook tensors.
+    outputs_switch: `train_step(state, features, labels, mask, want_outputs)`: `summaries`
+      always returned, computed when the traced bool `want_outputs` is true and zeros otherwise
+      (`summary.outputs_if`): one program for the steps with and without them. Implies
+      `with_outputs`.
   """
   model = _as_model_fn(model_fn_or_estimator)
+  with_outputs = with_outputs or outputs_switch
 
-  def train_step(state: TrainState, features, labels, mask=None):
+  def train_step(state: TrainState, features, labels, mask=None, want_outputs=None):
     rng = jax.random.fold_in(state.rng, state.step)
     if axis_name is not None:
       rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
@@ -78,7 +84,7 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
                                     ModeKeys.TRAIN, rng=rng, mask=mask, mutable=mutable)
       box['optimizer'] = spec.optimizer
       # Collected values leave the gradient trace as aux, never as closed-over tracers.
-      return spec.loss, (updated, collector.outputs() if with_outputs else None)
+      return spec.loss, (updated, collector.raw() if with_outputs else None)
 
     (loss, (updated, collected)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     if axis_name is not None:
@@ -92,6 +98,8 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
     outputs = {'loss': loss, 'losses': jnp.reshape(loss, (1,)),
                'nonfinite': jnp.logical_not(jnp.isfinite(loss))}
     if with_outputs:
+      collected = (summary_lib.outputs_if(want_outputs, collected) if outputs_switch else
+                   summary_lib.outputs_of(collected))
       outputs['summaries'] = _reduce_outputs(collected, axis_name)
     return new_state, outputs
 

@@ -69,9 +69,32 @@ class Collector:
 
   def outputs(self) -> dict[str, dict[str, jax.Array]]:
     """`{'scalars': ..., 'histograms': Histogram states, 'tensors': ...}` (step outputs)."""
-    return {'scalars': dict(self.scalars),
-            'histograms': {k: histogram_state(v, w) for k, (v, w) in self.histograms.items()},
+    return outputs_of(self.raw())
+
+  def raw(self) -> dict[str, dict[str, Any]]:
+    """As `outputs` with each histogram still its `(values, weights)`: `outputs_of` turns it
+    into the outputs, so a step can compute the histograms only when they are asked for."""
+    return {'scalars': dict(self.scalars), 'histograms': dict(self.histograms),
             'tensors': dict(self.tensors)}
+
+
+def outputs_of(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+  """The step outputs of a `Collector.raw()`: its histograms computed (`histogram_state`)."""
+  return {'scalars': dict(raw['scalars']),
+          'histograms': {k: histogram_state(v, w) for k, (v, w) in raw['histograms'].items()},
+          'tensors': dict(raw['tensors'])}
+
+
+def outputs_if(want: Any, raw: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+  """`outputs_of(raw)` when the traced bool `want` is true, zeros of its shapes otherwise.
+
+  The histograms run under `lax.cond`, so a step that is not asked for them skips that work
+  at run time, and one program serves the steps that write summaries and those that do not
+  (instead of a second program compiled for them).
+  """
+  zeros = lambda r: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                 jax.eval_shape(outputs_of, r))
+  return jax.lax.cond(want, outputs_of, zeros, raw)
 
 
 _ACTIVE: contextvars.ContextVar[Collector | None] = contextvars.ContextVar(

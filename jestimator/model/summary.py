@@ -79,9 +79,8 @@ class Collector:
 
 
 def outputs_of(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-  """The step outputs of a `Collector.raw()`: its histograms computed (`histogram_state`)."""
-  return {'scalars': dict(raw['scalars']),
-          'histograms': {k: histogram_state(v, w) for k, (v, w) in raw['histograms'].items()},
+  """The step outputs of a `Collector.raw()`: its histograms computed (`histogram_states`)."""
+  return {'scalars': dict(raw['scalars']), 'histograms': histogram_states(raw['histograms']),
           'tensors': dict(raw['tensors'])}
 
 
@@ -245,21 +244,40 @@ def histogram_state(values: Any, weights: Any = None) -> Histogram:
 
   `weights` (same shape as `values`, 0 or 1) marks the values to count; None counts all.
   """
-  x = jnp.ravel(jnp.asarray(values, jnp.float32))
-  finite = jnp.isfinite(x)
-  if weights is not None:
-    finite = finite & (jnp.ravel(jnp.asarray(weights)) > 0)
-  weight = finite.astype(jnp.float32)
+  return histogram_states({'': (values, weights)})['']
+
+
+def histogram_states(pairs: Mapping[str, tuple[Any, Any]]) -> dict[str, Histogram]:
+  """`{name: histogram_state(values, weights)}` for `{name: (values, weights)}`, in one bucketing.
+
+  All values are bucketed by one `searchsorted` and one scatter into a `[n, buckets]` table (each
+  histogram's rows offset by its index): the same counts as one histogram at a time (sums of
+  0/1 weights are exact in any order), for about the compile time of one histogram instead of n
+  (a step that writes the canned DNN's layer histograms compiled in twice the time otherwise).
+  """
+  if not pairs:
+    return {}
   limits = jnp.asarray(bucket_limits())
-  safe = jnp.where(finite, x, 0.0)
-  idx = jnp.clip(jnp.searchsorted(limits, safe, side='right'), 0, limits.shape[0] - 1)
-  counts = jnp.zeros(limits.shape, jnp.float32).at[idx].add(weight)
+  n_buckets = limits.shape[0]
   big = jnp.finfo(jnp.float32).max
-  num = jnp.sum(weight)
-  return Histogram(counts=counts, num=num, total=jnp.sum(safe * weight),
-                   total_sq=jnp.sum(safe * safe * weight),
-                   min=jnp.where(num > 0, jnp.min(jnp.where(finite, x, big)), 0.0),
-                   max=jnp.where(num > 0, jnp.max(jnp.where(finite, x, -big)), 0.0))
+  parts, out = [], {}
+  for i, (name, (values, weights)) in enumerate(pairs.items()):
+    x = jnp.ravel(jnp.asarray(values, jnp.float32))
+    finite = jnp.isfinite(x)
+    if weights is not None:
+      finite = finite & (jnp.ravel(jnp.asarray(weights)) > 0)
+    weight = finite.astype(jnp.float32)
+    safe = jnp.where(finite, x, 0.0)
+    parts.append((safe, weight, jnp.full(x.shape, i * n_buckets, jnp.int32)))
+    num = jnp.sum(weight)
+    out[name] = dict(num=num, total=jnp.sum(safe * weight), total_sq=jnp.sum(safe * safe * weight),
+                     min=jnp.where(num > 0, jnp.min(jnp.where(finite, x, big)), 0.0),
+                     max=jnp.where(num > 0, jnp.max(jnp.where(finite, x, -big)), 0.0))
+  safe, weight, offset = (jnp.concatenate(p) for p in zip(*parts))
+  idx = jnp.clip(jnp.searchsorted(limits, safe, side='right'), 0, n_buckets - 1) + offset
+  counts = jnp.zeros((len(parts) * n_buckets,), jnp.float32).at[idx].add(weight)
+  counts = counts.reshape(len(parts), n_buckets)
+  return {name: Histogram(counts=counts[i], **fields) for i, (name, fields) in enumerate(out.items())}
 
 
 # -- eval aggregation ---------------------------------------------------------------------------
@@ -302,5 +320,5 @@ def to_host_histogram(state: Histogram) -> HostHistogram:
                        bucket_limits=limits[lo:hi], bucket_counts=counts[lo:hi])
 
 
-__all__ = ['scalar', 'histogram', 'zero_fraction', 'Histogram', 'histogram_state',
+__all__ = ['scalar', 'histogram', 'zero_fraction', 'Histogram', 'histogram_state', 'histogram_states',
            'bucket_limits', 'collecting']

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from jestimator.model import steps as steps_lib
+from jestimator.model import summary as summary_lib
 from jestimator.model.mode_keys import ModeKeys
 from jestimator.model.model_fn import ModelFn, TracedSpec
 from jestimator.state import warm_start as warm_start_lib
@@ -48,6 +49,8 @@ class CompiledModel:
     self._zero_states: dict[tuple, Any] = {}
     self._ahead: set[tuple] = set()
     self._abstract_states: dict[tuple, TrainState] = {}
+    #: How the switched train steps pack their summaries (`summary.Packing`).
+    self.summary_packing = summary_lib.Packing()
 
   @property
   def takes_labels(self) -> bool:
@@ -149,15 +152,17 @@ class CompiledModel:
     with the summaries under a runtime switch, or None where the strategy has none (see
     `Strategy.switched_train_step`)."""
     return self._program('switched_train_step',
-                         lambda: self.strategy.switched_train_step(self.model))
+                         lambda: self.strategy.switched_train_step(self.model,
+                                                                   self.summary_packing))
 
   def gather_train_step(self, with_outputs: bool = False) -> Callable:
     """Compiled `(state, all_features, all_labels, rows, mask, seen[, want_outputs]) -> (state,
     outputs)`: the train step on rows of in-memory arrays kept on the device (single device;
     `with_outputs`: the summaries under a runtime switch; see `SingleDevice.gather_train_step`)."""
+    packing = self.summary_packing if with_outputs else None
     return self._program(('gather_train_step', with_outputs),
-                         lambda: self.strategy.gather_train_step(self.model,
-                                                                 with_outputs=with_outputs))
+                         lambda: self.strategy.gather_train_step(self.model, with_outputs,
+                                                                 packing))
 
   def train_loop(self, with_outputs: bool = False) -> Callable:
     """Compiled `(state, features[K], labels[K]) -> (state, outputs)` (`steps_per_loop`)."""

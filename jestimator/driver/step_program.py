@@ -101,6 +101,15 @@ class TrainProgram:
     self._dispatches += 1
     if not self.traced.has_outputs:
       outputs = dict(outputs, **{hooks_lib.SUMMARIES: _NO_SUMMARIES})
+    elif 'packed' in outputs[hooks_lib.SUMMARIES]:
+      # A switched step's summaries, one vector: fetched (the hooks that asked for them would
+      # fetch them next anyway) and unpacked only when computed; zeros are not worth a fetch.
+      summaries = outputs[hooks_lib.SUMMARIES]
+      unpacked = (self.compiled.summary_packing.unpack(
+          self.compiled.strategy.to_host(summaries['packed'])) if full else
+          {'scalars': {}, 'histograms': {}})
+      outputs = dict(outputs, **{hooks_lib.SUMMARIES: {**unpacked,
+                                                       'tensors': summaries['tensors']}})
     return state, outputs
 
   def sync_due(self, outputs) -> bool:

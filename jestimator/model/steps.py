@@ -43,7 +43,7 @@ def _as_model_fn(model_fn_or_estimator) -> ModelFn:
 
 def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformation | None = None,
                     axis_name: str | None = None, with_outputs: bool = False,
-                    outputs_switch: bool = False
+                    outputs_switch: bool = False, packing: summary_lib.Packing | None = None
                     ) -> Callable[..., tuple[TrainState, StepOutputs]]:
   """`train_step(state, features, labels, mask=None) -> (state, outputs)`, pure.
 
@@ -67,6 +67,9 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
       always returned, computed when the traced bool `want_outputs` is true and zeros otherwise
       (`summary.outputs_if`): one program for the steps with and without them. Implies
       `with_outputs`.
+    packing: with `with_outputs`: the summary scalars and histograms leave the step as one
+      float32 vector, `summaries = {'packed': vector, 'tensors': {...}}`; `packing.unpack`
+      turns the fetched vector back into `{'scalars', 'histograms'}`.
   """
   model = _as_model_fn(model_fn_or_estimator)
   with_outputs = with_outputs or outputs_switch
@@ -100,7 +103,10 @@ def make_train_step(model_fn_or_estimator, optimizer: optax.GradientTransformati
     if with_outputs:
       collected = (summary_lib.outputs_if(want_outputs, collected) if outputs_switch else
                    summary_lib.outputs_of(collected))
-      outputs['summaries'] = _reduce_outputs(collected, axis_name)
+      collected = _reduce_outputs(collected, axis_name)
+      if packing is not None:
+        collected = {'packed': packing.pack(collected), 'tensors': collected['tensors']}
+      outputs['summaries'] = collected
     return new_state, outputs
 
   return train_step

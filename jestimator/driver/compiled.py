@@ -186,13 +186,6 @@ class CompiledModel:
     return self._program(('predict_step', with_outputs),
                          lambda: self.strategy.predict_step(self.model, with_outputs=with_outputs))
 
-  def gather_predict_step(self, with_outputs: bool = False) -> Callable:
-    """Compiled `(variables, all_features, rows, mask) -> predictions` (or `(predictions,
-    outputs)`): the predict step on rows of in-memory arrays kept on the device (single device;
-    see `SingleDevice.gather_predict_step`)."""
-    return self._program(('gather_predict_step', with_outputs),
-                         lambda: self.strategy.gather_predict_step(self.model, with_outputs))
-
   def compile_ahead(self, name: str, program: Callable, *abstract_args
                     ) -> threading.Thread | None:
     """Starts compiling `program` (the step called `name`, e.g. `self.train_step()`) for these

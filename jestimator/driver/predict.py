@@ -9,7 +9,6 @@ import numpy as np
 
 from jestimator.driver import hooks as hooks_lib
 from jestimator.driver import progress
-from jestimator.driver.agreement import Agreement
 from jestimator.driver.hook_runner import HookRunner
 from jestimator.model import predictions as predictions_lib
 from jestimator.model.mode_keys import ModeKeys
@@ -45,14 +44,6 @@ def predict(compiled, store, pipeline, input_fn, predict_keys, hooks, checkpoint
     runner.add(progress.ProgressHook(ModeKeys.PREDICT, log_step_count_steps, fetch_loss=False))
     runner.begin(variables)
     plan = BatchPlan.for_predict(batch.size, pipeline.batch_multiple)
-    # An in-memory input on one device stays there whole: each step gathers its rows on the
-    # device (only row numbers and a mask are sent per batch), as training does.
-    resident = None
-    if strategy.one_device and Agreement.of_this_run().single:
-      host = pipeline.resident(source)
-      if host is not None:
-        resident = pipeline.place_whole(host[0])
-        source.rows_only()
     count = 0
     depth = IN_FLIGHT if in_flight else 0  # batches dispatched ahead of the one converted
     pending: collections.deque = collections.deque()
@@ -64,12 +55,8 @@ def predict(compiled, store, pipeline, input_fn, predict_keys, hooks, checkpoint
         ctx = hooks_lib.StepContext(ModeKeys.PREDICT, count, 1, batch.size, source.batches_left)
         wanted = runner.before_step(ctx)
         full = bool(wanted - prediction_names)
-        if resident is not None:
-          rows, mask = pipeline.rows_and_mask(batch, plan)
-          out = compiled.gather_predict_step(full)(variables, resident, rows, mask)
-        else:
-          features, _, mask = pipeline.place_batch(batch, plan)
-          out = compiled.predict_step(full)(variables, features, mask)
+        features, _, mask = pipeline.place_batch(batch, plan)
+        out = compiled.predict_step(full)(variables, features, mask)
         out, extra = out if full else (out, {})
         pending.append((ctx, out, extra, wanted, batch.size, pad_to))
         batch = next(source, None)

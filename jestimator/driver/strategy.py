@@ -207,17 +207,3 @@ class SingleDevice(Strategy):
 
   def predict_step(self, model, with_outputs=False):
     return jax.jit(steps_lib.make_predict_step(model, with_outputs))
-
-  def gather_predict_step(self, model, with_outputs=False):
-    """`(variables, all_features, rows, mask) -> predictions` (or `(predictions, outputs)`): the
-    predict step on rows `rows` (`[batch]` int32) of whole arrays already on the device, as
-    `gather_train_step` does for training."""
-    step = steps_lib.make_predict_step(model, with_outputs)
-
-    # Named as the plain step (compile logs).
-    def predict_step(variables, features, rows, mask):
-      take = lambda a: jnp.take(a, rows, axis=0, mode='clip')  # rows are always in range
-      return step(variables, jax.tree.map(take, features), mask)
-
-    return jax.jit(predict_step)
-

@@ -169,14 +169,6 @@ class CompiledModel:
     return self._program(('train_loop', with_outputs),
                          lambda: self.strategy.train_loop(self.model, with_outputs=with_outputs))
 
-  def gather_train_loop(self, with_outputs: bool = False) -> Callable:
-    """Compiled `(state, all_features, all_labels, rows[K, batch], num_steps, seen) -> (state,
-    outputs)`: `steps_per_loop` steps gathering their rows on the device (single device; see
-    `SingleDevice.gather_train_loop`)."""
-    return self._program(('gather_train_loop', with_outputs),
-                         lambda: self.strategy.gather_train_loop(self.model,
-                                                                 with_outputs=with_outputs))
-
   def eval_step(self) -> Callable:
     """Compiled `(variables, acc, features, labels, mask) -> (acc, outputs)`."""
     return self._program('eval_step', lambda: self.strategy.eval_step(self.model))

@@ -10,8 +10,6 @@ ahead from abstract arguments, places its own inputs and runs one group of batch
 - `LoopProgram`: `steps_per_loop` batches of one shape per dispatch, as one stacked program (a
   shorter group repeats its last batch and trains on its first `len(group)` only); a batch of
   another size (the short final one) runs through the `StepProgram`.
-- `GatherLoopProgram`: the loop for an in-memory input on one device: each step gathers its rows
-  on the device (the `GatherProgram`'s arrays), the short final batch runs through that program.
 
 Each returns the train step's outputs with empty summaries filled in for a model_fn that has none.
 """
@@ -55,11 +53,10 @@ def choose(compiled, pipeline, steps_per_loop: int, source, first, agreement) ->
   # Abstract arguments lower exactly as placed ones only on one device (elsewhere a mismatch
   # would cost a second compile), and the gathering step is a single-device program.
   local = strategy.one_device and agreement.single
-  if local and plan.pad:
+  if local and plan.pad and steps_per_loop == 1:
     resident = pipeline.resident(source)
     if resident is not None:
-      single = GatherProgram(compiled, pipeline, plan, traced, abstract, first, source, resident)
-      return single if steps_per_loop == 1 else GatherLoopProgram(single, steps_per_loop)
+      return GatherProgram(compiled, pipeline, plan, traced, abstract, first, source, resident)
   step = StepProgram(compiled, pipeline, plan, traced, abstract if local else None, first)
   if steps_per_loop == 1:
     return step
@@ -187,16 +184,10 @@ class GatherProgram(TrainProgram):
         jax.ShapeDtypeStruct((size,), np.int32), jax.ShapeDtypeStruct((size,), np.float32),
         self._placed(np.False_), *want)
 
-  def arrays(self) -> tuple[Any, Any]:
-    """The whole `(features, labels)` on the device, placed at the first call (the state exists
-    by then); from then on the source's batches carry only their rows."""
-    if self._arrays is None:
+  def _dispatch(self, state, group, full):
+    if self._arrays is None:  # placed at the first step: the state exists by then
       self._arrays, self.nonfinite_seen = self.pipeline.place_whole((self._host_arrays, np.False_))
       self._source.rows_only()
-    return self._arrays
-
-  def _dispatch(self, state, group, full):
-    self.arrays()
     (batch,) = group
     rows, mask = self.pipeline.rows_and_mask(batch, self.plan)
     want = (_WANT[full],) if self.traced.has_outputs else ()
@@ -233,40 +224,3 @@ class LoopProgram(TrainProgram):
     stack = group + [group[-1]] * (self._per_loop - len(group))
     return self.compiled.train_loop(full)(state, *self.pipeline.place_stacked(stack),
                                           np.int32(len(group)))
-
-
-class GatherLoopProgram(TrainProgram):
-  """`steps_per_loop` batches per dispatch as one loop program that gathers each step's rows from
-  the whole arrays kept on the device (the `GatherProgram`'s, which also runs a batch of another
-  size, the short final one): only a `[K, batch]` table of row numbers is sent per dispatch, where
-  the `LoopProgram` stacks and sends K batches of every feature."""
-
-  def __init__(self, single: GatherProgram, steps_per_loop: int):
-    super().__init__(single.compiled, single.pipeline, single.plan, single.traced,
-                     single._abstract, single._first)
-    self._single = single
-    self._per_loop = steps_per_loop
-
-  @property
-  def nonfinite_seen(self):  # one sticky flag for the loop and the single step
-    return self._single.nonfinite_seen
-
-  def compile_ahead(self) -> threading.Thread | None:
-    return self.compiled.compile_ahead(
-        'gather_train_loop', self.compiled.gather_train_loop(), self._placed(self._abstract),
-        *self._placed(self._single._host_arrays),
-        jax.ShapeDtypeStruct((self._per_loop, self.plan.size), np.int32),
-        jax.ShapeDtypeStruct((), np.int32), self._placed(np.False_))
-
-  def _dispatch(self, state, group, full):
-    if len(group) == 1 and group[0].size != self.plan.size:
-      return self._single._dispatch(state, group, full)
-    arrays = self._single.arrays()
-    # Always K rows of row numbers (the last batch's repeated): one program runs any shorter
-    # group, training on its first len(group) batches only.
-    rows = [b.rows for b in group] + [group[-1].rows] * (self._per_loop - len(group))
-    state, outputs = self.compiled.gather_train_loop(full)(
-        state, *arrays, np.stack(rows).astype(np.int32), np.int32(len(group)),
-        self._single.nonfinite_seen)
-    self._single.nonfinite_seen = outputs['nonfinite_seen']
-    return state, outputs

@@ -182,25 +182,6 @@ class SingleDevice(Strategy):
   def train_loop(self, model, with_outputs=False):
     return jax.jit(steps_lib.make_model_train_loop(model, with_outputs=with_outputs))
 
-  def gather_train_loop(self, model, with_outputs=False):
-    """`(state, all_features, all_labels, rows[K, batch], num_steps, seen) -> (state, outputs)`:
-    `steps_per_loop` steps in one dispatch (`steps.make_train_loop`), each gathering its rows
-    from whole arrays already on the device, as `gather_train_step` does for one step; only the
-    `[K, batch]` row numbers are sent per dispatch. Full batches only (no mask)."""
-    step = steps_lib.make_train_step(model)
-    last = steps_lib.make_train_step(model, with_outputs=True) if with_outputs else None
-
-    # Named as the plain loop: it is the loop program of this train() (compile logs).
-    def loop(state, features, labels, rows, num_steps, seen):
-      take = lambda r: lambda a: jnp.take(a, r, axis=0, mode='clip')  # rows are in range
-      gathered = lambda fn: lambda s, r, _: fn(s, jax.tree.map(take(r), features),
-                                              jax.tree.map(take(r), labels))
-      run = steps_lib.make_train_loop(gathered(step), gathered(last) if last else None)
-      state, outputs = run(state, rows, None, num_steps)
-      return state, dict(outputs, nonfinite_seen=seen | jnp.any(outputs['nonfinite']))
-
-    return jax.jit(loop)
-
   def eval_step(self, model):
     return jax.jit(steps_lib.make_accumulate_step(model))
 

@@ -64,47 +64,11 @@ def test_large_inputs_stay_on_the_host(tmp_path, gathers):
   assert _models.tree_equal(resident, sliced)
 
 
-@pytest.fixture
-def gather_loops(monkeypatch):
-  """Counts the gathering loop programs built (one per train() with steps_per_loop > 1)."""
-  built = []
-  original = SingleDevice.gather_train_loop
-
-  def counting(self, model, with_outputs=False):
-    built.append(with_outputs)
-    return original(self, model, with_outputs)
-
-  monkeypatch.setattr(SingleDevice, 'gather_train_loop', counting)
-  return built
-
-
-def test_steps_per_loop_gathers_on_the_device_as_host_stacks(tmp_path, gathers, gather_loops):
+def test_steps_per_loop_uses_host_stacks(tmp_path, gathers):
   x, y = _models.make_data(100)
   looped = _train(tmp_path / 'loop', _numpy_fn(x, y), steps_per_loop=3)
-  # The loop gathered its groups of 3 (and a group of 3 cut short by the 8-row batch); the short
-  # batch ran through the gathering step, padded.
-  assert gather_loops == [False] and gathers == [False]
+  assert gathers == []
   assert int(looped['global_step']) == 7
-
-  # The same batches from a generator: stacked on the host and sent per dispatch.
-  batches = list(_numpy_fn(x, y)(RunConfig()))
-  host = _train(tmp_path / 'host', lambda: iter(batches), steps_per_loop=3)
-  assert gather_loops == [False] and gathers == [False]
-  assert int(host['global_step']) == 7
-  assert _models.tree_equal(looped, host)
-
-
-def test_a_nan_in_a_gathered_loop_is_named_at_its_step(tmp_path, gather_loops):
-  from jestimator import hooks as hooks_lib
-  x, y = _models.make_data(1000)
-  x[501] = np.nan  # batches of 10 in order: step 51, the 3rd step of the loop over 49-51
-  est = Estimator(_models.linear_model_fn(padding_aware=True), str(tmp_path / 'm'),
-                  config=RunConfig(steps_per_loop=3, log_step_count_steps=1000,
-                                   save_summary_steps=1000))
-  fn = inputs.numpy_input_fn({'x': x}, y, batch_size=10, num_epochs=None, shuffle=False)
-  with pytest.raises(hooks_lib.NanLossDuringTrainingError, match='at step 51;'):
-    est.train(fn, max_steps=95)
-  assert gather_loops == [False]
 
 
 def test_a_nan_is_named_at_its_step_and_never_checkpointed(tmp_path, gathers):

@@ -1,7 +1,17 @@
-"""`jestimator.inputs`: the documented path of `jestimator.pipeline.inputs` (the same module object)."""
-import sys
+"""`jestimator.inputs`: the input functions an Estimator's verbs take, as TF's
+`tf.compat.v1.estimator.inputs` and more.
 
-from jestimator.pipeline import inputs as _impl
-from jestimator.pipeline.inputs import *  # noqa: F401,F403  (the names type checkers resolve)
+- `numpy_input_fn`, `pandas_input_fn`: in-memory arrays / DataFrames (resumable: their position
+  is saved in every checkpoint).
+- `tfrecord_input_fn`, `csv_input_fn`: files, resumable and shardable (from `jestimator.io`).
+- `Resumable`: the protocol an input iterator implements to have its position checkpointed;
+  `call_input_fn`: calls an input_fn as the Estimator does (for hand-written drivers).
+"""
+from jestimator.io.csv_input import csv_input_fn
+from jestimator.io.input_fn import tfrecord_input_fn
+from jestimator.pipeline.input_fn import Resumable, call_input_fn
+from jestimator.pipeline.numpy_input import (NumpyInputFn, ResumableIterator, numpy_input_fn,
+                                             pandas_input_fn)
 
-sys.modules[__name__] = _impl  # one module: attributes and monkeypatching are shared
+__all__ = ['numpy_input_fn', 'pandas_input_fn', 'tfrecord_input_fn', 'csv_input_fn',
+           'NumpyInputFn', 'ResumableIterator', 'Resumable', 'call_input_fn']

@@ -196,10 +196,14 @@ def scatter_ragged(values: np.ndarray, lengths: np.ndarray, fill, width: int) ->
   return out
 
 
-def _factorize(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(codes, uniques) of a 1-D object array; missing values (None, NaN) get code -1."""
-  if _pd is not None:
-    codes, uniques = _pd.factorize(flat, use_na_sentinel=True)
+def _factorize(flat: np.ndarray, pd=_pd) -> tuple[np.ndarray, np.ndarray]:
+  """(codes, uniques) of a 1-D object array; missing values (None, NaN) get code -1.
+
+  `pd`: the pandas module, or None to use numpy only (without pandas, `uniques` are the values
+  themselves, missing ones filled with '').
+  """
+  if pd is not None:
+    codes, uniques = pd.factorize(flat, use_na_sentinel=True)
     return codes, np.asarray(uniques, dtype=object)
   missing = np.equal(flat, None) | np.not_equal(flat, flat)
   codes = np.arange(flat.shape[0])
@@ -216,9 +220,9 @@ def _type_error(key: str, what: str, expected: str, bad) -> base.ColumnTypeError
 
 
 def _object_strings(key: str, flat: np.ndarray, what: str,
-                    hashing_fn: str) -> tuple[np.ndarray, np.ndarray]:
-  codes, uniques = _factorize(flat)
-  used = uniques if _pd is not None else uniques[codes >= 0]
+                    hashing_fn: str, pd=_pd) -> tuple[np.ndarray, np.ndarray]:
+  codes, uniques = _factorize(flat, pd)
+  used = uniques if pd is not None else uniques[codes >= 0]
   types = set(map(type, used))
   if not all(issubclass(t, (str, bytes)) for t in types):
     bad = next(u for u in used if not isinstance(u, (str, bytes)))
@@ -233,21 +237,22 @@ def _object_strings(key: str, flat: np.ndarray, what: str,
 
 
 def flat_strings(key: str, flat: np.ndarray, what: str,
-                 hashing_fn: str = 'tf') -> tuple[np.ndarray, np.ndarray]:
+                 hashing_fn: str = 'tf', pd=_pd) -> tuple[np.ndarray, np.ndarray]:
   """(uint64 fingerprints, valid) of a 1-D array of strings; '' / None / NaN are missing.
 
-  `hashing_fn`: 'tf' or 'legacy' (see `jestimator.columns.hashing`).
+  `hashing_fn`: 'tf' or 'legacy' (see `jestimator.columns.hashing`). `pd`: the pandas module
+  (deduplicates before hashing), or None for numpy only; the result is the same.
   """
   kind = flat.dtype.kind
-  if kind in 'US' and hashing_fn == 'tf' and _pd is not None and flat.size >= _DEDUP_MIN:
+  if kind in 'US' and hashing_fn == 'tf' and pd is not None and flat.size >= _DEDUP_MIN:
     # FarmHash is one C call per value: hash only the distinct values (pandas' hash table)
-    return _object_strings(key, flat.astype(object), what, hashing_fn)
+    return _object_strings(key, flat.astype(object), what, hashing_fn, pd)
   if kind in 'US':
     fp = hashing.fingerprint_strings(flat, hashing_fn)
     # '' is the only string with this fingerprint (up to 2**-64), so no string compare is needed
     return fp, fp != np.uint64(hashing.empty_fingerprint(hashing_fn))
   if kind == 'O':
-    return _object_strings(key, flat, what, hashing_fn)
+    return _object_strings(key, flat, what, hashing_fn, pd)
   if flat.size == 0:
     return np.zeros(0, np.uint64), np.zeros(0, bool)
   raise base.ColumnTypeError(
@@ -256,8 +261,11 @@ def flat_strings(key: str, flat: np.ndarray, what: str,
       'categorical_column_with_identity)')
 
 
-def flat_ints(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-  """(int64 values, valid) of a 1-D integer array; -1 / None / NaN are missing."""
+def flat_ints(key: str, flat: np.ndarray, what: str, pd=_pd) -> tuple[np.ndarray, np.ndarray]:
+  """(int64 values, valid) of a 1-D integer array; -1 / None / NaN are missing.
+
+  `pd`: the pandas module (deduplicates first), or None for numpy only; the result is the same.
+  """
   kind = flat.dtype.kind
   if kind in 'iub':
     v = flat.astype(np.int64, copy=False)
@@ -272,8 +280,8 @@ def flat_ints(key: str, flat: np.ndarray, what: str) -> tuple[np.ndarray, np.nda
     v = np.where(ok, v.astype(np.int64), ABSENT_INT)
     return v, ok & (v != -1)
   if kind == 'O':
-    codes, uniques = _factorize(flat)
-    used = uniques if _pd is not None else uniques[codes >= 0]
+    codes, uniques = _factorize(flat, pd)
+    used = uniques if pd is not None else uniques[codes >= 0]
     for u in used:  # only distinct values are checked
       if isinstance(u, (bool, str, bytes)) or not float(u).is_integer():
         raise _type_error(key, what, 'integers (this column has dtype int64)', u)

@@ -27,8 +27,12 @@ logger = logging.getLogger('jestimator')
 INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0}
 
 
-def _init_jit(fn: Callable) -> Callable:
-  return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS)
+def _init_jit(fn: Callable, out_shardings: Any = None) -> Callable:
+  """`fn` jitted as an initialiser; with `out_shardings` (a sharded state) its outputs are
+  created directly in them, each device computing only its own part."""
+  if out_shardings is None:
+    return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS)
+  return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS, out_shardings=out_shardings)
 
 
 class CompiledModel:
@@ -71,8 +75,9 @@ class CompiledModel:
   def init_variables(self, features, labels, mode: str) -> Any:
     """Fresh variables for a batch, from the seed (one compiled program per mode)."""
     model = self.model
-    init = self._program(('init', mode),
-                         lambda: _init_jit(lambda f, l: model.init(self._keys()[0], f, l, mode)))
+    init = self._program(('init', mode), lambda: _init_jit(
+        lambda f, l: model.init(self._keys()[0], f, l, mode),
+        self.strategy.state_shardings(self.abstract_variables(features, labels, mode))))
     return init(features, labels)
 
   def abstract_variables(self, features, labels, mode: str) -> Any:
@@ -105,23 +110,31 @@ class CompiledModel:
     optimizer state: no eager op-by-op work (each eager op would be a compilation of its own).
     """
     if warm_start is None:
-      return self._create_program()(features, labels)
+      return self.state_program(features, labels)(features, labels)
     train = ModeKeys.TRAIN
     if train not in self._traced:
       self.traced(train, self.abstract_variables(features, labels, train), features, labels)
     spec = self._traced[train].spec
     variables = self.fresh_variables(features, labels, train, warm_start)
     create_from = self._program('create_from', lambda: _init_jit(
-        lambda v: TrainState.create(v, spec.optimizer, self._keys()[1])))
+        lambda v: TrainState.create(v, spec.optimizer, self._keys()[1]),
+        self.strategy.state_shardings(self.abstract_train_state(features, labels))))
     return create_from(variables)
 
-  def _create_program(self) -> Callable:
-    """The jitted `(features, labels) -> fresh TrainState`: keys, variables and optimizer state.
+  def state_program(self, features, labels) -> Callable:
+    """The compiled `(features, labels) -> TrainState` that creates a fresh state (no warm
+    start) for batches like these: with a sharded strategy, straight into the state's shardings
+    (each device computes only its own rows; random values as on one device). Unsharded, it is
+    the very program whose trace `abstract_train_state` read (the initialiser traced once)."""
+    def build():
+      shardings = self.strategy.state_shardings(self.abstract_train_state(features, labels))
+      if shardings is None:
+        return self._unsharded_create()
+      return _init_jit(self._create_fn(), shardings)
+    return self._program('create_state', build)
 
-    `abstract_train_state` reads its output shapes from the same trace (`jit.eval_shape`), so the
-    model_fn's initialiser is traced once for both (each trace of a canned model_fn is ~0.3 s
-    of Python on a CPU).
-    """
+  def _create_fn(self) -> Callable:
+    """`(features, labels) -> fresh TrainState`: keys, variables and optimizer state."""
     model = self.model
 
     def create(f, l):
@@ -130,14 +143,21 @@ class CompiledModel:
       spec = self.traced(ModeKeys.TRAIN, variables, f, l).spec  # abstract: computes nothing
       return TrainState.create(variables, spec.optimizer, train_rng)
 
-    return self._program('create_state', lambda: _init_jit(create))
+    return create
+
+  def _unsharded_create(self) -> Callable:
+    """`_create_fn` jitted without shardings: `abstract_train_state` reads its output shapes
+    from its trace (`jit.eval_shape`) and an unsharded state is created by it, so the model_fn's
+    initialiser is traced once for both (each trace of a canned model_fn is ~0.3 s of Python on
+    a CPU)."""
+    return self._program('create_unsharded', lambda: _init_jit(self._create_fn()))
 
   def abstract_train_state(self, features, labels) -> TrainState:
     """The train state's shapes and dtypes (restore targets, compile-ahead arguments); traced
-    once per batch signature (the trace the state's initialiser then compiles)."""
+    once per batch signature."""
     key = _signature((features, labels))
     if key not in self._abstract_states:
-      self._abstract_states[key] = self._create_program().eval_shape(features, labels)
+      self._abstract_states[key] = self._unsharded_create().eval_shape(features, labels)
     return self._abstract_states[key]
 
   # -- steps ----------------------------------------------------------------------------------------

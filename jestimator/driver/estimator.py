@@ -170,6 +170,23 @@ class Estimator:
                     _check_hooks(hooks), steps, max_steps, listeners, self._writers)
     return self
 
+  def memory_plan(self, input_fn: Callable) -> Any:
+    """The per-device memory of the train step on `input_fn`'s first batch, from the compiled
+    program, allocating nothing (no state is created, read or written): a
+    `jestimator.driver.memory_plan.MemoryPlan` (`.summary()`, `.fits`, `.check()`). `train`
+    computes and checks the same plan first when the strategy shards the state or
+    `RunConfig.device_memory_bytes` is set.
+    """
+    from jestimator.driver import memory_plan as memory_plan_lib
+    from jestimator.model.mode_keys import ModeKeys
+    source = self._pipeline.open(input_fn, ModeKeys.TRAIN)
+    try:
+      first = source.first('the memory plan')
+    finally:
+      source.close()
+    return memory_plan_lib.for_train(self._compiled, first.features, first.labels,
+                                     self._config.device_memory_bytes)
+
   def evaluate(self, input_fn: Callable, steps: int | None = None,
                hooks: Sequence[Hook] | None = None, checkpoint_path: str | None = None,
                name: str | None = None) -> dict[str, Any]:

@@ -27,8 +27,9 @@ class NanCheck:
   Args:
     enabled: `RunConfig.check_nan_loss`; when False nothing is tracked and every state may be
       saved.
-    fail: raise `NanLossDuringTrainingError` (TF's `NanTensorHook` default); else log an error
-      and stop (without saving the non-finite state).
+    fail: `RunConfig.fail_on_nan_loss`: raise `NanLossDuringTrainingError` (TF's
+      `NanTensorHook` default); else log an error and stop (without saving the non-finite
+      state). Only the RunConfig sets it, never a hook.
   """
 
   def __init__(self, enabled: bool = True, fail: bool = True):

@@ -57,15 +57,18 @@ class ProgressHook(Hook):
       not the evaluation's.
     epoch: returns `(epoch, num_epochs or None)` of the input, or None when it does not know
       (`BatchSource.epoch`); shown on the terminal bar.
+    clock: seconds for the rates, the ETA and the redraw interval (`time.monotonic`).
   """
 
   def __init__(self, mode: str, every_n_steps: int = 100, terminal_secs: float = 1.0,
                stream: TextIO | None = None, fetch_loss: bool = True, show_loss: bool = True,
-               epoch: Callable[[], tuple[int, int | None] | None] | None = None):
+               epoch: Callable[[], tuple[int, int | None] | None] | None = None,
+               clock: Callable[[], float] = time.monotonic):
     self.mode, self.every_n_steps, self.terminal_secs = mode, every_n_steps, terminal_secs
     self.stream = stream if stream is not None else sys.stderr
     self.fetch_loss, self.show_loss = fetch_loss, show_loss
     self.epoch = epoch
+    self.clock = clock
 
   def begin(self):
     self._terminal = _on_terminal(self.stream) and (
@@ -82,7 +85,7 @@ class ProgressHook(Hook):
     if self._t0 is None:
       return True  # the first dispatch: wait for it so compilation is not timed
     if self._terminal:
-      return ctx.is_last or time.monotonic() - self._last_draw >= self.terminal_secs
+      return ctx.is_last or self.clock() - self._last_draw >= self.terminal_secs
     return self._logging and (ctx.crossed(self.every_n_steps) or ctx.is_last)
 
   def before_step(self, ctx):
@@ -93,7 +96,7 @@ class ProgressHook(Hook):
   def after_step(self, ctx, values):
     if not (self._terminal or self._logging):
       return
-    now = time.monotonic()
+    now = self.clock()
     self._ctx = ctx
     if self._t0 is None:
       # The first dispatch's values were fetched, so the device finished it (and compiling).
@@ -157,7 +160,7 @@ class ProgressHook(Hook):
   def end(self, state):
     ctx = self._ctx
     if ctx is not None and self._t0 is not None and ctx.step != self._shown_step:
-      self._show(ctx, None, time.monotonic())  # the input ran out: the last step, without loss
+      self._show(ctx, None, self.clock())  # the input ran out: the last step, without loss
     if self._terminal and self._drawn:
       self.stream.write('\n')
       self.stream.flush()

@@ -41,12 +41,21 @@ class RunConfig:
       `iterations_per_loop`; hooks, summaries and checkpoints act at loop boundaries.
     strategy: a `jestimator.distributed` strategy; None is `SingleDevice()`.
     check_nan_loss: check every step's loss on the device (read at the next sync, no extra
-      one) and raise `hooks.NanLossDuringTrainingError` naming the first non-finite step; no
-      checkpoint is written after it. False turns the check off (TF: no `NanTensorHook`).
+      one) and act on the first non-finite step as `fail_on_nan_loss` says; no checkpoint is
+      written after it. False turns the check off (TF: no `NanTensorHook`).
     compilation_cache: turn on JAX's persistent compilation cache (at
       `~/.cache/jestimator/jax_compilation_cache` unless a JAX cache directory is set, which wins),
       so a new process reuses the programs an earlier one compiled; False leaves JAX's setting
       alone. See `jestimator.driver.compilation_cache`.
+    fail_on_nan_loss: what the built-in check does on a non-finite loss (TF's
+      `NanTensorHook(fail_on_nan_loss=...)`): True raises `hooks.NanLossDuringTrainingError`
+      naming the step; False logs an error and stops training, saving nothing after it. Hooks
+      in `train(hooks=...)` never change the built-in check: a `hooks.NanLossHook` or
+      `NanTensorHook` there acts on its own, as TF's hook did.
+    device_memory_bytes: one device's memory, for the memory plan where the runtime reports
+      none (CPU); when set (or the strategy shards the state), `train` plans the train step's
+      per-device bytes before creating the state and fails naming the largest parameters if
+      they exceed it (see `Estimator.memory_plan`). None: the runtime's figure, if any.
   """
 
   model_dir: str | None = None
@@ -61,6 +70,8 @@ class RunConfig:
   check_nan_loss: bool = True
   compilation_cache: bool = True
   tf_random_seed: int | None = None
+  fail_on_nan_loss: bool = True
+  device_memory_bytes: int | None = None
 
   def __post_init__(self):
     self._check_seed()
@@ -88,9 +99,16 @@ class RunConfig:
       raise ValueError(f'save_checkpoints_secs should be >= 0, got {secs!r}')
     if not isinstance(self.check_nan_loss, bool):
       raise TypeError(f'RunConfig.check_nan_loss must be a bool, got {self.check_nan_loss!r}')
+    if not isinstance(self.fail_on_nan_loss, bool):
+      raise TypeError(f'RunConfig.fail_on_nan_loss must be a bool, got {self.fail_on_nan_loss!r}')
     if not isinstance(self.compilation_cache, bool):
       raise TypeError(f'RunConfig.compilation_cache must be a bool, got '
                       f'{self.compilation_cache!r}')
+    memory = self.device_memory_bytes
+    if memory is not None and (isinstance(memory, bool) or
+                               not isinstance(memory, (int, np.integer)) or memory <= 0):
+      raise ValueError(f'RunConfig.device_memory_bytes must be a positive int (bytes) or None, '
+                       f'got {memory!r}')
     if self.model_dir == '':
       raise ValueError('model_dir should be non-empty. (RunConfig.model_dir got \'\')')
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -121,10 +121,15 @@ class SessionRunHook(hooks_lib.Hook):
 
 
 class SecondOrStepTimer:
-  """TF's `SecondOrStepTimer`: triggers every `every_secs` seconds or every `every_steps` steps."""
+  """TF's `SecondOrStepTimer`: triggers every `every_secs` seconds or every `every_steps` steps.
 
-  def __init__(self, every_secs: float | None = None, every_steps: int | None = None):
+  `clock` (not TF's): the seconds `every_secs` is measured in (`time.time`, as TF's).
+  """
+
+  def __init__(self, every_secs: float | None = None, every_steps: int | None = None,
+               clock: Callable[[], float] = time.time):
     self.reset()
+    self._clock = clock
     self._every_secs, self._every_steps = every_secs, every_steps
     if every_secs is None and every_steps is None:
       raise ValueError('Either every_secs or every_steps should be provided.')
@@ -142,14 +147,15 @@ class SecondOrStepTimer:
       return True
     if self._last_triggered_step == step:
       return False
-    if self._every_secs is not None and time.time() >= self._last_triggered_time + self._every_secs:
+    if (self._every_secs is not None and
+        self._clock() >= self._last_triggered_time + self._every_secs):
       return True
     return self._every_steps is not None and step >= self._last_triggered_step + self._every_steps
 
   def update_last_triggered_step(self, step: int) -> tuple[float | None, int | None]:
     """Records a trigger at `step`; returns `(elapsed_secs, elapsed_steps)` since the last one
     (`(None, None)` the first time)."""
-    now = time.time()
+    now = self._clock()
     if self._last_triggered_time is None:
       elapsed = (None, None)
     else:

@@ -56,7 +56,7 @@ def choose(compiled, pipeline, steps_per_loop: int, source, first, agreement) ->
   if local and plan.pad and steps_per_loop == 1:
     resident = pipeline.resident(source)
     if resident is not None:
-      return GatherProgram(compiled, pipeline, plan, traced, abstract, first, source, resident)
+      return GatherProgram(compiled, pipeline, plan, traced, abstract, first, resident)
   step = StepProgram(compiled, pipeline, plan, traced, abstract if local else None, first)
   if steps_per_loop == 1:
     return step
@@ -167,10 +167,9 @@ class StepProgram(TrainProgram):
 class GatherProgram(TrainProgram):
   """In-memory arrays kept on the device for the `train()`; each step gathers its rows there."""
 
-  def __init__(self, compiled, pipeline, plan, traced, abstract, first, source, resident):
+  def __init__(self, compiled, pipeline, plan, traced, abstract, first, resident):
     super().__init__(compiled, pipeline, plan, traced, abstract, first)
-    self._source = source
-    self._host_arrays = resident
+    self._resident = resident
     self._arrays = None
 
   def compile_ahead(self) -> threading.Thread | None:
@@ -180,16 +179,16 @@ class GatherProgram(TrainProgram):
     want = (_WANT_SPEC,) if switched else ()
     return self.compiled.compile_ahead(
         'gather_train_step', self.compiled.gather_train_step(switched),
-        self._placed(self._abstract), *self._placed(self._host_arrays),
+        self._placed(self._abstract), *self._placed(self._resident.host),
         jax.ShapeDtypeStruct((size,), np.int32), jax.ShapeDtypeStruct((size,), np.float32),
         self._placed(np.False_), *want)
 
   def _dispatch(self, state, group, full):
     if self._arrays is None:  # placed at the first step: the state exists by then
-      self._arrays, self.nonfinite_seen = self.pipeline.place_whole((self._host_arrays, np.False_))
-      self._source.rows_only()
+      self._arrays = self._resident.place()
+      self.nonfinite_seen = self.compiled.strategy.put_state(np.False_)
     (batch,) = group
-    rows, mask = self.pipeline.rows_and_mask(batch, self.plan)
+    rows, mask = self._resident.rows_and_mask(batch, self.plan)
     want = (_WANT[full],) if self.traced.has_outputs else ()
     state, outputs = self.compiled.gather_train_step(self.traced.has_outputs)(
         state, *self._arrays, rows, mask, self.nonfinite_seen, *want)

@@ -114,9 +114,19 @@ class Strategy(abc.ABC):
     return None
 
   def abstract(self, tree: Any) -> Any:
-    """`ShapeDtypeStruct`s of a host or abstract pytree, placed as `put_state` places (only where
-    `one_device`)."""
+    """`ShapeDtypeStruct`s of a host or abstract pytree, placed as `put_state` places (where
+    `one_device`, and `DataParallel`)."""
     raise NotImplementedError(f'{type(self).__name__} places no abstract values')
+
+  def abstract_batch(self, tree: Any, stacked: bool = False) -> Any:
+    """`ShapeDtypeStruct`s of a host batch, placed as `put_batch` places (where `abstract` is)."""
+    return self.abstract(tree)
+
+  def state_shardings(self, tree: Any) -> Any | None:
+    """The sharding of each leaf of a train state or variables (arrays or abstract) when the
+    strategy shards the state (`DataParallel(partitioner=...)`): the state is then created and
+    restored straight into them. None (the default): placed whole by `put_state`."""
+    return None
 
   def to_host(self, tree: Any) -> Any:
     """Device values (as returned by the compiled steps) -> numpy, global view."""

@@ -1,10 +1,11 @@
-"""Host-side batch checks of the input pipeline: structure, numpy conversion, sizes, padding."""
+"""Raw batches to numeric ones: structure, numpy conversion, sizes, the host stage, string checks.
+
+The second stage of the input pipeline (after `input_fn`): `prepare` turns one raw batch into
+`(features, labels, size)` that may go to the device; padding is the plan's (`plan.pad_rows`)."""
 from __future__ import annotations
 
-import functools
 from typing import Any, Mapping
 
-import jax
 import numpy as np
 
 from jestimator.model.mode_keys import ModeKeys
@@ -104,31 +105,3 @@ def prepare(item: Any, mode: str, host_stage: Preprocessor, needs_labels: bool,
   features, labels = host_stage(features, labels)
   check_numeric(features, labels)
   return features, labels, size
-
-
-def pad_rows(tree, n: int, size: int):
-  """Pads every array of `tree` from `n` to `size` rows (repeating row 0) + a float mask.
-
-  The mask is read-only; a full batch's is shared between calls (padding-aware training asks for
-  one every step).
-  """
-  if n == size:
-    return tree, _full_mask(size)
-  mask = np.zeros(size, np.float32)
-  mask[:n] = 1.0
-  mask.setflags(write=False)
-  # Row 0 rather than zeros keeps padded rows valid inputs (ids in range, no log(0)).
-  pad = lambda a: np.concatenate([a, np.repeat(a[:1], size - n, axis=0)], axis=0)
-  return jax.tree.map(pad, tree), mask
-
-
-@functools.lru_cache(maxsize=16)
-def _full_mask(size: int) -> np.ndarray:
-  mask = np.ones(size, np.float32)
-  mask.setflags(write=False)
-  return mask
-
-
-def round_up(n: int, multiple: int) -> int:
-  """`n` rounded up to a multiple of `multiple`."""
-  return -(-n // multiple) * multiple

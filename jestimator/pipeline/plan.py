@@ -14,8 +14,10 @@ once from the first batch and used by train, evaluate and predict alike.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
-from jestimator.pipeline.batches import round_up
+import jax
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,3 +58,31 @@ class BatchPlan:
     if self.pad and n < self.size:
       return self.size
     return round_up(n, self.multiple)
+
+
+def pad_rows(tree, n: int, size: int):
+  """Pads every array of `tree` from `n` to `size` rows (repeating row 0) + a float mask.
+
+  The mask is read-only; a full batch's is shared between calls (padding-aware training asks for
+  one every step).
+  """
+  if n == size:
+    return tree, _full_mask(size)
+  mask = np.zeros(size, np.float32)
+  mask[:n] = 1.0
+  mask.setflags(write=False)
+  # Row 0 rather than zeros keeps padded rows valid inputs (ids in range, no log(0)).
+  pad = lambda a: np.concatenate([a, np.repeat(a[:1], size - n, axis=0)], axis=0)
+  return jax.tree.map(pad, tree), mask
+
+
+@functools.lru_cache(maxsize=16)
+def _full_mask(size: int) -> np.ndarray:
+  mask = np.ones(size, np.float32)
+  mask.setflags(write=False)
+  return mask
+
+
+def round_up(n: int, multiple: int) -> int:
+  """`n` rounded up to a multiple of `multiple`."""
+  return -(-n // multiple) * multiple

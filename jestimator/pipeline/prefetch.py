@@ -5,7 +5,7 @@ import queue
 import threading
 from typing import Callable, Iterator
 
-from jestimator.pipeline.inputs import Resumable
+from jestimator.pipeline.input_fn import Resumable
 
 
 class Prefetcher:

@@ -1,9 +1,12 @@
-"""`InputPipeline`: input_fn -> validate -> host stage -> pad -> place, for every verb.
+"""`InputPipeline`: input_fn -> batches -> host stage -> plan -> placement, for every verb.
 
-The loops get batches only from here: `open()` calls the input_fn and yields validated numeric
-host batches (in a background thread for general input_fns, inline for in-memory ones), and
-`place_batch()` (as the verb's `BatchPlan` says) / `place_stacked()` are the one place batches go to
-the device(s).
+The loops get batches only from here. `open()` calls the input_fn (`input_fn.call_input_fn`),
+iterates what it returned (resumed where a checkpoint left it), and turns each raw batch into a
+validated numeric `HostBatch` (`batches.prepare`, which runs the host stage), in a background
+thread for general input_fns (`prefetch`) or inline for in-memory ones, whose whole arrays went
+through the host stage once. `place_batch()` pads as the verb's `BatchPlan` says and places;
+`place_stacked()` (a `steps_per_loop` dispatch) and `resident()` (whole arrays gathered from on
+the device) are the other two layouts. Nothing else sends batches to the device(s).
 """
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ import numpy as np
 
 from jestimator.model.mode_keys import ModeKeys
 from jestimator.pipeline import batches as batches_lib
-from jestimator.pipeline import inputs as inputs_lib
+from jestimator.pipeline import input_fn as input_fn_lib
+from jestimator.pipeline.numpy_input import NumpyInputFn, ResumableIterator
 from jestimator.pipeline.host_stage import Preprocessor
+from jestimator.pipeline import plan as plan_lib
 from jestimator.pipeline.plan import BatchPlan
 from jestimator.pipeline.prefetch import Inline, Prefetcher
 
@@ -101,7 +106,7 @@ class InMemorySource(BatchSource):
   gathers each batch there. Positions are the iterator's either way.
   """
 
-  def __init__(self, iterator: inputs_lib.ResumableIterator, with_labels: bool):
+  def __init__(self, iterator: ResumableIterator, with_labels: bool):
     # Batches come from `__next__` below; the base only closes the (threadless) producer.
     super().__init__(Inline(iterator, None), batches_left=iterator.batches_left())
     self._iterator = iterator
@@ -140,20 +145,19 @@ class InputPipeline:
       takes none is an error, as in TF).
     params: the hyper-parameters passed to input_fns that name `params`.
     config: the `RunConfig`, passed to input_fns that name `config`.
-
-  Attributes:
     resident_max_bytes: the largest in-memory training input kept whole on the device
-      (`resident`); `RESIDENT_MAX_BYTES` unless set.
+      (`resident`); also an attribute, which may be changed between verbs.
   """
 
   def __init__(self, preprocessor: Preprocessor, strategy: Any, takes_labels: bool,
-               params: Any = None, config: Any = None):
+               params: Any = None, config: Any = None,
+               resident_max_bytes: int = RESIDENT_MAX_BYTES):
     self.preprocessor = preprocessor
     self.strategy = strategy
     self.takes_labels = takes_labels
     self.params = params
     self.config = config
-    self.resident_max_bytes = RESIDENT_MAX_BYTES
+    self.resident_max_bytes = resident_max_bytes
     # One transformed copy of the latest in-memory input per mode.
     self._in_memory: dict[str, tuple[Any, Any]] = {}
 
@@ -176,19 +180,19 @@ class InputPipeline:
     """
     needs_labels = mode != ModeKeys.PREDICT and self.takes_labels
     input_fn, in_memory = self._transformed(input_fn, mode, needs_labels)
-    result = inputs_lib.call_input_fn(input_fn, mode, self.params, self.config,
+    result = input_fn_lib.call_input_fn(input_fn, mode, self.params, self.config,
                                       self.strategy.input_context())
-    if mode == ModeKeys.TRAIN and inputs_lib.is_single_batch(result):
+    if mode == ModeKeys.TRAIN and input_fn_lib.is_single_batch(result):
       # TF's input_fn returned tensors that every step evaluated again: the same batch each
       # step (until steps / max_steps). Validated and transformed once.
       batch = batches_lib.prepare(result, mode, self.preprocessor, needs_labels,
                                   self.takes_labels)
       return BatchSource(Inline(itertools.repeat(batch), lambda b: b), endless=True)
-    iterator = inputs_lib.iterate(result)
-    if restore_position and isinstance(iterator, inputs_lib.Resumable):
-      _resume(iterator, restore_position)
+    iterator = input_fn_lib.iterate(result)
+    if restore_position and isinstance(iterator, input_fn_lib.Resumable):
+      input_fn_lib.resume(iterator, restore_position)
 
-    if in_memory and isinstance(iterator, inputs_lib.ResumableIterator):
+    if in_memory and isinstance(iterator, ResumableIterator):
       # Whole arrays were transformed and validated once: batches are ready slices, and slicing
       # costs less than a thread hand-off would.
       return InMemorySource(iterator, with_labels=mode != ModeKeys.PREDICT)
@@ -204,7 +208,7 @@ class InputPipeline:
     For the built-in in-memory inputs the host stage and the checks run once over the whole
     arrays, not once per batch. One transformed copy is kept per mode (the latest input_fn).
     """
-    if not isinstance(input_fn, inputs_lib.NumpyInputFn):
+    if not isinstance(input_fn, NumpyInputFn):
       return input_fn, False
     cached = self._in_memory.get(mode)
     if cached is None or cached[0] is not input_fn:
@@ -218,37 +222,6 @@ class InputPipeline:
     return cached[1], True
 
   # -- placement: the one place batches go to the device -----------------------------------------
-  def place(self, tree: Any, stacked: bool = False) -> Any:
-    """Places a host pytree with a leading batch axis (`stacked`: `[K, batch, ...]`)."""
-    return self.strategy.put_batch(tree, stacked=stacked)
-
-  def place_stacked(self, group: list[HostBatch]) -> tuple[Any, Any]:
-    """K batches of one shape as one `[K, batch, ...]` stack (a `steps_per_loop` dispatch)."""
-    features = jax.tree.map(lambda *a: np.stack(a), *[b.features for b in group])
-    labels = jax.tree.map(lambda *a: np.stack(a), *[b.labels for b in group])
-    return self.place(features, stacked=True), self.place(labels, stacked=True)
-
-  def resident(self, source: BatchSource) -> tuple[Any, Any] | None:
-    """`(features, labels)`: the whole host arrays of an in-memory source that may be kept on the
-    device (`place_whole`), for a loop that gathers each batch's `rows` there (`rows_only()`)
-    instead of slicing and sending every feature per step. None when `source` is not in memory
-    or its arrays exceed `resident_max_bytes`."""
-    if not isinstance(source, InMemorySource):
-      return None
-    arrays = (source.features, source.labels)
-    if sum(a.nbytes for a in jax.tree.leaves(arrays)) > self.resident_max_bytes:
-      return None
-    return arrays
-
-  def place_whole(self, tree: Any) -> Any:
-    """Places a host pytree whole on the device (single-device strategies: `resident` arrays)."""
-    return self.strategy.put_state(tree)
-
-  def rows_and_mask(self, batch: HostBatch, plan: BatchPlan) -> tuple[np.ndarray, np.ndarray]:
-    """`(rows, mask)` on the host of a `rows_only()` batch, padded as `place_batch` pads
-    (repeating the first row, mask 0.0 on padding); rows as int32 for the on-device gather."""
-    return batches_lib.pad_rows(batch.rows.astype(np.int32), batch.size, plan.rows(batch.size))
-
   def place_batch(self, batch: HostBatch, plan: BatchPlan) -> tuple[Any, Any, Any]:
     """`(features, labels, mask)` placed as `plan` says: padded from `batch.size` to
     `plan.rows(batch.size)` rows, the mask 1.0 for real rows and 0.0 for padding (None for a plan
@@ -256,28 +229,55 @@ class InputPipeline:
     batch runs whole on every device if the strategy can.
     """
     if not plan.masked:
-      return self.place(batch.features), self.place(batch.labels), None
+      return self._place(batch.features), self._place(batch.labels), None
     n = batch.size
     pad_to = plan.rows(n)
     if pad_to != n and not plan.mask_aware:
       whole = self.strategy.put_unsharded((batch.features, batch.labels, np.ones(n, np.float32)))
       if whole is not None:
         return whole
-    (features, labels), mask = batches_lib.pad_rows((batch.features, batch.labels), n, pad_to)
-    return self.place(features), self.place(labels), self.place(mask)
+    (features, labels), mask = plan_lib.pad_rows((batch.features, batch.labels), n, pad_to)
+    return self._place(features), self._place(labels), self._place(mask)
+
+  def place_stacked(self, group: list[HostBatch]) -> tuple[Any, Any]:
+    """K batches of one shape as one `[K, batch, ...]` stack (a `steps_per_loop` dispatch)."""
+    features = jax.tree.map(lambda *a: np.stack(a), *[b.features for b in group])
+    labels = jax.tree.map(lambda *a: np.stack(a), *[b.labels for b in group])
+    return self._place(features, stacked=True), self._place(labels, stacked=True)
+
+  def resident(self, source: BatchSource) -> 'ResidentArrays | None':
+    """The whole arrays of an in-memory source, to keep on the device for a loop that gathers
+    each batch's rows there instead of slicing and sending every feature per step; None when
+    `source` is not in memory or its arrays exceed `resident_max_bytes`."""
+    if not isinstance(source, InMemorySource):
+      return None
+    arrays = (source.features, source.labels)
+    if sum(a.nbytes for a in jax.tree.leaves(arrays)) > self.resident_max_bytes:
+      return None
+    return ResidentArrays(source, self.strategy)
+
+  def _place(self, tree: Any, stacked: bool = False) -> Any:
+    """Places a host pytree with a leading batch axis (`stacked`: `[K, batch, ...]`)."""
+    return self.strategy.put_batch(tree, stacked=stacked)
 
 
-def _resume(iterator: inputs_lib.Resumable, position: dict) -> None:
-  try:
-    fresh = iterator.get_state()
-    iterator.set_state(position)
-    at_end = getattr(iterator, 'at_end', None)  # numpy_input_fn's and tfrecord_input_fn's
-    if callable(at_end) and at_end():
-      # An earlier train() consumed this finite input to its end: this call makes a new pass
-      # (as TF re-ran input_fn on every call), so epoch-by-epoch train() loops keep working.
-      iterator.set_state(fresh)
-    else:
-      logger.info('Resuming input at epoch %s, offset %s', position.get('epoch'),
-                  position.get('offset'))
-  except ValueError:  # another input_fn than the checkpoint's: start it from its beginning
-    pass
+class ResidentArrays:
+  """An in-memory source's whole `(features, labels)`, kept on the device (single-device
+  strategies) for one `train()` call: `place()` puts them there once, after which the source's
+  batches carry only their row numbers, and `rows_and_mask` gives what each step gathers."""
+
+  def __init__(self, source: InMemorySource, strategy: Any):
+    self.host = (source.features, source.labels)
+    self._source, self._strategy = source, strategy
+
+  def place(self) -> tuple[Any, Any]:
+    """The placed `(features, labels)`; from now on the source's batches carry rows only."""
+    placed = self._strategy.put_state(self.host)
+    self._source.rows_only()
+    return placed
+
+  @staticmethod
+  def rows_and_mask(batch: HostBatch, plan: BatchPlan) -> tuple[np.ndarray, np.ndarray]:
+    """`(rows, mask)` on the host of a rows-only batch, padded as `place_batch` pads (repeating
+    the first row, mask 0.0 on padding); rows as int32 for the on-device gather."""
+    return plan_lib.pad_rows(batch.rows.astype(np.int32), batch.size, plan.rows(batch.size))

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from jestimator.pipeline import batches as batches_lib
+from jestimator.pipeline import plan as plan_lib
 from jestimator.pipeline.host_stage import Preprocessor
 from jestimator.serving import device_inputs, manifest, signatures, tensors
 from jestimator.serving import raw_features as raw_lib
@@ -204,7 +204,7 @@ class ServedModel:
       part = device if rows == n else {k: v[start:start + rows] for k, v in device.items()}
       size = _bucket(rows)
       if size != rows:
-        (part,), _ = batches_lib.pad_rows((part,), rows, size)
+        (part,), _ = plan_lib.pad_rows((part,), rows, size)
       self._compiled.setdefault(sig.name, set()).add(size)
       out = self._calls[sig.name](self._weights, part)
       parts.append({k: np.asarray(v)[:rows] for k, v in out.items()})

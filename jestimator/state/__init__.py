@@ -1,2 +1,3 @@
 """Train state and where it lives: `TrainState`, Orbax checkpoints, warm start and the
-`StateStore` (checkpointer + newest in-memory state + restore)."""
+`StateStore` (restore for every verb, the newest in-memory state, and per `train()` call a
+`TrainingCheckpoints` that owns the checkpoint writer)."""

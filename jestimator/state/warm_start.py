@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jestimator.state import vocab_remap
 from jestimator.state.checkpoints import (Checkpointer, flatten_with_names, step_error,
@@ -138,9 +139,16 @@ def warm_start(variables: Any, settings: WarmStartSettings) -> tuple[Any, list[s
                    'was warm-started from %s', settings.vars_to_warm_start, ckpt.path(step))
   leaves, treedef = jax.tree_util.tree_flatten(variables)
   flat_names = list(names)
-  leaves = [jnp.asarray(new_values[n], dtype=l.dtype) if n in new_values else l
-            for n, l in zip(flat_names, leaves)]
+  leaves = [_like(new_values[n], l) if n in new_values else l for n, l in zip(flat_names, leaves)]
   return jax.tree_util.tree_unflatten(treedef, leaves), chosen
+
+
+def _like(value: Any, fresh: Any) -> jax.Array:
+  """`value` as `fresh`'s dtype, placed as `fresh` when that is sharded over devices (a sharded
+  state's table goes straight to its shards, never whole onto one device)."""
+  if isinstance(fresh, jax.Array) and not fresh.sharding.is_fully_replicated:
+    return jax.device_put(np.asarray(value, fresh.dtype), fresh.sharding)
+  return jnp.asarray(value, dtype=fresh.dtype)
 
 
 def _by_full_name(mapping: Mapping[str, Any] | None, names: Mapping[str, Any],

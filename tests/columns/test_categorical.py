@@ -164,17 +164,20 @@ def test_names_and_buckets():
   np.testing.assert_array_equal(multi_hot(v, {'k': ['y']}).shape, (1, 4))
 
 
-def test_object_arrays_without_pandas(monkeypatch):
+def test_object_arrays_without_pandas():
   from jestimator.columns import _parse
   strs = fc.categorical_column_with_vocabulary_list('g', ['a', 'b'], num_oov_buckets=1)
   ints = fc.categorical_column_with_identity('i', 5)
   raw = {'g': np.array(['b', None, 'zz', np.nan, b'a'], dtype=object),
          'i': np.array([3, None, 1.0, np.nan, 4], dtype=object)}
-  with_pd = fc.host_stage([strs, ints])(raw)
-  monkeypatch.setattr(_parse, '_pd', None)
-  without = fc.host_stage([strs, ints])(raw)
-  for k in with_pd:
-    np.testing.assert_array_equal(with_pd[k], without[k])
-  np.testing.assert_array_equal(without[keys.ids_key(strs)][:, 0],
-                                [1, -1, 2, -1, 0])
-  np.testing.assert_array_equal(without[keys.ids_key(ints)][:, 0], [3, -1, 1, -1, 4])
+  # The parsers take pandas as an argument (None: numpy only) and agree either way, also on a
+  # str array long enough to be deduplicated with pandas.
+  long = np.array(['x', '', 'y'] * 400)
+  for parse, flat in ((_parse.flat_strings, raw['g']), (_parse.flat_strings, long),
+                      (_parse.flat_ints, raw['i'])):
+    with_pd, without = parse('k', flat, 'test', pd=pd), parse('k', flat, 'test', pd=None)
+    for a, b in zip(with_pd, without):
+      np.testing.assert_array_equal(a, b)
+  ids = fc.host_stage([strs, ints])(raw)
+  np.testing.assert_array_equal(ids[keys.ids_key(strs)][:, 0], [1, -1, 2, -1, 0])
+  np.testing.assert_array_equal(ids[keys.ids_key(ints)][:, 0], [3, -1, 1, -1, 4])

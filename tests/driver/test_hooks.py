@@ -137,11 +137,30 @@ def test_nan_loss_names_the_step(data, tmp_path):
                   config=RunConfig(log_step_count_steps=4))
   with pytest.raises(hooks_lib.NanLossDuringTrainingError, match='at step 6'):
     est.train(fn)
-  # fail_on_nan_loss=False stops instead of raising, and still saves no non-finite state.
+  # RunConfig(fail_on_nan_loss=False) stops instead of raising, and still saves no non-finite
+  # state.
   est = Estimator(_models.linear_model_fn(), str(tmp_path / 'c'),
-                  config=RunConfig(log_step_count_steps=1000, save_checkpoints_steps=2))
-  est.train(fn, hooks=[hooks_lib.NanLossHook(every_n_steps=1, fail_on_nan_loss=False)])
+                  config=RunConfig(log_step_count_steps=1000, save_checkpoints_steps=2,
+                                   fail_on_nan_loss=False))
+  est.train(fn)
   assert _step(est) == 4  # the last checkpoint before the NaN at step 6
+  # A hook never configures the built-in check: with it on (raising), a NanLossHook that would
+  # only stop does not turn the error into a stop.
+  est = Estimator(_models.linear_model_fn(), str(tmp_path / 'd'),
+                  config=RunConfig(log_step_count_steps=1000, save_checkpoints_steps=2))
+  with pytest.raises(hooks_lib.NanLossDuringTrainingError, match='at step 6'):
+    est.train(fn, hooks=[hooks_lib.NanLossHook(every_n_steps=1, fail_on_nan_loss=False)])
+  # With the built-in check off, NanLossHook acts as TF's NanTensorHook: fail_on_nan_loss=False
+  # stops after the bad step, and training ends as any stopped run does (its final save, which
+  # TF's CheckpointSaverHook also wrote).
+  est = Estimator(_models.linear_model_fn(), str(tmp_path / 'e'),
+                  config=RunConfig(log_step_count_steps=1000, save_checkpoints_steps=2,
+                                   check_nan_loss=False))
+  est.train(fn, hooks=[hooks_lib.NanLossHook(every_n_steps=1, fail_on_nan_loss=False)])
+  assert _step(est) == 6
+  assert np.isnan(est.get_variable_value('params/Dense_0/kernel')).any()
+  with pytest.raises(TypeError, match='fail_on_nan_loss must be a bool'):
+    RunConfig(fail_on_nan_loss='no')
 
 
 def test_step_counter_hook(est, data):

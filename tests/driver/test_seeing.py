@@ -178,13 +178,12 @@ class _Terminal(io.StringIO):
     return True
 
 
-def test_progress_line_on_a_terminal_excludes_compilation(monkeypatch):
+def test_progress_line_on_a_terminal_excludes_compilation(monkeypatch, caplog):
   clock = _Clock()
-  monkeypatch.setattr(progress.time, 'monotonic', clock)
   monkeypatch.setattr(progress.logger, 'level', logging.NOTSET)
   out = _Terminal()
   hook = progress.ProgressHook(ModeKeys.TRAIN, terminal_secs=1.0, stream=out,
-                               epoch=lambda: (2, 3))
+                               epoch=lambda: (2, 3), clock=clock)
   hook.begin()
   shown = []
   for step in range(1, 6):
@@ -202,18 +201,18 @@ def test_progress_line_on_a_terminal_excludes_compilation(monkeypatch):
   assert lines[-1] == ('train [###############---------------]  5/10  50%  epoch 2/3  8 ex/s  '
                        'loss 0.5  ETA 0:00:05\x1b[K\n')
   # Elsewhere the log line, examples/sec rounded (evaluate printed 400981.8).
-  logged = []
-  monkeypatch.setattr(progress, '_on_terminal', lambda stream: False)
-  monkeypatch.setattr(progress.logger, 'info', lambda fmt, line: logged.append(line))
-  monkeypatch.setattr(progress.logger, 'isEnabledFor', lambda level: True)
-  hook = progress.ProgressHook(ModeKeys.EVAL, every_n_steps=1, stream=out, show_loss=False)
+  caplog.set_level(logging.INFO, logger='jestimator')
+  caplog.clear()
+  hook = progress.ProgressHook(ModeKeys.EVAL, every_n_steps=1, stream=io.StringIO(),
+                               show_loss=False, clock=clock)
   hook.begin()
   for step in (1, 2):
     ctx = hooks_lib.StepContext(ModeKeys.EVAL, step, 1, 400982, total=2)
     hook.before_step(ctx)
     clock.now += 1.0
     hook.after_step(ctx, {'loss': np.float32(0.5)})
-  assert logged == ['evaluate: step = 2/2, examples/sec = 400982, ETA 0:00:00']
+  assert [r.getMessage() for r in caplog.records if r.name == 'jestimator'] == [
+      'evaluate: step = 2/2, examples/sec = 400982, ETA 0:00:00']
   assert out.getvalue().endswith('\n')
 
 

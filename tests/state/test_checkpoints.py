@@ -64,7 +64,7 @@ def test_default_config_saves_at_the_start_and_the_end(data, model_dir):
   assert _steps(model_dir) == [0, 7]
 
 
-def test_save_by_seconds(data, model_dir, monkeypatch):
+def test_save_by_seconds(data, model_dir):
   x, y = data
   clock = [0.0]
 
@@ -72,10 +72,12 @@ def test_save_by_seconds(data, model_dir, monkeypatch):
     def after_step(self, ctx, values):
       clock[0] += 1.0
 
-  monkeypatch.setattr(train_lib, 'clock', lambda: clock[0])
   est = Estimator(_models.linear_model_fn(), model_dir,
                   config=RunConfig(save_checkpoints_secs=3, keep_checkpoint_max=None))
-  est.train(_repeat(x, y), steps=7, hooks=[Tick()])
+  # The loop of Estimator.train, on the Estimator's own parts, with the clock injected.
+  train_lib.train(est.compiled_model, est.state_store, est.input_pipeline, est.config,
+                  _repeat(x, y), [Tick()], 7, None, [], est.summary_writers,
+                  clock=lambda: clock[0])
   assert _steps(model_dir) == [0, 3, 6, 7]
 
 

@@ -52,7 +52,7 @@ def test_session_run_hook_adapter(data, tmp_path):
     est.train(_fn(x, y), hooks=[Feeds()], steps=1)
 
 
-def test_second_or_step_timer_as_tf(monkeypatch):
+def test_second_or_step_timer_as_tf():
   # TF's basic_session_run_hooks.SecondOrStepTimer, its contract step by step.
   with pytest.raises(ValueError, match='Either every_secs or every_steps'):
     je.SecondOrStepTimer()
@@ -67,8 +67,7 @@ def test_second_or_step_timer_as_tf(monkeypatch):
   elapsed_secs, elapsed_steps = timer.update_last_triggered_step(4)
   assert elapsed_steps == 3 and elapsed_secs >= 0 and timer.last_triggered_step() == 4
   now = [1000.0]
-  monkeypatch.setattr('time.time', lambda: now[0])
-  timer = je.SecondOrStepTimer(every_secs=10)
+  timer = je.SecondOrStepTimer(every_secs=10, clock=lambda: now[0])
   timer.update_last_triggered_step(5)
   now[0] += 9.9
   assert not timer.should_trigger_for_step(100)

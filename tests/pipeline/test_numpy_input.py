@@ -158,19 +158,6 @@ def test_pandas_input_fn_errors():
                            shuffle=False)
 
 
-def test_call_input_fn_passes_only_named_arguments():
-  seen = {}
-
-  def input_fn(mode, params):
-    seen.update(mode=mode, params=params)
-    return []
-
-  inputs.call_input_fn(input_fn, 'eval', {'k': 1}, RunConfig())
-  assert seen == {'mode': 'eval', 'params': {'k': 1}}
-  with pytest.raises(ValueError, match="'batch'"):
-    inputs.call_input_fn(lambda batch: [], 'eval', None, None)
-
-
 def test_numpy_input_fn_takes_a_dataframe_as_a_dict_of_columns():
   df = pd.DataFrame({'a': np.arange(6, dtype=np.float32), 'b': list('uvwxyz'), 3: np.ones(6)})
   labels = pd.DataFrame({'p': np.arange(6) * 2, 'q': np.arange(6) * 3})

@@ -1,35 +1,21 @@
-"""Built-in input functions over in-memory arrays: `numpy_input_fn` and `pandas_input_fn`.
+"""The built-in input functions over in-memory arrays: `numpy_input_fn` and `pandas_input_fn`
+(public as `jestimator.inputs.numpy_input_fn`, ...).
 
 Both mirror `tf.compat.v1.estimator.inputs` and add what TF could not do: their position (epoch,
 offset and shuffle seed) is saved in every checkpoint, so a later `train()` in a new process
-continues with exactly the batches that would have come next.
-
-An `input_fn` in general is any callable returning an iterable of `(features, labels)` (or
-`features` alone for predict), `features` a dict of numpy arrays with a leading batch dimension.
+continues with exactly the batches that would have come next. The input pipeline knows them: it
+runs the host stage once over their whole arrays (`NumpyInputFn.with_arrays`) and may keep those
+on the device, gathering each batch's rows there (`ResumableIterator.next_rows`).
 """
 from __future__ import annotations
 
-import copy
-from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
+from typing import Any, Mapping
 
 import numpy as np
 
-from jestimator.io.input_fn import tfrecord_input_fn  # noqa: F401  (re-exported: inputs API)
-from jestimator.io.csv_input import csv_input_fn  # noqa: F401  (re-exported: inputs API)
+from jestimator.pipeline.input_fn import is_dataframe
 
 _FORMAT = 1
-
-
-@runtime_checkable
-class Resumable(Protocol):
-  """An input iterator whose position is saved in checkpoints and restored on resume (as the
-  built-in iterators of `numpy_input_fn` and `tfrecord_input_fn`). An optional `at_end()` is
-  honoured: a restored position at the end of a finite input starts a fresh pass, as TF's
-  re-run of input_fn on every `train()` call did."""
-
-  def get_state(self) -> dict: ...
-
-  def set_state(self, state: dict) -> None: ...
 
 
 class ResumableIterator:
@@ -197,9 +183,9 @@ def numpy_input_fn(x, y=None, batch_size: int = 128, num_epochs: int | None = 1,
     estimator.train(input_fn, max_steps=1000)
   """
   del queue_capacity, num_threads
-  if _is_dataframe(x):
+  if is_dataframe(x):
     x = _columns(x)
-  if _is_dataframe(y):
+  if is_dataframe(y):
     y = _columns(y)
   if not isinstance(shuffle, bool):
     raise ValueError(f'shuffle must be given explicitly as True or False, got {shuffle!r}')
@@ -245,11 +231,6 @@ def pandas_input_fn(x, y=None, batch_size: int = 128, num_epochs: int | None = 1
                         num_threads=num_threads)
 
 
-def _is_dataframe(x: Any) -> bool:
-  """A pandas DataFrame (checked without importing pandas, an optional dependency)."""
-  return type(x).__module__.split('.')[0] == 'pandas' and hasattr(x, 'columns')
-
-
 def _columns(frame) -> dict[str, np.ndarray]:
   """`{str(column): values}` of a DataFrame (object columns of strings stay strings)."""
   return {str(k): frame[k].to_numpy() for k in frame.columns}
@@ -263,48 +244,3 @@ def _check_lengths(x: Mapping[str, np.ndarray], y) -> None:
     lengths['y'] = len(y)
   if len(set(lengths.values())) > 1:
     raise ValueError(f'all arrays must have the same first dimension, got {lengths}')
-
-
-def call_input_fn(input_fn: Callable, mode: str, params: Any, config: Any,
-                  input_context: Any = None) -> Any:
-  """Calls `input_fn` with whichever of mode/params/config/input_context it names.
-
-  Raises:
-    TypeError: `input_fn` is data rather than a function (named by type, never printed whole),
-      with the wrapper to use.
-  """
-  from jestimator.model.fn_args import call_with_named_args
-  if not callable(input_fn):
-    kind = f'{type(input_fn).__module__}.{type(input_fn).__name__}'
-    if _is_dataframe(input_fn):
-      hint = ('wrap the DataFrame: jestimator.inputs.pandas_input_fn(df, y=labels, '
-              'shuffle=True or False)')
-    elif isinstance(input_fn, (np.ndarray, Mapping, list, tuple)):
-      hint = ('wrap the arrays: jestimator.inputs.numpy_input_fn({name: array}, y=labels, '
-              'shuffle=True or False)')
-    else:
-      hint = 'pass a function returning an iterable of (features, labels) batches'
-    raise TypeError(f'input_fn must be a callable, got a {kind}: {hint}')
-  # A fresh deep copy of params per call, as TF's: a mutating input_fn leaks into nothing else.
-  return call_with_named_args(
-      input_fn, 'input_fn',
-      dict(mode=mode, params=copy.deepcopy(params), config=config, input_context=input_context),
-      required=())
-
-
-def is_single_batch(result: Any) -> bool:
-  """Whether an input_fn returned one batch (`(features dict, labels)` or a features dict) rather
-  than an iterable of batches."""
-  return (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Mapping)) or (
-      isinstance(result, Mapping))
-
-
-def iterate(result: Any) -> Iterator:
-  """An iterator over what an input_fn returned (an iterable, or a single batch once)."""
-  if is_single_batch(result):
-    return iter([result])
-  try:
-    return iter(result)
-  except TypeError:
-    raise TypeError('input_fn must return an iterable of (features, labels) batches (or features '
-                    f'alone), got {type(result).__name__}') from None

@@ -98,7 +98,7 @@ class TrainProgram:
     self._dispatches += 1
     if not self.traced.has_outputs:
       outputs = dict(outputs, **{hooks_lib.SUMMARIES: _NO_SUMMARIES})
-    elif 'packed' in outputs[hooks_lib.SUMMARIES]:
+    elif 'packed' in outputs.get(hooks_lib.SUMMARIES, {}):
       # A switched step's summaries, one vector: fetched (the hooks that asked for them would
       # fetch them next anyway) and unpacked only when computed; zeros are not worth a fetch.
       summaries = outputs[hooks_lib.SUMMARIES]

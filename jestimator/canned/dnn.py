@@ -53,7 +53,7 @@ class DNN(nn.Module):
 
 def _layer_summary(value, tag: str) -> None:
   """TF's `_add_hidden_layer_summary` (computed only in the steps that write summaries)."""
-  summary.scalar(f'{tag}/fraction_of_zero_values', summary.zero_fraction(value))
+  summary.zero_fraction_scalar(f'{tag}/fraction_of_zero_values', value)
   summary.histogram(f'{tag}/activation', value)
 
 

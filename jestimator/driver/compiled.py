@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from jestimator.model import steps as steps_lib
+from jestimator.model import summary as summary_lib
 from jestimator.model.mode_keys import ModeKeys
 from jestimator.model.model_fn import ModelFn, TracedSpec
 from jestimator.state import warm_start as warm_start_lib
@@ -52,6 +53,8 @@ class CompiledModel:
     self._zero_states: dict[tuple, Any] = {}
     self._ahead: set[tuple] = set()
     self._abstract_states: dict[tuple, TrainState] = {}
+    #: How the switched train steps pack their summaries (`summary.Packing`).
+    self.summary_packing = summary_lib.Packing()
 
   @property
   def takes_labels(self) -> bool:
@@ -106,11 +109,12 @@ class CompiledModel:
     Without warm start one compiled program derives the keys, initialises the variables and the
     optimizer state: no eager op-by-op work (each eager op would be a compilation of its own).
     """
-    train = ModeKeys.TRAIN
-    spec = self.traced(train, self.abstract_variables(features, labels, train), features,
-                       labels).spec
     if warm_start is None:
       return self.state_program(features, labels)(features, labels)
+    train = ModeKeys.TRAIN
+    if train not in self._traced:
+      self.traced(train, self.abstract_variables(features, labels, train), features, labels)
+    spec = self._traced[train].spec
     variables = self.fresh_variables(features, labels, train, warm_start)
     create_from = self._program('create_from', lambda: _init_jit(
         lambda v: TrainState.create(v, spec.update_rule(), self._keys()[1]),
@@ -120,32 +124,40 @@ class CompiledModel:
   def state_program(self, features, labels) -> Callable:
     """The compiled `(features, labels) -> TrainState` that creates a fresh state (no warm
     start) for batches like these: with a sharded strategy, straight into the state's shardings
-    (each device computes only its own rows; random values as on one device)."""
+    (each device computes only its own rows; random values as on one device). Unsharded, it is
+    the very program whose trace `abstract_train_state` read (the initialiser traced once)."""
     def build():
-      model = self.model
-      spec = self.traced(ModeKeys.TRAIN, self.abstract_variables(features, labels,
-                                                                 ModeKeys.TRAIN),
-                         features, labels).spec
-
-      def create(f, l):
-        init_rng, train_rng = self._keys()
-        return TrainState.create(model.init(init_rng, f, l, ModeKeys.TRAIN), spec.update_rule(),
-                                 train_rng)
-
-      return _init_jit(create,
-                       self.strategy.state_shardings(self.abstract_train_state(features, labels)))
+      shardings = self.strategy.state_shardings(self.abstract_train_state(features, labels))
+      if shardings is None:
+        return self._unsharded_create()
+      return _init_jit(self._create_fn(), shardings)
     return self._program('create_state', build)
+
+  def _create_fn(self) -> Callable:
+    """`(features, labels) -> fresh TrainState`: keys, variables and optimizer state."""
+    model = self.model
+
+    def create(f, l):
+      init_rng, train_rng = self._keys()
+      variables = model.init(init_rng, f, l, ModeKeys.TRAIN)
+      spec = self.traced(ModeKeys.TRAIN, variables, f, l).spec  # abstract: computes nothing
+      return TrainState.create(variables, spec.update_rule(), train_rng)
+
+    return create
+
+  def _unsharded_create(self) -> Callable:
+    """`_create_fn` jitted without shardings: `abstract_train_state` reads its output shapes
+    from its trace (`jit.eval_shape`) and an unsharded state is created by it, so the model_fn's
+    initialiser is traced once for both (each trace of a canned model_fn is ~0.3 s of Python on
+    a CPU)."""
+    return self._program('create_unsharded', lambda: _init_jit(self._create_fn()))
 
   def abstract_train_state(self, features, labels) -> TrainState:
     """The train state's shapes and dtypes (restore targets, compile-ahead arguments); traced
     once per batch signature."""
     key = _signature((features, labels))
     if key not in self._abstract_states:
-      def create():
-        variables = self.model.init(jax.random.PRNGKey(0), features, labels, ModeKeys.TRAIN)
-        spec = self.traced(ModeKeys.TRAIN, variables, features, labels).spec
-        return TrainState.create(variables, spec.update_rule(), jax.random.PRNGKey(0))
-      self._abstract_states[key] = jax.eval_shape(create)
+      self._abstract_states[key] = self._unsharded_create().eval_shape(features, labels)
     return self._abstract_states[key]
 
   # -- steps ----------------------------------------------------------------------------------------
@@ -155,13 +167,22 @@ class CompiledModel:
     return self._program(('train_step', with_outputs),
                          lambda: self.strategy.train_step(self.model, with_outputs=with_outputs))
 
+  def switched_train_step(self) -> Callable | None:
+    """Compiled `(state, features, labels, mask, want_outputs) -> (state, outputs)`: one program
+    with the summaries under a runtime switch, or None where the strategy has none (see
+    `Strategy.switched_train_step`)."""
+    return self._program('switched_train_step',
+                         lambda: self.strategy.switched_train_step(self.model,
+                                                                   self.summary_packing))
+
   def gather_train_step(self, with_outputs: bool = False) -> Callable:
-    """Compiled `(state, all_features, all_labels, rows, mask, seen) -> (state, outputs)`: the train
-    step on rows of in-memory arrays kept on the device (single device; see
-    `SingleDevice.gather_train_step`)."""
+    """Compiled `(state, all_features, all_labels, rows, mask, seen[, want_outputs]) -> (state,
+    outputs)`: the train step on rows of in-memory arrays kept on the device (single device;
+    `with_outputs`: the summaries under a runtime switch; see `SingleDevice.gather_train_step`)."""
+    packing = self.summary_packing if with_outputs else None
     return self._program(('gather_train_step', with_outputs),
-                         lambda: self.strategy.gather_train_step(self.model,
-                                                                 with_outputs=with_outputs))
+                         lambda: self.strategy.gather_train_step(self.model, with_outputs,
+                                                                 packing))
 
   def train_loop(self, with_outputs: bool = False) -> Callable:
     """Compiled `(state, features[K], labels[K]) -> (state, outputs)` (`steps_per_loop`)."""

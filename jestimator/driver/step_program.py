@@ -29,6 +29,9 @@ from jestimator.pipeline.plan import BatchPlan
 LEAN_OUTPUTS = frozenset({'loss', 'losses', 'nonfinite', 'update_losses'})
 # What a model_fn without summaries or hook tensors produces for them.
 _NO_SUMMARIES = {'scalars': {}, 'histograms': {}, 'tensors': {}}
+# The `want_outputs` argument of the switched programs (0-d arrays: a jit argument, not static).
+_WANT = {False: np.asarray(False), True: np.asarray(True)}
+_WANT_SPEC = jax.ShapeDtypeStruct((), np.bool_)
 
 
 def choose(compiled, pipeline, steps_per_loop: int, source, first, agreement) -> 'TrainProgram':
@@ -95,6 +98,15 @@ class TrainProgram:
     self._dispatches += 1
     if not self.traced.has_outputs:
       outputs = dict(outputs, **{hooks_lib.SUMMARIES: _NO_SUMMARIES})
+    elif 'packed' in outputs.get(hooks_lib.SUMMARIES, {}):
+      # A switched step's summaries, one vector: fetched (the hooks that asked for them would
+      # fetch them next anyway) and unpacked only when computed; zeros are not worth a fetch.
+      summaries = outputs[hooks_lib.SUMMARIES]
+      unpacked = (self.compiled.summary_packing.unpack(
+          self.compiled.strategy.to_host(summaries['packed'])) if full else
+          {'scalars': {}, 'histograms': {}})
+      outputs = dict(outputs, **{hooks_lib.SUMMARIES: {**unpacked,
+                                                       'tensors': summaries['tensors']}})
     return state, outputs
 
   def sync_due(self, outputs) -> bool:
@@ -120,20 +132,34 @@ def _spec(tree, lead: tuple = ()):
 
 
 class StepProgram(TrainProgram):
-  """One batch per dispatch through the train step, padded to the plan's size (or unpadded)."""
+  """One batch per dispatch through the train step, padded to the plan's size (or unpadded).
+
+  A model_fn with summaries runs the strategy's switched step where it has one: the summaries
+  are computed under a runtime condition, so the steps that write them need no second program.
+  """
+
+  def __init__(self, *args):
+    super().__init__(*args)
+    self._switched = (self.compiled.switched_train_step() if self.traced.has_outputs else None)
 
   def compile_ahead(self) -> threading.Thread | None:
     if self._abstract is None:
       return None
     args = (_spec(self._first.features), _spec(self._first.labels))
-    if self.plan.masked:
-      args += (jax.ShapeDtypeStruct((self.plan.size,), np.float32),)
+    mask = jax.ShapeDtypeStruct((self.plan.size,), np.float32) if self.plan.masked else None
+    if self._switched is not None:
+      return self.compiled.compile_ahead('train_step', self._switched,
+                                         self._placed(self._abstract), *args, mask, _WANT_SPEC)
+    if mask is not None:
+      args += (mask,)
     return self.compiled.compile_ahead('train_step', self.compiled.train_step(),
                                        self._placed(self._abstract), *args)
 
   def _dispatch(self, state, group, full):
     (batch,) = group
     features, labels, mask = self.pipeline.place_batch(batch, self.plan)
+    if self._switched is not None:
+      return self._switched(state, features, labels, mask, _WANT[full])
     args = (features, labels) if mask is None else (features, labels, mask)
     return self.compiled.train_step(full)(state, *args)
 
@@ -148,10 +174,14 @@ class GatherProgram(TrainProgram):
 
   def compile_ahead(self) -> threading.Thread | None:
     size = self.plan.size
+    # A model_fn with summaries: one program, its summaries under a runtime switch.
+    switched = self.traced.has_outputs
+    want = (_WANT_SPEC,) if switched else ()
     return self.compiled.compile_ahead(
-        'gather_train_step', self.compiled.gather_train_step(), self._placed(self._abstract),
-        *self._placed(self._resident.host), jax.ShapeDtypeStruct((size,), np.int32),
-        jax.ShapeDtypeStruct((size,), np.float32), self._placed(np.False_))
+        'gather_train_step', self.compiled.gather_train_step(switched),
+        self._placed(self._abstract), *self._placed(self._resident.host),
+        jax.ShapeDtypeStruct((size,), np.int32), jax.ShapeDtypeStruct((size,), np.float32),
+        self._placed(np.False_), *want)
 
   def _dispatch(self, state, group, full):
     if self._arrays is None:  # placed at the first step: the state exists by then
@@ -159,8 +189,9 @@ class GatherProgram(TrainProgram):
       self.nonfinite_seen = self.compiled.strategy.put_state(np.False_)
     (batch,) = group
     rows, mask = self._resident.rows_and_mask(batch, self.plan)
-    state, outputs = self.compiled.gather_train_step(full)(state, *self._arrays, rows, mask,
-                                                           self.nonfinite_seen)
+    want = (_WANT[full],) if self.traced.has_outputs else ()
+    state, outputs = self.compiled.gather_train_step(self.traced.has_outputs)(
+        state, *self._arrays, rows, mask, self.nonfinite_seen, *want)
     self.nonfinite_seen = outputs['nonfinite_seen']
     return state, outputs
 

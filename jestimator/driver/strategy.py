@@ -97,6 +97,14 @@ class Strategy(abc.ABC):
     """Compiled `(variables, features, mask) -> predictions`, or `(predictions, outputs)` with
     `with_outputs`."""
 
+  def switched_train_step(self, model, packing) -> Callable | None:
+    """Compiled `(state, features, labels, mask, want_outputs) -> (state, outputs)` with the
+    summaries computed only when the bool `want_outputs` is true (`steps.make_train_step`'s
+    `outputs_switch`, the summaries packed by the `summary.Packing` `packing`): one program
+    instead of `train_step`'s two variants. None where the strategy has none (its steps then
+    compile both variants)."""
+    return None
+
   def put_unsharded(self, tree: Any) -> Any | None:
     """Places a batch whole on every device (not split), or None if the strategy cannot.
 
@@ -160,17 +168,23 @@ class SingleDevice(Strategy):
   def train_step(self, model, with_outputs=False):
     return jax.jit(steps_lib.make_train_step(model, with_outputs=with_outputs))
 
-  def gather_train_step(self, model, with_outputs=False):
-    """`(state, all_features, all_labels, rows, mask, seen) -> (state, outputs)`: the train step
-    on rows `rows` (`[batch]` int32) of whole arrays already on the device, gathered inside the
-    program. `seen` (bool scalar) is carried into `outputs['nonfinite_seen']`, True once any
-    step so far was non-finite, so the NaN check reads one flag instead of one per step."""
-    step = steps_lib.make_train_step(model, with_outputs=with_outputs)
+  def switched_train_step(self, model, packing):
+    return jax.jit(steps_lib.make_train_step(model, outputs_switch=True, packing=packing))
+
+  def gather_train_step(self, model, with_outputs=False, packing=None):
+    """`(state, all_features, all_labels, rows, mask, seen[, want_outputs]) -> (state,
+    outputs)`: the train step on rows `rows` (`[batch]` int32) of whole arrays already on the
+    device, gathered inside the program. `seen` (bool scalar) is carried into
+    `outputs['nonfinite_seen']`, True once any step so far was non-finite, so the NaN check
+    reads one flag instead of one per step. `with_outputs`: the summaries under the runtime
+    switch `want_outputs`, packed by `packing` (see `switched_train_step`)."""
+    step = steps_lib.make_train_step(model, outputs_switch=with_outputs, packing=packing)
 
     # Named as the plain step: it is the train step program of this train() (compile logs).
-    def train_step(state, features, labels, rows, mask, seen):
+    def train_step(state, features, labels, rows, mask, seen, want_outputs=None):
       take = lambda a: jnp.take(a, rows, axis=0, mode='clip')  # rows are always in range
-      state, outputs = step(state, jax.tree.map(take, features), jax.tree.map(take, labels), mask)
+      state, outputs = step(state, jax.tree.map(take, features), jax.tree.map(take, labels), mask,
+                            want_outputs)
       return state, dict(outputs, nonfinite_seen=seen | jnp.any(outputs['nonfinite']))
 
     return jax.jit(train_step)
@@ -183,4 +197,3 @@ class SingleDevice(Strategy):
 
   def predict_step(self, model, with_outputs=False):
     return jax.jit(steps_lib.make_predict_step(model, with_outputs))
-

@@ -348,17 +348,29 @@ def compute(metrics: Mapping[str, Metric]) -> dict[str, float | np.ndarray]:
   Logs a warning for an `AUC` whose predictions mostly (over half their weight) fell between two
   adjacent thresholds: its value is then far from the exact AUC.
   """
-  out: dict[str, float | np.ndarray] = {}
   for name, m in metrics.items():
     if not isinstance(m, Metric):
       raise TypeError(f'compute: metrics[{name!r}] must be a jestimator.metrics state, got '
                       f'{type(m).__name__}')
-    m = jax.device_get(m)
-    value = np.asarray(m.result())
+  metrics = jax.device_get(dict(metrics))
+  try:
+    # One program for every result: op by op, each jnp op of every result() would be a
+    # compilation of its own (19 for a canned head's metrics, half a cold first evaluate()).
+    values = jax.device_get(_results(metrics))
+  except jax.errors.JAXTypeError:  # a user's Metric whose result() needs concrete values
+    values = {name: m.result() for name, m in metrics.items()}
+  out: dict[str, float | np.ndarray] = {}
+  for name, m in metrics.items():
+    value = np.asarray(values[name])
     out[name] = float(value) if value.ndim == 0 else value
     if isinstance(m, AUC):
       _warn_if_coarse(name, m)
   return out
+
+
+@jax.jit
+def _results(metrics: dict[str, Metric]) -> dict[str, jax.Array]:
+  return {name: m.result() for name, m in metrics.items()}
 
 
 COARSE_AUC_FRACTION = 0.5

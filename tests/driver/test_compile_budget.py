@@ -84,3 +84,54 @@ def test_padded_final_batch_trains_exactly_as_unpadded(tmp_path):
                      if n.startswith('params/')]
   for a, b in zip(params[True], params[False]):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _summarised_model_fn(features, labels, mode):
+  import flax.linen as nn
+  import jax.numpy as jnp
+  import optax
+
+  from jestimator import example_mask, summary
+  from jestimator.spec import EstimatorSpec
+  hidden = nn.relu(nn.Dense(4)(features['x']))
+  summary.histogram('hidden', hidden)
+  logits = nn.Dense(1)(hidden)[:, 0]
+  losses = optax.sigmoid_binary_cross_entropy(logits, labels.astype(jnp.float32))
+  mask = example_mask()
+  mask = jnp.ones_like(losses) if mask is None else mask  # None while tracing the initialiser
+  return EstimatorSpec(mode, loss=jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0),
+                       optimizer=optax.sgd(0.1))
+
+
+def test_a_model_fn_with_summaries_compiles_its_train_step_once(tmp_path, compile_counter):
+  """The steps that write summaries and those that do not run one program (the summaries under
+  a runtime switch), and the summaries arrive at the steps that ask for them."""
+  from jestimator import hooks
+
+  class AskEvery3(hooks.Hook):
+    def __init__(self):
+      self.seen = {}
+
+    def before_step(self, ctx):
+      return ('summaries',) if ctx.step % 3 == 0 else ()
+
+    def after_step(self, ctx, values):
+      if 'summaries' in values:
+        self.seen[ctx.step] = float(np.sum(values['summaries']['histograms']['hidden'].counts))
+
+  x, y = _models.make_data(100)
+  for resident in (True, False):  # in-memory arrays gathered on the device; a generator's batches
+    est = Estimator(_summarised_model_fn, str(tmp_path / str(resident)),
+                    config=RunConfig(save_summary_steps=2))
+    fn = _input(x, y, 2) if resident else (lambda: iter(list(_input(x, y, 2)(RunConfig()))))
+    ask = AskEvery3()
+    compile_counter.reset()
+    with compiled_names() as names:
+      est.train(fn, hooks=[ask])
+    assert sorted(names) == ['jit(create)', 'jit(train_step)'], names
+    assert compile_counter.n == 2, names
+    # Asked for by this hook (3, 6) or the summary saver (every 2 steps, and at the last step
+    # when the input's end is known: the in-memory one): full batches of 32 rows x 4 units; the
+    # short last batch counts its 8 real rows only. Steps 1 and 5 computed none.
+    last = {7: 32.0} if resident else {}
+    assert ask.seen == {2: 128.0, 3: 128.0, 4: 128.0, 6: 128.0, **last}

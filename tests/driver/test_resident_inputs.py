@@ -34,9 +34,9 @@ def gathers(monkeypatch):
   built = []
   original = SingleDevice.gather_train_step
 
-  def counting(self, model, with_outputs=False):
+  def counting(self, model, with_outputs=False, *args):
     built.append(with_outputs)
-    return original(self, model, with_outputs)
+    return original(self, model, with_outputs, *args)
 
   monkeypatch.setattr(SingleDevice, 'gather_train_step', counting)
   return built

@@ -90,3 +90,49 @@ def test_train_step_from_plain_model_fn_and_explicit_optimizer():
   new_state, _ = step(state, {'x': x}, y)  # lr 0 overrides the spec's optimizer: no change
   for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(a, b)
+
+
+def _summarised_model_fn(features, labels, mode):
+  from jestimator import summary
+  hidden = nn.relu(nn.Dense(4)(features['x']))
+  summary.scalar('hidden/zero_fraction', summary.zero_fraction(hidden))
+  summary.histogram('hidden/activation', hidden)
+  pred = nn.Dense(1)(hidden)[:, 0]
+  summary.histogram('pred', pred)
+  return EstimatorSpec(mode, loss=jnp.mean((pred - labels) ** 2), optimizer=optax.sgd(0.1))
+
+
+def test_switched_train_step_is_the_lean_step_and_the_full_step_in_one_program():
+  """The summaries under a runtime switch, packed into one vector: the state of the lean step and,
+  when asked for, exactly the summaries of the `with_outputs` step; zeros otherwise."""
+  from jestimator.model import summary
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(8, 3)).astype(np.float32)
+  y = rng.normal(size=8).astype(np.float32)
+  model = ModelFn(_summarised_model_fn)
+  state = TrainState.create(model.init(jax.random.PRNGKey(0), {'x': x}, y), optax.sgd(0.1),
+                            jax.random.PRNGKey(1))
+  packing = summary.Packing()
+  switched = jax.jit(steps.make_train_step(model, outputs_switch=True, packing=packing))
+  lean_state, lean = jax.jit(steps.make_train_step(model))(state, {'x': x}, y)
+  _, full = jax.jit(steps.make_train_step(model, with_outputs=True))(state, {'x': x}, y)
+  for want in (True, False):
+    new_state, out = switched(state, {'x': x}, y, None, np.asarray(want))
+    assert _tree_equal(new_state, lean_state) and float(out['loss']) == float(lean['loss'])
+    got = packing.unpack(jax.device_get(out['summaries']['packed']))
+    expected = jax.device_get({'scalars': full['summaries']['scalars'],
+                               'histograms': full['summaries']['histograms']})
+    if not want:
+      expected = jax.tree.map(np.zeros_like, expected)
+    assert jax.tree.structure(got) == jax.tree.structure(expected)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+      np.testing.assert_array_equal(a, b)
+  assert float(np.sum(got['histograms']['pred'].counts)) == 0.0  # want=False: zeros
+  counts = jax.device_get(full['summaries']['histograms']['hidden/activation'].counts)
+  assert float(np.sum(counts)) == 8 * 4  # every activation counted once
+
+
+def _tree_equal(a, b) -> bool:
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  return len(la) == len(lb) and all(np.array_equal(np.asarray(p), np.asarray(q))
+                                    for p, q in zip(la, lb))

@@ -82,7 +82,7 @@ class EstimatorSpec:
       raise TypeError('EstimatorSpec.optimizer must be an optax GradientTransformation, got '
                       f'{type(self.optimizer).__name__}')
     if self.train_op is not None:
-      if isinstance(self.train_op, optax.GradientTransformation):
+      if train_ops.is_transformation(self.train_op):
         raise TypeError('EstimatorSpec.train_op got an optax GradientTransformation: pass it as '
                         'optimizer=, or train_op=jestimator.train_ops.minimize(tx)')
       if not (callable(getattr(self.train_op, 'init', None)) and

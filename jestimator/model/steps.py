@@ -13,7 +13,6 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax import lax
 
 from jestimator.model import metrics as metrics_lib
@@ -76,7 +75,7 @@ def make_train_step(model_fn_or_estimator, optimizer: Any = None,
       turns the fetched vector back into `{'scalars', 'histograms'}`.
   """
   model = _as_model_fn(model_fn_or_estimator)
-  if isinstance(optimizer, optax.GradientTransformation):
+  if train_ops.is_transformation(optimizer):
     optimizer = train_ops.minimize(optimizer)
   with_outputs = with_outputs or outputs_switch
 

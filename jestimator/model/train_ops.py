@@ -78,13 +78,22 @@ def minimize(tx: optax.GradientTransformation, loss: str | None = None) -> Train
   """One backward pass of `loss` (None: the spec's `loss`) and `tx` over all parameters; the
   state is `tx.init(params)`. `EstimatorSpec(optimizer=tx)` means `minimize(tx)`, bit for bit.
   `tx.update` also gets `value=` the loss and `grad_fn=` (SAM) when it takes them."""
-  _check_tx(tx, 'minimize(tx)')
-  return _Minimize(tx, loss)
+  return _Minimize(_as_tx(tx, 'minimize(tx)'), loss)
 
 
-def _check_tx(tx, where: str) -> None:
+def is_transformation(tx: Any) -> bool:
+  """True for an optax transformation, `optax.MultiSteps` included (a class of its own)."""
+  return isinstance(tx, (optax.GradientTransformation, optax.MultiSteps))
+
+
+def _as_tx(tx, where: str) -> optax.GradientTransformation:
+  """`tx` as a GradientTransformation (`MultiSteps` through its own `gradient_transformation()`,
+  the same init and update), or a TypeError naming `where`."""
+  if isinstance(tx, optax.MultiSteps):
+    return tx.gradient_transformation()
   if not isinstance(tx, optax.GradientTransformation):
     raise TypeError(f'{where} needs an optax GradientTransformation, got {type(tx).__name__}')
+  return tx
 
 
 # -- groups ----------------------------------------------------------------------------------------
@@ -100,8 +109,7 @@ def groups(transforms: Mapping[str, optax.GradientTransformation],
   """
   if not transforms:
     raise ValueError('groups() needs at least one {name: transformation}')
-  for name, tx in transforms.items():
-    _check_tx(tx, f'groups()[{name!r}]')
+  transforms = {name: _as_tx(tx, f'groups()[{name!r}]') for name, tx in transforms.items()}
   by = dict(by) if by is not None else {n: re.escape(n) for n in transforms}
   if set(by) != set(transforms):
     raise ValueError(f'groups(by=...) names {sorted(by)} but the transformations are named '
@@ -144,7 +152,7 @@ class Update:
   name: str | None = None
 
   def __post_init__(self):
-    _check_tx(self.tx, 'Update(tx=...)')
+    object.__setattr__(self, 'tx', _as_tx(self.tx, 'Update(tx=...)'))
     for field in ('every', 'repeat'):
       value = getattr(self, field)
       if not isinstance(value, int) or value < 1:
@@ -330,7 +338,7 @@ def then(op: Any, *post: Any) -> TrainOp:
   """`op` (a `TrainOp`, or an optax transformation for `minimize(tx)`) followed, in order, by
   post-update transforms (`ema(...)`, `assign(...)`). The state is
   `{'update': op's state, 'extras': {name: values}}` (the EMA weights, saved in checkpoints)."""
-  if isinstance(op, optax.GradientTransformation):
+  if is_transformation(op):
     op = minimize(op)
   if not isinstance(op, TrainOp):
     raise TypeError(f'then(op, ...) needs a TrainOp or an optax transformation, got '

@@ -114,6 +114,32 @@ def test_minimize_is_todays_optimizer_bit_for_bit(spec_form):
                (want.params, want.opt_state, want.collections))
 
 
+@pytest.mark.parametrize('spec_form', ['optimizer', 'minimize', 'groups'])
+def test_multisteps_is_accepted_as_a_transformation_bit_for_bit(spec_form):
+  # optax.MultiSteps is a class of its own, not a GradientTransformation; it was accepted as
+  # EstimatorSpec(optimizer=) before train ops and must stay so everywhere a tx is taken.
+  tx = optax.MultiSteps(optax.adam(0.05), every_k_schedule=2)
+  rule = {'optimizer': tx, 'minimize': train_ops.minimize(tx),
+          'groups': train_ops.minimize(train_ops.groups({'all': tx}, by={'all': '.'}))}[spec_form]
+
+  def model_fn(features, labels, mode):
+    logits = nn.Dense(1, name='head')(features['x'])[:, 0]
+    loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
+    if spec_form == 'optimizer':
+      return je.EstimatorSpec(mode, loss=loss, optimizer=rule)
+    return je.EstimatorSpec(mode, loss=loss, train_op=rule)
+
+  model, state = _state(model_fn, tx)
+  ref = jax.jit(_todays_step(model, tx))
+  got, want = _state(model_fn, rule if spec_form != 'optimizer' else tx)[1], state
+  step = jax.jit(je.make_train_step(model))
+  for _ in range(4):
+    got, out = step(got, {'x': X}, Y)
+    want, loss = ref(want, {'x': X}, Y)
+    assert float(out['loss']) == float(loss)
+  _assert_same(got.params, want.params)
+
+
 def _old_combined(linear_opt, dnn_opt):
   """The canned wide & deep's combined optimizer before `groups` (top-level labels)."""
   def labels(params):
